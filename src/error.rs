@@ -1,0 +1,101 @@
+//! The crate's one error type: every variant says what was being done and to what.
+
+use std::path::{Path, PathBuf};
+
+/// Everything that can go wrong, phrased for a mail administrator.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file-system or socket operation on a named path failed.
+    #[error("cannot {op} {}: {}", path.display(), describe_io(source))]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An I/O failure with no path to name (a connection, a pipe).
+    #[error("{op}: {}", describe_io(source))]
+    Net {
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The embedded database refused an operation.
+    #[error("database {}: {op}: {source}", path.display())]
+    Db {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+    /// Another process holds the database open.
+    #[error(
+        "database {} is in use by another process (is a relaylease daemon already running? use --socket to reach it)",
+        path.display()
+    )]
+    DbLocked { path: PathBuf },
+    /// A value given by the user (flag, request field, file entry) is not valid.
+    #[error("{0}")]
+    Invalid(String),
+    /// The daemon answered with an error.
+    #[error("{0}")]
+    Remote(String),
+    /// The peer is not allowed to do this.
+    #[error("{0}")]
+    Denied(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn io(op: &'static str, path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+
+    pub fn net(op: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Net {
+            op: op.into(),
+            source,
+        }
+    }
+
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Error::Invalid(msg.into())
+    }
+}
+
+/// "permission denied" rather than "Permission denied (os error 13)".
+fn describe_io(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    let s = match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    };
+    let mut c = s.chars();
+    match c.next() {
+        Some(first) => first.to_lowercase().chain(c).collect(),
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_error_names_path_and_operation_without_os_error_number() {
+        let e = Error::io(
+            "open",
+            "/var/lib/relaylease",
+            std::io::Error::from_raw_os_error(13),
+        );
+        assert_eq!(
+            e.to_string(),
+            "cannot open /var/lib/relaylease: permission denied"
+        );
+    }
+}

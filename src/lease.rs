@@ -1,0 +1,452 @@
+//! The lease model: address normalisation, who may get a lease, and expiry arithmetic (pure).
+//!
+//! Every function here takes the current time as an argument, so tests never sleep.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Milliseconds since the Unix epoch: the one clock unit of the lease table.
+pub type Millis = u64;
+
+/// The wall clock, read once per operation by the callers that are not tests.
+pub fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+/// Where a lease came from, as shown to the administrator.
+pub const SOURCE_HOOK: &str = "hook";
+pub const SOURCE_MANUAL: &str = "manual";
+
+/// One successful POP3/IMAP login, from any source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Login {
+    pub ip: IpAddr,
+    pub user: Option<String>,
+    /// When the login happened (the log line's own time where it has one).
+    pub at: Millis,
+    /// A watched log file's path, `hook`, or `manual`.
+    pub source: String,
+}
+
+/// Permission for one address (or IPv6 prefix) to relay until a deadline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub net: IpNet,
+    pub deadline: Millis,
+    pub first_login: Millis,
+    pub last_login: Millis,
+    pub user: Option<String>,
+    pub source: String,
+    pub logins: u64,
+}
+
+impl Lease {
+    pub fn new(net: IpNet, login: &Login, deadline: Millis) -> Self {
+        Lease {
+            net,
+            deadline,
+            first_login: login.at,
+            last_login: login.at,
+            user: login.user.clone(),
+            source: login.source.clone(),
+            logins: 1,
+        }
+    }
+
+    /// A later login renews the lease; an older line (read late) never shortens it.
+    pub fn renew(&mut self, login: &Login, deadline: Millis) {
+        self.deadline = self.deadline.max(deadline);
+        self.first_login = self.first_login.min(login.at);
+        if login.at >= self.last_login {
+            self.last_login = login.at;
+            if login.user.is_some() {
+                self.user = login.user.clone();
+            }
+            self.source = login.source.clone();
+        }
+        self.logins = self.logins.saturating_add(1);
+    }
+
+    pub fn is_live(&self, now: Millis) -> bool {
+        self.deadline > now
+    }
+}
+
+/// An IPv4-mapped IPv6 address is the IPv4 address it carries.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
+    }
+}
+
+/// The lease key of a client address: the IPv4 address itself, or the IPv6 prefix of
+/// `v6_prefix` bits that holds it (a host's privacy addresses change within its /64).
+pub fn lease_key(ip: IpAddr, v6_prefix: u8) -> IpNet {
+    match canonical(ip) {
+        IpAddr::V4(v4) => IpNet::V4(Ipv4Net::from(v4)),
+        IpAddr::V6(v6) => {
+            let bits = v6_prefix.min(128);
+            let net = Ipv6Net::new(v6, bits).unwrap_or_else(|_| Ipv6Net::from(v6));
+            IpNet::V6(net.trunc())
+        }
+    }
+}
+
+/// A key as the administrator reads it: a bare address for one host, CIDR for a prefix.
+pub fn show_key(net: &IpNet) -> String {
+    if net.prefix_len() == net.max_prefix_len() {
+        net.addr().to_string()
+    } else {
+        net.to_string()
+    }
+}
+
+/// Parse an address typed by a person or found in a request: `192.0.2.7`, `[2001:db8::1]`,
+/// `::ffff:192.0.2.7`. The error names the bad value.
+pub fn parse_ip(s: &str) -> Result<IpAddr> {
+    let t = s.trim();
+    let t = t
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(t);
+    // Mailutils writes ::1 as 0:0:0:0:0:0:0:1, which parses as is; IPv6 zone ids do not
+    // name a relay client.
+    t.parse::<IpAddr>()
+        .map(canonical)
+        .map_err(|_| Error::invalid(format!("invalid address '{s}'")))
+}
+
+/// An address or a prefix: `del` and `check` accept a lease key as `list` prints it.
+pub fn parse_key(s: &str, v6_prefix: u8) -> Result<IpNet> {
+    if s.contains('/') {
+        let net: IpNet = s
+            .trim()
+            .parse()
+            .map_err(|_| Error::invalid(format!("invalid address or prefix '{s}'")))?;
+        match net {
+            IpNet::V6(n) => {
+                if let Some(v4) = n.addr().to_ipv4_mapped() {
+                    let bits = n.prefix_len().saturating_sub(96);
+                    return Ipv4Net::new(v4, bits)
+                        .map(|n| IpNet::V4(n.trunc()))
+                        .map_err(|_| Error::invalid(format!("invalid prefix '{s}'")));
+                }
+                Ok(IpNet::V6(n.trunc()))
+            }
+            v4 => Ok(v4.trunc()),
+        }
+    } else {
+        parse_ip(s).map(|ip| lease_key(ip, v6_prefix))
+    }
+}
+
+/// Parse a network for `--allow`/`--deny`; a bare address is a single host.
+pub fn parse_net(s: &str) -> Result<IpNet> {
+    if s.contains('/') {
+        s.trim()
+            .parse::<IpNet>()
+            .map(|n| n.trunc())
+            .map_err(|_| Error::invalid(format!("invalid network '{s}'")))
+    } else {
+        parse_ip(s).map(IpNet::from)
+    }
+}
+
+/// Parse a humantime duration such as `30m` or `1h 30m`; zero is not a window.
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| Error::invalid(format!("invalid duration '{s}': {e}")))?;
+    if d.is_zero() {
+        return Err(Error::invalid(format!(
+            "invalid duration '{s}': must be more than zero"
+        )));
+    }
+    if d > Duration::from_secs(10 * 365 * 86400) {
+        return Err(Error::invalid(format!(
+            "invalid duration '{s}': more than ten years"
+        )));
+    }
+    Ok(d)
+}
+
+/// Who gets a lease and for how long: the settings every login is judged by.
+#[derive(Clone, Debug)]
+pub struct Rules {
+    pub window: Duration,
+    pub v6_prefix: u8,
+    pub allow: Vec<IpNet>,
+    pub deny: Vec<IpNet>,
+    /// When set, only these users' logins create leases.
+    pub users: Option<Arc<HashSet<String>>>,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            window: Duration::from_secs(30 * 60),
+            v6_prefix: 64,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            users: None,
+        }
+    }
+}
+
+/// What a login earns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Create or renew the lease on `net` until `deadline`.
+    Grant { net: IpNet, deadline: Millis },
+    /// The address is always allowed (`--allow`); nothing is stored.
+    Static(IpNet),
+    /// The address is in a `--deny` network.
+    DeniedNet(IpNet),
+    /// `--users` is set and does not list this user (or the login names none).
+    DeniedUser,
+    /// The login is older than the window: it would expire before it starts.
+    Stale,
+}
+
+impl Rules {
+    /// The `--allow` network holding `ip`, if any.
+    pub fn static_net(&self, ip: IpAddr) -> Option<&IpNet> {
+        let ip = canonical(ip);
+        self.allow.iter().find(|n| n.contains(&ip))
+    }
+
+    fn window_ms(&self) -> Millis {
+        self.window.as_millis().min(u64::MAX as u128) as Millis
+    }
+
+    /// The deadline a login at `at` earns, seen at `now`: counted from the login's own time,
+    /// but never later than `now + window` (a clock ahead of ours grants no extra time).
+    pub fn deadline(&self, at: Millis, now: Millis) -> Millis {
+        let w = self.window_ms();
+        at.saturating_add(w).min(now.saturating_add(w))
+    }
+
+    pub fn judge(&self, login: &Login, now: Millis) -> Verdict {
+        let ip = canonical(login.ip);
+        if let Some(net) = self.deny.iter().find(|n| n.contains(&ip)) {
+            return Verdict::DeniedNet(*net);
+        }
+        if let Some(net) = self.static_net(ip) {
+            return Verdict::Static(*net);
+        }
+        if let Some(users) = &self.users {
+            match &login.user {
+                Some(u) if users.contains(u) => {}
+                _ => return Verdict::DeniedUser,
+            }
+        }
+        let deadline = self.deadline(login.at, now);
+        if deadline <= now {
+            return Verdict::Stale;
+        }
+        Verdict::Grant {
+            net: lease_key(ip, self.v6_prefix),
+            deadline,
+        }
+    }
+}
+
+/// Parse a `--users` file: one user name per line; blank lines and `#` comments ignored.
+pub fn parse_users(text: &str) -> HashSet<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `27m left`, `1h 3m left`, `40s left`: the rest of a lease, to the second.
+pub fn show_remaining(deadline: Millis, now: Millis) -> String {
+    let secs = deadline.saturating_sub(now).div_ceil(1000);
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m {s}s"),
+        _ => format!("{h}h {m}m"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn login(ip: &str, user: Option<&str>, at: Millis) -> Login {
+        Login {
+            ip: parse_ip(ip).unwrap(),
+            user: user.map(str::to_string),
+            at,
+            source: "/var/log/mail.log".into(),
+        }
+    }
+
+    const MIN: Millis = 60_000;
+
+    fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+        IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d))
+    }
+
+    #[test]
+    fn mapped_v6_is_the_v4_address() {
+        let ip: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(canonical(ip), v4(192, 0, 2, 7));
+        assert_eq!(show_key(&lease_key(ip, 64)), "192.0.2.7");
+        assert_eq!(parse_ip("[::ffff:192.0.2.7]").unwrap(), v4(192, 0, 2, 7));
+    }
+
+    #[test]
+    fn v6_is_grouped_by_prefix() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(lease_key(a, 64), lease_key(b, 64));
+        assert_ne!(lease_key(a, 64), lease_key(c, 64));
+        assert_eq!(show_key(&lease_key(a, 64)), "2001:db8:1:2::/64");
+        assert_ne!(lease_key(a, 128), lease_key(b, 128));
+        assert_eq!(show_key(&lease_key(a, 128)), "2001:db8:1:2:aaaa::1");
+        // A prefix longer than 128 is treated as exact, not as an error.
+        assert_eq!(lease_key(a, 200), lease_key(a, 128));
+    }
+
+    #[test]
+    fn normalisation_is_idempotent() {
+        for s in ["192.0.2.7", "::ffff:10.1.2.3", "2001:db8::1", "::1", "0:0:0:0:0:0:0:1"] {
+            let once = lease_key(parse_ip(s).unwrap(), 64);
+            let twice = parse_key(&show_key(&once), 64).unwrap();
+            assert_eq!(once, twice, "{s}");
+        }
+    }
+
+    #[test]
+    fn bad_addresses_are_named_in_the_error() {
+        for s in ["", "300.1.1.1", "example.org", "1.2.3", "::g"] {
+            let e = parse_ip(s).unwrap_err().to_string();
+            assert!(e.contains(&format!("'{s}'")), "{e}");
+        }
+        assert!(parse_key("10.0.0.0/33", 64).is_err());
+        assert!(parse_net("fe80::/129").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
+        assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5400));
+        for bad in ["", "0s", "soon", "-5m", "30"] {
+            let e = parse_duration(bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("'{bad}'")), "{e}");
+        }
+    }
+
+    #[test]
+    fn deadline_counts_from_the_login_time_but_not_past_now_plus_window() {
+        let r = Rules::default();
+        let now = 1_000 * MIN;
+        // A login ten minutes ago earns twenty more minutes.
+        assert_eq!(r.deadline(now - 10 * MIN, now), now + 20 * MIN);
+        // A login stamped in the future (skewed clock) earns no more than a full window.
+        assert_eq!(r.deadline(now + 60 * MIN, now), now + 30 * MIN);
+    }
+
+    #[test]
+    fn a_login_older_than_the_window_grants_nothing() {
+        let r = Rules::default();
+        let now = 1_000 * MIN;
+        assert_eq!(
+            r.judge(&login("192.0.2.7", None, now - 40 * MIN), now),
+            Verdict::Stale
+        );
+        assert_eq!(
+            r.judge(&login("192.0.2.7", None, now - 30 * MIN), now),
+            Verdict::Stale,
+            "a deadline equal to now has already passed"
+        );
+        assert!(matches!(
+            r.judge(&login("192.0.2.7", None, now - 29 * MIN), now),
+            Verdict::Grant { .. }
+        ));
+    }
+
+    #[test]
+    fn deny_wins_over_allow_and_allow_is_static() {
+        let r = Rules {
+            allow: vec![parse_net("10.0.0.0/8").unwrap()],
+            deny: vec![parse_net("10.9.0.0/16").unwrap()],
+            ..Rules::default()
+        };
+        let now = 1_000 * MIN;
+        assert_eq!(
+            r.judge(&login("10.9.1.1", None, now), now),
+            Verdict::DeniedNet(parse_net("10.9.0.0/16").unwrap())
+        );
+        assert_eq!(
+            r.judge(&login("::ffff:10.1.1.1", None, now), now),
+            Verdict::Static(parse_net("10.0.0.0/8").unwrap())
+        );
+    }
+
+    #[test]
+    fn users_file_limits_who_gets_a_lease() {
+        let users = parse_users("# legacy accounts\nalice\n\n  bob  \n");
+        assert_eq!(users.len(), 2);
+        let r = Rules {
+            users: Some(Arc::new(users)),
+            ..Rules::default()
+        };
+        let now = 1_000 * MIN;
+        assert!(matches!(
+            r.judge(&login("192.0.2.1", Some("bob"), now), now),
+            Verdict::Grant { .. }
+        ));
+        assert_eq!(
+            r.judge(&login("192.0.2.1", Some("carol"), now), now),
+            Verdict::DeniedUser
+        );
+        assert_eq!(
+            r.judge(&login("192.0.2.1", None, now), now),
+            Verdict::DeniedUser
+        );
+    }
+
+    #[test]
+    fn renewal_extends_and_counts_but_a_late_old_line_never_shortens() {
+        let now = 1_000 * MIN;
+        let first = login("192.0.2.7", Some("alice"), now);
+        let mut lease = Lease::new(lease_key(first.ip, 64), &first, now + 30 * MIN);
+        let later = login("192.0.2.7", Some("bob"), now + 5 * MIN);
+        lease.renew(&later, now + 35 * MIN);
+        assert_eq!(lease.deadline, now + 35 * MIN);
+        assert_eq!(lease.user.as_deref(), Some("bob"));
+        assert_eq!(lease.logins, 2);
+        let old = login("192.0.2.7", Some("carol"), now - MIN);
+        lease.renew(&old, now + 29 * MIN);
+        assert_eq!(lease.deadline, now + 35 * MIN);
+        assert_eq!(lease.user.as_deref(), Some("bob"));
+        assert_eq!(lease.first_login, now - MIN);
+        assert_eq!(lease.logins, 3);
+    }
+
+    #[test]
+    fn remaining_time_reads_well() {
+        assert_eq!(show_remaining(27 * MIN + 5_000, 0), "27m 5s");
+        assert_eq!(show_remaining(40_000, 0), "40s");
+        assert_eq!(show_remaining(90 * MIN, 0), "1h 30m");
+        assert_eq!(show_remaining(0, 5), "0s");
+    }
+}
