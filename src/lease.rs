@@ -327,7 +327,13 @@ mod tests {
 
     #[test]
     fn normalisation_is_idempotent() {
-        for s in ["192.0.2.7", "::ffff:10.1.2.3", "2001:db8::1", "::1", "0:0:0:0:0:0:0:1"] {
+        for s in [
+            "192.0.2.7",
+            "::ffff:10.1.2.3",
+            "2001:db8::1",
+            "::1",
+            "0:0:0:0:0:0:0:1",
+        ] {
             let once = lease_key(parse_ip(s).unwrap(), 64);
             let twice = parse_key(&show_key(&once), 64).unwrap();
             assert_eq!(once, twice, "{s}");

@@ -10,12 +10,22 @@
 //! - [`store`]: the lease table: an in-memory index over a durable backend (sled) behind one trait.
 //! - [`expiry`]: the one task that sleeps until the next deadline.
 //! - [`answers`]: who asks: the Postfix policy service, the tcprules cdb, the wrapper check.
-//! - [`control`]: the daemon's control socket: protocol (pure), server and client.
-//! - [`cli`] and [`config`]: what the user types, and the validated settings built from it.
+//! - [`control`]: the daemon's control socket: protocol (pure), handler, server and client.
+//! - [`daemon`]: starts and stops all of the above; [`listen`]: its listening sockets.
+//! - [`cli`], [`config`] and [`commands`]: what the user types, the validated settings built
+//!   from it, and the shell commands that talk to the daemon (or the database directly).
 
 pub mod answers;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod control;
+pub mod daemon;
 pub mod error;
+pub mod expiry;
 pub mod lease;
+pub mod listen;
 pub mod sources;
+pub mod store;
 
 pub use error::{Error, Result};

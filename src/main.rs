@@ -1,1 +1,106 @@
-fn main() {}
+//! The `relaylease` program: parse flags, set up logging and signals, run a command, and
+//! turn its outcome into an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use relaylease::cli::{Cli, Command, LogFormat};
+use relaylease::config::{DaemonConfig, Paths};
+use relaylease::{Error, commands, daemon};
+
+fn init_logging(cli: &Cli, daemon: bool, format: LogFormat) {
+    use tracing_subscriber::filter::LevelFilter;
+    let base: i16 = if daemon { 2 } else { 1 }; // info for the daemon, warn for commands
+    let level = match base + cli.verbose as i16 - cli.quiet as i16 {
+        i16::MIN..=-1 => LevelFilter::OFF,
+        0 => LevelFilter::ERROR,
+        1 => LevelFilter::WARN,
+        2 => LevelFilter::INFO,
+        3 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
+    };
+    // Under systemd the journal stamps every line itself.
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let b = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(false);
+    let _ = match (format, journal) {
+        (LogFormat::Json, _) => b.json().try_init(),
+        (LogFormat::Text, true) => b.without_time().try_init(),
+        (LogFormat::Text, false) => b.try_init(),
+    };
+}
+
+fn run_daemon(cli: &Cli, cfg: DaemonConfig) -> Result<i32, Error> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::net("start the runtime", e))?;
+    let _ = cli;
+    rt.block_on(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let sig = |k| signal(k).map_err(|e| Error::net("install a signal handler", e));
+        let mut term = sig(SignalKind::terminate())?;
+        let mut int = sig(SignalKind::interrupt())?;
+        let mut hup = sig(SignalKind::hangup())?;
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let _ = reload_tx.try_send(());
+            }
+        });
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        };
+        daemon::run(cfg, shutdown, reload_rx).await.map(|()| 0)
+    })
+}
+
+fn run(cli: &Cli) -> Result<i32, Error> {
+    let paths = Paths::resolve(cli.socket.clone(), cli.db.clone());
+    match &cli.command {
+        Command::Daemon(args) => {
+            init_logging(cli, true, args.log_format);
+            let cfg = DaemonConfig::from_args(args, paths)?;
+            run_daemon(cli, cfg)
+        }
+        other => {
+            init_logging(cli, false, LogFormat::Text);
+            match other {
+                Command::Check { addr } => commands::check(&paths, addr.clone()),
+                Command::List { json } => commands::list(&paths, *json),
+                Command::Add { addr, duration } => {
+                    commands::add(&paths, addr.clone(), duration.clone())
+                }
+                Command::Del { addr } => commands::del(&paths, addr.clone()),
+                Command::Flush => commands::flush(&paths),
+                Command::Stats { json } => commands::stats(&paths, *json),
+                Command::Daemon(_) => unreachable!("handled above"),
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(&cli) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("relaylease: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! The shell commands: each sends one request to the daemon, or carries it out on the
+//! database directly when no daemon is running, and prints the reply for a person.
+
+use std::io::Write;
+use std::time::Duration;
+
+use crate::config::Paths;
+use crate::control::client::{CallError, call};
+use crate::control::handle;
+use crate::control::proto::{Op, Reply};
+use crate::daemon::open_store;
+use crate::error::{Error, Result};
+use crate::lease::{
+    Lease, Millis, now_ms, parse_duration, parse_ip, parse_key, show_key, show_remaining,
+};
+use crate::store::{Leases, StatsSnapshot};
+
+/// How long a command waits for the daemon.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Refuse bad addresses and durations before touching the daemon or the database.
+fn validate(op: &Op) -> Result<()> {
+    match op {
+        Op::Check { addr } | Op::Del { addr } => parse_key(addr, 128).map(|_| ()),
+        Op::Login { addr, .. } => parse_ip(addr).map(|_| ()),
+        Op::Add { addr, duration } => {
+            parse_ip(addr)?;
+            duration
+                .as_deref()
+                .map(parse_duration)
+                .transpose()
+                .map(|_| ())
+        }
+        Op::List | Op::Flush | Op::Stats => Ok(()),
+    }
+}
+
+/// Send `op` to the daemon; with none running, carry it out on the database.
+pub fn execute(paths: &Paths, op: Op) -> Result<Reply> {
+    validate(&op)?;
+    match call(&paths.socket, op.clone(), TIMEOUT) {
+        Ok(resp) => Ok(resp.reply),
+        Err(CallError::Failed(e)) => Err(e),
+        Err(CallError::NoDaemon(_)) => {
+            eprintln!(
+                "relaylease: no daemon on {}; working on the database {} directly",
+                paths.socket.display(),
+                paths.db.display()
+            );
+            let backend = open_store(&paths.db)?;
+            let rules = crate::store::load_rules(&backend);
+            let now = now_ms();
+            let leases = Leases::open(Box::new(backend), rules, now)?;
+            let reply = handle(&leases, op, now);
+            leases.sync()?;
+            Ok(reply)
+        }
+    }
+}
+
+fn fail(reply: Reply) -> Error {
+    match reply {
+        Reply::Error { error } => Error::Remote(error),
+        other => Error::Remote(format!("unexpected reply from the daemon: {other:?}")),
+    }
+}
+
+/// `HH:MM:SS` in local time.
+fn local_time(ms: Millis) -> String {
+    let t = (ms / 1000) as libc::time_t;
+    // SAFETY: localtime_r only writes into the tm we own.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    if ok {
+        format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
+    } else {
+        format!("@{}", ms / 1000)
+    }
+}
+
+fn show_source(s: &str) -> String {
+    match s {
+        crate::lease::SOURCE_MANUAL => "manual add".into(),
+        other => other.to_string(),
+    }
+}
+
+pub fn describe_lease(addr: &str, l: &Lease, now: Millis) -> String {
+    let who = match &l.user {
+        Some(u) => format!("last login {u} via {}", show_source(&l.source)),
+        None => format!("via {}", show_source(&l.source)),
+    };
+    format!(
+        "{addr}: lease until {} ({} left), {who}",
+        local_time(l.deadline),
+        show_remaining(l.deadline, now)
+    )
+}
+
+/// `check`: exit 0 allowed, 1 not.
+pub fn check(paths: &Paths, addr: String) -> Result<i32> {
+    match execute(paths, Op::Check { addr })? {
+        Reply::Check {
+            addr,
+            allowed,
+            now,
+            lease,
+            static_net,
+        } => {
+            let line = match (lease, static_net) {
+                (Some(l), _) => describe_lease(&addr, &l, now),
+                (None, Some(n)) => format!("{addr}: static --allow {n}"),
+                (None, None) => format!("{addr}: no lease"),
+            };
+            println!("{line}");
+            Ok(if allowed { 0 } else { 1 })
+        }
+        other => Err(fail(other)),
+    }
+}
+
+pub fn list(paths: &Paths, json: bool) -> Result<i32> {
+    let (now, leases) = match execute(paths, Op::List)? {
+        Reply::List { now, leases } => (now, leases),
+        other => return Err(fail(other)),
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        let v = serde_json::json!({ "now": now, "leases": leases });
+        let _ = writeln!(out, "{v}");
+        return Ok(0);
+    }
+    let rows: Vec<[String; 5]> = leases
+        .iter()
+        .map(|l| {
+            [
+                show_key(&l.net),
+                show_remaining(l.deadline, now),
+                l.user.clone().unwrap_or_else(|| "-".into()),
+                show_source(&l.source),
+                l.logins.to_string(),
+            ]
+        })
+        .collect();
+    let head = ["ADDRESS", "EXPIRES IN", "USER", "SOURCE", "LOGINS"].map(String::from);
+    let mut width = head.clone().map(|h| h.len());
+    for r in &rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    for r in std::iter::once(&head).chain(rows.iter()) {
+        let _ = writeln!(
+            out,
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            w0 = width[0],
+            w1 = width[1],
+            w2 = width[2],
+            w3 = width[3]
+        );
+    }
+    if rows.is_empty() {
+        let _ = writeln!(out, "(no leases)");
+    }
+    Ok(0)
+}
+
+pub fn add(paths: &Paths, addr: String, duration: Option<String>) -> Result<i32> {
+    match execute(paths, Op::Add { addr, duration })? {
+        Reply::Added { lease } => {
+            println!(
+                "{}",
+                describe_lease(&show_key(&lease.net), &lease, now_ms())
+            );
+            Ok(0)
+        }
+        other => Err(fail(other)),
+    }
+}
+
+/// `del`: exit 0 when a lease was removed, 1 when there was none.
+pub fn del(paths: &Paths, addr: String) -> Result<i32> {
+    match execute(paths, Op::Del { addr: addr.clone() })? {
+        Reply::Deleted { lease: Some(l) } => {
+            println!("{}: lease deleted", show_key(&l.net));
+            Ok(0)
+        }
+        Reply::Deleted { lease: None } => {
+            println!("{addr}: no lease");
+            Ok(1)
+        }
+        other => Err(fail(other)),
+    }
+}
+
+pub fn flush(paths: &Paths) -> Result<i32> {
+    match execute(paths, Op::Flush)? {
+        Reply::Flushed { count } => {
+            println!("{count} leases deleted");
+            Ok(0)
+        }
+        other => Err(fail(other)),
+    }
+}
+
+pub fn show_stats(s: &StatsSnapshot) -> String {
+    let mut out = format!(
+        "leases active: {}\ngranted: {}\nrenewed: {}\nrefused: {}\nexpired: {}\ndeleted: {}\npolicy OK: {}\npolicy DUNNO: {}\nerrors: {}\n",
+        s.leases_active,
+        s.granted,
+        s.renewed,
+        s.refused,
+        s.expired,
+        s.deleted,
+        s.policy_ok,
+        s.policy_dunno,
+        s.errors
+    );
+    for (src, n) in &s.logins_by_source {
+        out.push_str(&format!("logins from {src}: {n}\n"));
+    }
+    out
+}
+
+pub fn stats(paths: &Paths, json: bool) -> Result<i32> {
+    match execute(paths, Op::Stats)? {
+        Reply::Stats { stats } => {
+            if json {
+                println!("{}", serde_json::to_string(&stats).unwrap_or_default());
+            } else {
+                print!("{}", show_stats(&stats));
+            }
+            Ok(0)
+        }
+        other => Err(fail(other)),
+    }
+}

@@ -1,0 +1,184 @@
+//! Validated settings built from the command line: durations, networks and groups parsed once.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nix::unistd::{Group, Uid};
+
+use crate::cli::{DaemonArgs, LogFormat};
+use crate::error::{Error, Result};
+use crate::lease::{Rules, parse_duration, parse_net, parse_users};
+
+/// Where the database and the control socket are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Paths {
+    pub db: PathBuf,
+    pub socket: PathBuf,
+}
+
+impl Paths {
+    /// Explicit paths win; otherwise root gets the system paths and anyone else the XDG ones.
+    pub fn resolve(socket: Option<PathBuf>, db: Option<PathBuf>) -> Paths {
+        let env = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        Self::resolve_with(socket, db, Uid::effective().is_root(), env)
+    }
+
+    pub fn resolve_with(
+        socket: Option<PathBuf>,
+        db: Option<PathBuf>,
+        root: bool,
+        env: impl Fn(&str) -> Option<PathBuf>,
+    ) -> Paths {
+        if root {
+            return Paths {
+                db: db.unwrap_or_else(|| "/var/lib/relaylease".into()),
+                socket: socket.unwrap_or_else(|| "/run/relaylease/relaylease.sock".into()),
+            };
+        }
+        let state = env("XDG_STATE_HOME")
+            .or_else(|| env("HOME").map(|h| h.join(".local/state")))
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join("relaylease");
+        let socket = socket.unwrap_or_else(|| match env("XDG_RUNTIME_DIR") {
+            Some(run) => run.join("relaylease.sock"),
+            None => state.join("relaylease.sock"),
+        });
+        Paths {
+            db: db.unwrap_or(state),
+            socket,
+        }
+    }
+}
+
+/// Everything the daemon needs, checked.
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    pub paths: Paths,
+    pub rules: Rules,
+    pub users_file: Option<PathBuf>,
+    pub writer_gid: Option<u32>,
+    pub socket_mode: u32,
+    pub socket_gid: Option<u32>,
+    pub log_format: LogFormat,
+}
+
+pub fn group_id(name: &str) -> Result<u32> {
+    if let Ok(n) = name.parse::<u32>() {
+        return Ok(n);
+    }
+    match Group::from_name(name) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        Ok(None) => Err(Error::invalid(format!("unknown group '{name}'"))),
+        Err(e) => Err(Error::invalid(format!(
+            "cannot look up group '{name}': {e}"
+        ))),
+    }
+}
+
+pub fn parse_mode(s: &str) -> Result<u32> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| Error::invalid(format!("invalid socket mode '{s}' (octal, like 0660)")))
+}
+
+pub fn read_users(path: &Path) -> Result<HashSet<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+    Ok(parse_users(&text))
+}
+
+impl DaemonConfig {
+    pub fn from_args(a: &DaemonArgs, paths: Paths) -> Result<Self> {
+        let window =
+            parse_duration(&a.expire).map_err(|e| Error::invalid(format!("--expire: {e}")))?;
+        let nets = |flag: &str, v: &[String]| {
+            v.iter()
+                .map(|s| parse_net(s).map_err(|e| Error::invalid(format!("{flag}: {e}"))))
+                .collect::<Result<Vec<_>>>()
+        };
+        let users = match &a.users {
+            Some(p) => Some(Arc::new(read_users(p)?)),
+            None => None,
+        };
+        Ok(DaemonConfig {
+            paths,
+            rules: Rules {
+                window,
+                v6_prefix: a.ipv6_prefix,
+                allow: nets("--allow", &a.allow)?,
+                deny: nets("--deny", &a.deny)?,
+                users,
+            },
+            users_file: a.users.clone(),
+            writer_gid: a.writer_group.as_deref().map(group_id).transpose()?,
+            socket_mode: parse_mode(&a.socket_mode)?,
+            socket_gid: a.socket_group.as_deref().map(group_id).transpose()?,
+            log_format: a.log_format,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_paths_for_root_and_users() {
+        let none = |_: &str| None;
+        assert_eq!(
+            Paths::resolve_with(None, None, true, none),
+            Paths {
+                db: "/var/lib/relaylease".into(),
+                socket: "/run/relaylease/relaylease.sock".into()
+            }
+        );
+        let xdg = |k: &str| match k {
+            "XDG_STATE_HOME" => Some(PathBuf::from("/home/u/.state")),
+            "XDG_RUNTIME_DIR" => Some(PathBuf::from("/run/user/1000")),
+            _ => None,
+        };
+        assert_eq!(
+            Paths::resolve_with(None, None, false, xdg),
+            Paths {
+                db: "/home/u/.state/relaylease".into(),
+                socket: "/run/user/1000/relaylease.sock".into()
+            }
+        );
+        let home = |k: &str| (k == "HOME").then(|| PathBuf::from("/home/u"));
+        assert_eq!(
+            Paths::resolve_with(None, None, false, home),
+            Paths {
+                db: "/home/u/.local/state/relaylease".into(),
+                socket: "/home/u/.local/state/relaylease/relaylease.sock".into()
+            }
+        );
+        let p = Paths::resolve_with(Some("/s".into()), Some("/d".into()), true, none);
+        assert_eq!((p.db.to_str(), p.socket.to_str()), (Some("/d"), Some("/s")));
+    }
+
+    #[test]
+    fn modes_and_groups() {
+        assert_eq!(parse_mode("0660").unwrap(), 0o660);
+        assert_eq!(parse_mode("660").unwrap(), 0o660);
+        assert!(
+            parse_mode("0999")
+                .unwrap_err()
+                .to_string()
+                .contains("'0999'")
+        );
+        assert!(parse_mode("7777").is_err());
+        assert_eq!(group_id("0").unwrap(), 0);
+        assert_eq!(group_id("root").unwrap(), 0);
+        assert!(
+            group_id("no-such-group-here")
+                .unwrap_err()
+                .to_string()
+                .contains("'no-such-group-here'")
+        );
+    }
+}

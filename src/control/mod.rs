@@ -1,0 +1,104 @@
+//! The daemon's control socket: the protocol (pure), the request handler shared by the
+//! daemon and the commands' direct mode, the server and the client.
+
+pub mod client;
+pub mod proto;
+pub mod server;
+
+use crate::lease::{Login, Millis, SOURCE_HOOK, Verdict, parse_duration, parse_ip, parse_key};
+use crate::store::{Answer, Leases, Outcome};
+use proto::{Op, Reply};
+
+/// Carry out one operation. The daemon calls it for socket requests and the commands call
+/// it on the database directly when no daemon answers, so both behave the same.
+pub fn handle(leases: &Leases, op: Op, now: Millis) -> Reply {
+    match run(leases, op, now) {
+        Ok(r) => r,
+        Err(e) => Reply::Error {
+            error: e.to_string(),
+        },
+    }
+}
+
+fn run(leases: &Leases, op: Op, now: Millis) -> crate::Result<Reply> {
+    let v6_prefix = leases.rules().v6_prefix;
+    Ok(match op {
+        Op::Login { addr, user } => {
+            let login = Login {
+                ip: parse_ip(&addr)?,
+                user: user.filter(|u| !u.is_empty()),
+                at: now,
+                source: SOURCE_HOOK.into(),
+            };
+            match leases.login(&login, now, true)? {
+                Outcome::Granted(l) => Reply::Login {
+                    outcome: "granted".into(),
+                    lease: Some(l),
+                    reason: None,
+                },
+                Outcome::Renewed(l) => Reply::Login {
+                    outcome: "renewed".into(),
+                    lease: Some(l),
+                    reason: None,
+                },
+                Outcome::Refused(v) => Reply::Login {
+                    outcome: "refused".into(),
+                    lease: None,
+                    reason: Some(refusal(&v)),
+                },
+            }
+        }
+        Op::Add { addr, duration } => {
+            let ip = parse_ip(&addr)?;
+            let dur = match duration {
+                Some(d) => parse_duration(&d)?,
+                None => leases.rules().window,
+            };
+            Reply::Added {
+                lease: leases.add(ip, dur, now)?,
+            }
+        }
+        Op::Del { addr } => Reply::Deleted {
+            lease: leases.del(&parse_key(&addr, v6_prefix)?)?,
+        },
+        Op::Check { addr } => {
+            let answer = if addr.contains('/') {
+                leases.check_key(&parse_key(&addr, v6_prefix)?, now)
+            } else {
+                leases.check(parse_ip(&addr)?, now)
+            };
+            let (lease, static_net) = match &answer {
+                Answer::Lease(l) => (Some(l.clone()), None),
+                Answer::Static(n) => (None, Some(*n)),
+                Answer::No => (None, None),
+            };
+            Reply::Check {
+                addr,
+                allowed: answer.allowed(),
+                now,
+                lease,
+                static_net,
+            }
+        }
+        Op::List => Reply::List {
+            now,
+            leases: leases.list(now),
+        },
+        Op::Flush => Reply::Flushed {
+            count: leases.flush()?,
+        },
+        Op::Stats => Reply::Stats {
+            stats: leases.stats(),
+        },
+    })
+}
+
+fn refusal(v: &Verdict) -> String {
+    match v {
+        Verdict::DeniedNet(n) => format!("address is in --deny {n}"),
+        Verdict::DeniedUser => "user is not in --users".into(),
+        Verdict::Stale => "login is older than the expiry window".into(),
+        Verdict::Static(n) => format!("address is always allowed by --allow {n}"),
+        Verdict::Grant { .. } => "granted".into(),
+    }
+}

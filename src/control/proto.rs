@@ -1,0 +1,251 @@
+//! The control protocol, version 1 (pure): one JSON object per line each way.
+//!
+//! Request: `{"v":1,"op":"check","addr":"192.0.2.7"}`. Operations: `login` (addr, user),
+//! `add` (addr, for), `del` (addr), `check` (addr), `list`, `flush`, `stats`. `v` may be left
+//! out and means 1; any other version is refused.
+//!
+//! Reply: `{"v":1,"ok":true,"result":"check",...}` or
+//! `{"v":1,"ok":false,"result":"error","error":"invalid address 'x'"}`.
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::lease::{Lease, Millis};
+use crate::store::StatsSnapshot;
+
+pub const VERSION: u32 = 1;
+
+/// Longest request or reply line accepted, newline included.
+pub const MAX_LINE: usize = 64 * 1024;
+
+fn version_one() -> u32 {
+    VERSION
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum Op {
+    Login {
+        addr: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+    },
+    Add {
+        addr: String,
+        #[serde(rename = "for", default, skip_serializing_if = "Option::is_none")]
+        duration: Option<String>,
+    },
+    Del {
+        addr: String,
+    },
+    Check {
+        addr: String,
+    },
+    List,
+    Flush,
+    Stats,
+}
+
+impl Op {
+    /// Operations that change the table need a trusted peer.
+    pub fn writes(&self) -> bool {
+        matches!(
+            self,
+            Op::Login { .. } | Op::Add { .. } | Op::Del { .. } | Op::Flush
+        )
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Login { .. } => "login",
+            Op::Add { .. } => "add",
+            Op::Del { .. } => "del",
+            Op::Check { .. } => "check",
+            Op::List => "list",
+            Op::Flush => "flush",
+            Op::Stats => "stats",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    #[serde(default = "version_one")]
+    pub v: u32,
+    #[serde(flatten)]
+    pub op: Op,
+}
+
+impl Request {
+    pub fn new(op: Op) -> Self {
+        Request { v: VERSION, op }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "lowercase")]
+pub enum Reply {
+    Error {
+        error: String,
+    },
+    Login {
+        /// `granted`, `renewed` or `refused`.
+        outcome: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lease: Option<Lease>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    Added {
+        lease: Lease,
+    },
+    Deleted {
+        #[serde(default)]
+        lease: Option<Lease>,
+    },
+    Check {
+        addr: String,
+        allowed: bool,
+        now: Millis,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lease: Option<Lease>,
+        #[serde(rename = "static", default, skip_serializing_if = "Option::is_none")]
+        static_net: Option<IpNet>,
+    },
+    List {
+        now: Millis,
+        leases: Vec<Lease>,
+    },
+    Flushed {
+        count: usize,
+    },
+    Stats {
+        stats: StatsSnapshot,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    pub v: u32,
+    pub ok: bool,
+    #[serde(flatten)]
+    pub reply: Reply,
+}
+
+impl From<Reply> for Response {
+    fn from(reply: Reply) -> Self {
+        Response {
+            v: VERSION,
+            ok: !matches!(reply, Reply::Error { .. }),
+            reply,
+        }
+    }
+}
+
+impl Response {
+    pub fn error(msg: impl Into<String>) -> Self {
+        Reply::Error { error: msg.into() }.into()
+    }
+}
+
+/// Parse one request line (without or with its newline). The error is a one-line reason.
+pub fn parse_request(line: &[u8]) -> Result<Request, String> {
+    let text = std::str::from_utf8(line).map_err(|_| "request is not UTF-8".to_string())?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty request".into());
+    }
+    let req: Request = serde_json::from_str(text).map_err(|e| format!("bad request: {e}"))?;
+    if req.v != VERSION {
+        return Err(format!(
+            "unsupported protocol version {} (this daemon speaks {VERSION})",
+            req.v
+        ));
+    }
+    Ok(req)
+}
+
+/// One line of JSON with its newline.
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    let mut v = serde_json::to_vec(msg).unwrap_or_else(|e| {
+        serde_json::to_vec(&Response::error(format!("cannot encode reply: {e}")))
+            .unwrap_or_default()
+    });
+    v.push(b'\n');
+    v
+}
+
+pub fn parse_response(line: &[u8]) -> Result<Response, String> {
+    serde_json::from_slice(line).map_err(|e| format!("unreadable reply from the daemon: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse_with_and_without_version() {
+        let r = parse_request(br#"{"v":1,"op":"check","addr":"192.0.2.7"}"#).unwrap();
+        assert_eq!(
+            r.op,
+            Op::Check {
+                addr: "192.0.2.7".into()
+            }
+        );
+        let r = parse_request(b"{\"op\":\"add\",\"addr\":\"::1\",\"for\":\"5m\"}\n").unwrap();
+        assert_eq!(
+            r.op,
+            Op::Add {
+                addr: "::1".into(),
+                duration: Some("5m".into())
+            }
+        );
+        assert!(r.op.writes());
+        assert_eq!(parse_request(br#"{"op":"list"}"#).unwrap().op, Op::List);
+    }
+
+    #[test]
+    fn round_trip() {
+        for op in [
+            Op::Login {
+                addr: "192.0.2.1".into(),
+                user: Some("bob".into()),
+            },
+            Op::Del {
+                addr: "2001:db8::/64".into(),
+            },
+            Op::Flush,
+            Op::Stats,
+        ] {
+            let line = encode(&Request::new(op.clone()));
+            assert_eq!(*line.last().unwrap(), b'\n');
+            assert_eq!(parse_request(&line).unwrap().op, op);
+        }
+        let resp: Response = Reply::Flushed { count: 3 }.into();
+        assert_eq!(parse_response(&encode(&resp)).unwrap(), resp);
+        let text = String::from_utf8(encode(&Response::error("nope"))).unwrap();
+        assert_eq!(
+            text,
+            "{\"v\":1,\"ok\":false,\"result\":\"error\",\"error\":\"nope\"}\n"
+        );
+    }
+
+    #[test]
+    fn bad_requests_are_one_line_reasons() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"", "empty request"),
+            (b"hello", "bad request"),
+            (b"\xff\xfe", "not UTF-8"),
+            (br#"{"op":"explode"}"#, "unknown variant `explode`"),
+            (br#"{"op":"check"}"#, "missing field `addr`"),
+            (br#"{"v":2,"op":"list"}"#, "unsupported protocol version 2"),
+            (br#"{"op":"check","addr":5}"#, "invalid type"),
+            (b"[1,2,3]", "bad request"),
+        ];
+        for (input, want) in cases {
+            let e = parse_request(input).unwrap_err();
+            assert!(e.contains(want), "{input:?}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The daemon: opens the store, starts the sources, the expiry task and the answers, and
+//! stops them all cleanly when told to.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config::{DaemonConfig, read_users};
+use crate::control::server::{Access, serve};
+use crate::error::Result;
+use crate::lease::now_ms;
+use crate::listen::{bind_unix, remove_socket};
+use crate::store::{Leases, Opened, SledBackend, save_rules};
+
+/// How long shutdown waits for requests in flight.
+const GRACE: Duration = Duration::from_secs(3);
+
+/// Open the lease database, moving a corrupt one aside.
+pub fn open_store(db: &Path) -> Result<SledBackend> {
+    Ok(match SledBackend::open(db)? {
+        Opened::Fine(b) => b,
+        Opened::Quarantined(b, _) => b,
+    })
+}
+
+/// A future that resolves once `rx` reads true (or its sender is gone).
+pub async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Run until `shutdown` resolves. `reload` ticks on SIGHUP.
+pub async fn run(
+    cfg: DaemonConfig,
+    shutdown: impl Future<Output = ()>,
+    mut reload: tokio::sync::mpsc::Receiver<()>,
+) -> Result<()> {
+    let backend = open_store(&cfg.paths.db)?;
+    save_rules(&backend, &cfg.rules)?;
+    let leases = Arc::new(Leases::open(
+        Box::new(backend),
+        cfg.rules.clone(),
+        now_ms(),
+    )?);
+    let control = bind_unix(&cfg.paths.socket, cfg.socket_mode, cfg.socket_gid)?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(crate::expiry::run(leases.clone(), stopped(stop_rx.clone())));
+    tasks.spawn(serve(
+        control,
+        leases.clone(),
+        Access {
+            own_uid: nix::unistd::geteuid().as_raw(),
+            writer_gid: cfg.writer_gid,
+        },
+        stopped(stop_rx.clone()),
+        GRACE,
+    ));
+    tracing::info!(
+        db = %cfg.paths.db.display(),
+        socket = %cfg.paths.socket.display(),
+        leases = leases.len(),
+        expire = %humantime::format_duration(cfg.rules.window),
+        "relaylease daemon ready"
+    );
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(()) = reload.recv() => reload_config(&cfg, &leases),
+        }
+    }
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(GRACE + Duration::from_secs(1), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    remove_socket(&cfg.paths.socket);
+    leases.sync()?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGHUP: re-read what lives in files. A file that cannot be read keeps the old settings.
+fn reload_config(cfg: &DaemonConfig, leases: &Leases) {
+    if let Some(path) = &cfg.users_file {
+        match read_users(path) {
+            Ok(users) => {
+                let mut rules = (*leases.rules()).clone();
+                let n = users.len();
+                rules.users = Some(Arc::new(users));
+                leases.set_rules(rules);
+                tracing::info!(path = %path.display(), users = n, "re-read the users file");
+            }
+            Err(e) => tracing::error!(error = %e, "keeping the old users list"),
+        }
+    }
+}

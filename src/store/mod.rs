@@ -1,0 +1,605 @@
+//! The lease table: an in-memory index that answers questions, written through to a durable
+//! backend (sled here; a shared one later) behind the small [`Backend`] trait.
+
+mod sled_store;
+mod table;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Serialize;
+use tokio::sync::{Notify, watch};
+
+pub use sled_store::{Opened, SledBackend};
+pub use table::Table;
+
+use crate::error::{Error, Result};
+use crate::lease::{Lease, Login, Millis, Rules, SOURCE_MANUAL, Verdict, lease_key, show_key};
+
+/// Where leases live when the process stops.
+pub trait Backend: Send + Sync {
+    /// Every stored lease, expired ones included (the caller drops those).
+    fn load(&self) -> Result<Vec<Lease>>;
+    fn put(&self, lease: &Lease) -> Result<()>;
+    fn remove(&self, net: &IpNet) -> Result<()>;
+    fn clear(&self) -> Result<()>;
+    /// Make every earlier write durable before returning.
+    fn sync(&self) -> Result<()>;
+    /// Small named records that are not leases (log file positions, settings).
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<()>;
+}
+
+/// The answer to "may this address relay now?".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    Static(IpNet),
+    Lease(Lease),
+    No,
+}
+
+impl Answer {
+    pub fn allowed(&self) -> bool {
+        !matches!(self, Answer::No)
+    }
+}
+
+/// What a login did to the table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Granted(Lease),
+    Renewed(Lease),
+    Refused(Verdict),
+}
+
+/// Counters for `relaylease stats`.
+#[derive(Default)]
+pub struct Stats {
+    logins_by_source: Mutex<BTreeMap<String, u64>>,
+    pub granted: AtomicU64,
+    pub renewed: AtomicU64,
+    pub refused: AtomicU64,
+    pub expired: AtomicU64,
+    pub deleted: AtomicU64,
+    pub policy_ok: AtomicU64,
+    pub policy_dunno: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+impl Stats {
+    pub fn count_login(&self, source: &str) {
+        if let Ok(mut m) = self.logins_by_source.lock() {
+            *m.entry(source.to_string()).or_default() += 1;
+        }
+    }
+
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self, active: usize) -> StatsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            leases_active: active as u64,
+            logins_by_source: self
+                .logins_by_source
+                .lock()
+                .map(|m| m.clone())
+                .unwrap_or_default(),
+            granted: get(&self.granted),
+            renewed: get(&self.renewed),
+            refused: get(&self.refused),
+            expired: get(&self.expired),
+            deleted: get(&self.deleted),
+            policy_ok: get(&self.policy_ok),
+            policy_dunno: get(&self.policy_dunno),
+            errors: get(&self.errors),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub leases_active: u64,
+    pub logins_by_source: BTreeMap<String, u64>,
+    pub granted: u64,
+    pub renewed: u64,
+    pub refused: u64,
+    pub expired: u64,
+    pub deleted: u64,
+    pub policy_ok: u64,
+    pub policy_dunno: u64,
+    pub errors: u64,
+}
+
+/// The lease table shared by every source and answer in the daemon (and by the commands
+/// when they work on the database directly).
+pub struct Leases {
+    table: RwLock<Table>,
+    backend: Box<dyn Backend>,
+    rules: RwLock<Arc<Rules>>,
+    /// Bumped on every change to the set of leased keys, for answers that rebuild a file.
+    changed: watch::Sender<u64>,
+    /// Wakes the expiry task when a deadline earlier than all others arrives.
+    sooner: Notify,
+    pub stats: Stats,
+}
+
+fn poisoned() -> Error {
+    Error::invalid("internal error: lease table lock poisoned")
+}
+
+impl Leases {
+    /// Load the backend's leases, dropping (and deleting) those already past their deadline:
+    /// a restart never brings back an expired lease.
+    pub fn open(backend: Box<dyn Backend>, rules: Rules, now: Millis) -> Result<Self> {
+        let mut table = Table::default();
+        let mut dropped = 0usize;
+        for lease in backend.load()? {
+            if lease.is_live(now) {
+                table.upsert(lease);
+            } else {
+                backend.remove(&lease.net)?;
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            tracing::info!(count = dropped, "dropped leases that expired while stopped");
+        }
+        let (changed, _) = watch::channel(0);
+        Ok(Leases {
+            table: RwLock::new(table),
+            backend,
+            rules: RwLock::new(Arc::new(rules)),
+            changed,
+            sooner: Notify::new(),
+            stats: Stats::default(),
+        })
+    }
+
+    pub fn rules(&self) -> Arc<Rules> {
+        match self.rules.read() {
+            Ok(r) => r.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    pub fn set_rules(&self, rules: Rules) {
+        match self.rules.write() {
+            Ok(mut r) => *r = Arc::new(rules),
+            Err(p) => *p.into_inner() = Arc::new(rules),
+        }
+    }
+
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
+    /// Subscribe to changes of the leased set (value is a change counter).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Resolves when a deadline sooner than the expiry task's current one was inserted.
+    pub async fn sooner_deadline(&self) {
+        self.sooner.notified().await
+    }
+
+    fn changed(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Insert a lease, writing it through to the backend while the table is locked so the
+    /// two never disagree about which version is newest.
+    fn store(&self, lease: Lease) -> Result<Option<Lease>> {
+        let mut t = self.table.write().map_err(|_| poisoned())?;
+        let earliest = t.next_deadline();
+        self.backend.put(&lease)?;
+        let deadline = lease.deadline;
+        let old = t.upsert(lease);
+        drop(t);
+        if earliest.is_none_or(|e| deadline < e) {
+            self.sooner.notify_one();
+        }
+        if old.is_none() {
+            self.changed();
+        }
+        Ok(old)
+    }
+
+    /// Record a successful login. `durable` makes the lease survive a crash before this
+    /// returns (hook and manual logins are acknowledged only then).
+    pub fn login(&self, login: &Login, now: Millis, durable: bool) -> Result<Outcome> {
+        self.stats.count_login(&login.source);
+        let user = login.user.as_deref().unwrap_or("-");
+        let verdict = self.rules().judge(login, now);
+        let (net, deadline) = match verdict {
+            Verdict::Grant { net, deadline } => (net, deadline),
+            refused => {
+                Stats::bump(&self.stats.refused);
+                match &refused {
+                    Verdict::DeniedNet(n) => tracing::info!(
+                        addr = %login.ip, user, source = %login.source, deny = %n,
+                        "login refused a lease: address in --deny"),
+                    Verdict::DeniedUser => tracing::info!(
+                        addr = %login.ip, user, source = %login.source,
+                        "login refused a lease: user not in --users"),
+                    Verdict::Stale => tracing::info!(
+                        addr = %login.ip, user, source = %login.source,
+                        "login too old to grant a lease"),
+                    Verdict::Static(n) => tracing::debug!(
+                        addr = %login.ip, user, allow = %n,
+                        "login from an --allow network: nothing to store"),
+                    Verdict::Grant { .. } => {}
+                }
+                return Ok(Outcome::Refused(refused));
+            }
+        };
+        let lease = {
+            let t = self.table.read().map_err(|_| poisoned())?;
+            match t.get(&net) {
+                Some(old) if old.is_live(now) => {
+                    let mut l = old.clone();
+                    l.renew(login, deadline);
+                    l
+                }
+                _ => Lease::new(net, login, deadline),
+            }
+        };
+        let renewed = lease.logins > 1;
+        self.store(lease.clone())?;
+        if durable {
+            self.backend.sync()?;
+        }
+        if renewed {
+            Stats::bump(&self.stats.renewed);
+            tracing::info!(addr = %show_key(&net), user, source = %login.source,
+                expires_in = %crate::lease::show_remaining(lease.deadline, now), "lease renewed");
+            Ok(Outcome::Renewed(lease))
+        } else {
+            Stats::bump(&self.stats.granted);
+            tracing::info!(addr = %show_key(&net), user, source = %login.source,
+                expires_in = %crate::lease::show_remaining(lease.deadline, now), "lease granted");
+            Ok(Outcome::Granted(lease))
+        }
+    }
+
+    /// A lease set by hand for `dur` from now (replacing the deadline of any existing one).
+    pub fn add(&self, ip: IpAddr, dur: Duration, now: Millis) -> Result<Lease> {
+        let rules = self.rules();
+        let net = lease_key(ip, rules.v6_prefix);
+        let deadline = now.saturating_add(dur.as_millis().min(u64::MAX as u128) as Millis);
+        let login = Login {
+            ip,
+            user: None,
+            at: now,
+            source: SOURCE_MANUAL.into(),
+        };
+        let lease = {
+            let t = self.table.read().map_err(|_| poisoned())?;
+            match t.get(&net) {
+                Some(old) if old.is_live(now) => {
+                    let mut l = old.clone();
+                    l.renew(&login, deadline);
+                    l.deadline = deadline;
+                    l
+                }
+                _ => Lease::new(net, &login, deadline),
+            }
+        };
+        self.store(lease.clone())?;
+        self.backend.sync()?;
+        tracing::info!(addr = %show_key(&net), source = SOURCE_MANUAL,
+            expires_in = %crate::lease::show_remaining(deadline, now), "lease added");
+        Ok(lease)
+    }
+
+    /// Delete the lease on `net`; durable before it returns.
+    pub fn del(&self, net: &IpNet) -> Result<Option<Lease>> {
+        let old = {
+            let mut t = self.table.write().map_err(|_| poisoned())?;
+            let old = t.remove(net);
+            if old.is_some() {
+                self.backend.remove(net)?;
+            }
+            old
+        };
+        if let Some(l) = &old {
+            self.backend.sync()?;
+            Stats::bump(&self.stats.deleted);
+            self.changed();
+            tracing::info!(addr = %show_key(net), user = l.user.as_deref().unwrap_or("-"),
+                source = %l.source, "lease deleted");
+        }
+        Ok(old)
+    }
+
+    /// Delete every lease; returns how many there were.
+    pub fn flush(&self) -> Result<usize> {
+        let n = {
+            let mut t = self.table.write().map_err(|_| poisoned())?;
+            self.backend.clear()?;
+            t.clear()
+        };
+        self.backend.sync()?;
+        self.changed();
+        tracing::info!(count = n, "all leases flushed");
+        Ok(n)
+    }
+
+    /// May `ip` relay at `now`? Exact to the millisecond whatever the expiry task is doing.
+    pub fn check(&self, ip: IpAddr, now: Millis) -> Answer {
+        let rules = self.rules();
+        if let Some(net) = rules.static_net(ip) {
+            return Answer::Static(*net);
+        }
+        let net = lease_key(ip, rules.v6_prefix);
+        self.check_key(&net, now)
+    }
+
+    /// The live lease on exactly this key.
+    pub fn check_key(&self, net: &IpNet, now: Millis) -> Answer {
+        let Ok(t) = self.table.read() else {
+            return Answer::No;
+        };
+        match t.get(net) {
+            Some(l) if l.is_live(now) => Answer::Lease(l.clone()),
+            _ => Answer::No,
+        }
+    }
+
+    /// Live leases, soonest deadline first.
+    pub fn list(&self, now: Millis) -> Vec<Lease> {
+        match self.table.read() {
+            Ok(t) => t
+                .in_deadline_order()
+                .filter(|l| l.is_live(now))
+                .cloned()
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.read().map(|t| t.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.table.read().ok().and_then(|t| t.next_deadline())
+    }
+
+    /// Remove what is due at `now` from the table and the backend.
+    pub fn expire(&self, now: Millis) -> Result<Vec<Lease>> {
+        let gone = {
+            let mut t = self.table.write().map_err(|_| poisoned())?;
+            let gone = t.take_expired(now);
+            for l in &gone {
+                self.backend.remove(&l.net)?;
+            }
+            gone
+        };
+        for l in &gone {
+            Stats::bump(&self.stats.expired);
+            tracing::info!(addr = %show_key(&l.net), user = l.user.as_deref().unwrap_or("-"),
+                source = %l.source, "lease expired");
+        }
+        if !gone.is_empty() {
+            self.changed();
+        }
+        Ok(gone)
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot(self.len())
+    }
+
+    pub fn sync(&self) -> Result<()> {
+        self.backend.sync()
+    }
+}
+
+/// The daemon's settings, saved in the database so that direct mode judges like the daemon.
+#[derive(Serialize, serde::Deserialize)]
+pub struct SavedRules {
+    pub window_ms: u64,
+    pub v6_prefix: u8,
+    pub allow: Vec<ipnet::IpNet>,
+}
+
+pub const SAVED_RULES: &str = "rules";
+
+pub fn save_rules(b: &dyn Backend, r: &Rules) -> Result<()> {
+    let s = SavedRules {
+        window_ms: r.window.as_millis() as u64,
+        v6_prefix: r.v6_prefix,
+        allow: r.allow.clone(),
+    };
+    b.put_meta(SAVED_RULES, &serde_json::to_vec(&s).unwrap_or_default())
+}
+
+pub fn load_rules(b: &dyn Backend) -> Rules {
+    let saved = b
+        .get_meta(SAVED_RULES)
+        .ok()
+        .flatten()
+        .and_then(|v| serde_json::from_slice::<SavedRules>(&v).ok());
+    match saved {
+        Some(s) => Rules {
+            window: Duration::from_millis(s.window_ms),
+            v6_prefix: s.v6_prefix,
+            allow: s.allow,
+            ..Rules::default()
+        },
+        None => Rules::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lease::parse_ip;
+
+    /// A backend that keeps everything in memory, to test the table's logic on its own.
+    #[derive(Default)]
+    struct Mem {
+        leases: Mutex<BTreeMap<IpNet, Lease>>,
+        meta: Mutex<BTreeMap<String, Vec<u8>>>,
+    }
+
+    impl Backend for Mem {
+        fn load(&self) -> Result<Vec<Lease>> {
+            Ok(self.leases.lock().unwrap().values().cloned().collect())
+        }
+        fn put(&self, lease: &Lease) -> Result<()> {
+            self.leases.lock().unwrap().insert(lease.net, lease.clone());
+            Ok(())
+        }
+        fn remove(&self, net: &IpNet) -> Result<()> {
+            self.leases.lock().unwrap().remove(net);
+            Ok(())
+        }
+        fn clear(&self) -> Result<()> {
+            self.leases.lock().unwrap().clear();
+            Ok(())
+        }
+        fn sync(&self) -> Result<()> {
+            Ok(())
+        }
+        fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+            Ok(self.meta.lock().unwrap().get(key).cloned())
+        }
+        fn put_meta(&self, key: &str, value: &[u8]) -> Result<()> {
+            self.meta.lock().unwrap().insert(key.into(), value.to_vec());
+            Ok(())
+        }
+    }
+
+    const MIN: Millis = 60_000;
+    const T0: Millis = 1_000_000 * MIN;
+
+    fn login(ip: &str, at: Millis) -> Login {
+        Login {
+            ip: parse_ip(ip).unwrap(),
+            user: Some("alice".into()),
+            at,
+            source: "/var/log/mail.log".into(),
+        }
+    }
+
+    #[test]
+    fn a_login_grants_then_renews_and_the_answer_follows_the_clock() {
+        let l = Leases::open(Box::new(Mem::default()), Rules::default(), T0).unwrap();
+        let ip = parse_ip("192.0.2.7").unwrap();
+        assert_eq!(l.check(ip, T0), Answer::No);
+        assert!(matches!(
+            l.login(&login("192.0.2.7", T0), T0, false).unwrap(),
+            Outcome::Granted(_)
+        ));
+        assert!(l.check(ip, T0 + 29 * MIN).allowed());
+        assert!(!l.check(ip, T0 + 30 * MIN).allowed());
+        assert!(matches!(
+            l.login(&login("192.0.2.7", T0 + 10 * MIN), T0 + 10 * MIN, false)
+                .unwrap(),
+            Outcome::Renewed(_)
+        ));
+        assert!(l.check(ip, T0 + 39 * MIN).allowed());
+        assert!(!l.check(ip, T0 + 40 * MIN).allowed());
+    }
+
+    #[test]
+    fn expiry_removes_from_table_and_backend() {
+        let l = Leases::open(Box::new(Mem::default()), Rules::default(), T0).unwrap();
+        l.login(&login("192.0.2.1", T0), T0, false).unwrap();
+        l.login(&login("192.0.2.2", T0 + MIN), T0 + MIN, false)
+            .unwrap();
+        assert_eq!(l.next_deadline(), Some(T0 + 30 * MIN));
+        let gone = l.expire(T0 + 30 * MIN).unwrap();
+        assert_eq!(gone.len(), 1);
+        assert_eq!(l.backend().load().unwrap().len(), 1);
+        assert_eq!(l.next_deadline(), Some(T0 + 31 * MIN));
+    }
+
+    #[test]
+    fn reopening_drops_expired_leases() {
+        let mem = Mem::default();
+        let l = Leases::open(Box::new(mem), Rules::default(), T0).unwrap();
+        l.login(&login("192.0.2.1", T0), T0, true).unwrap();
+        l.add(
+            parse_ip("192.0.2.2").unwrap(),
+            Duration::from_secs(3600),
+            T0,
+        )
+        .unwrap();
+        let saved = l.backend().load().unwrap();
+        let mem = Mem::default();
+        for s in &saved {
+            mem.put(s).unwrap();
+        }
+        let l = Leases::open(Box::new(mem), Rules::default(), T0 + 45 * MIN).unwrap();
+        let live: Vec<String> = l
+            .list(T0 + 45 * MIN)
+            .iter()
+            .map(|x| show_key(&x.net))
+            .collect();
+        assert_eq!(live, vec!["192.0.2.2"]);
+        assert_eq!(l.backend().load().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn refused_logins_store_nothing() {
+        let rules = Rules {
+            deny: vec!["198.51.100.0/24".parse().unwrap()],
+            allow: vec!["10.0.0.0/8".parse().unwrap()],
+            ..Rules::default()
+        };
+        let l = Leases::open(Box::new(Mem::default()), rules, T0).unwrap();
+        l.login(&login("198.51.100.5", T0), T0, false).unwrap();
+        l.login(&login("10.1.1.1", T0), T0, false).unwrap();
+        l.login(&login("192.0.2.1", T0 - 31 * MIN), T0, false)
+            .unwrap();
+        assert!(l.is_empty());
+        assert!(l.backend().load().unwrap().is_empty());
+        assert_eq!(
+            l.check(parse_ip("10.1.1.1").unwrap(), T0),
+            Answer::Static("10.0.0.0/8".parse().unwrap())
+        );
+        assert_eq!(l.stats().refused, 3);
+    }
+
+    #[test]
+    fn manual_add_sets_the_deadline_and_del_removes() {
+        let l = Leases::open(Box::new(Mem::default()), Rules::default(), T0).unwrap();
+        let ip = parse_ip("2001:db8::7").unwrap();
+        l.login(&login("2001:db8::1", T0), T0, false).unwrap();
+        let lease = l.add(ip, Duration::from_secs(300), T0).unwrap();
+        assert_eq!(lease.deadline, T0 + 5 * MIN, "add replaces the deadline");
+        assert_eq!(lease.logins, 2, "same /64 as the login");
+        assert!(l.del(&lease.net).unwrap().is_some());
+        assert!(l.del(&lease.net).unwrap().is_none());
+        assert!(!l.check(ip, T0).allowed());
+    }
+
+    #[test]
+    fn changes_to_the_leased_set_are_announced() {
+        let l = Leases::open(Box::new(Mem::default()), Rules::default(), T0).unwrap();
+        let mut rx = l.subscribe();
+        l.login(&login("192.0.2.1", T0), T0, false).unwrap();
+        assert!(rx.has_changed().unwrap());
+        rx.borrow_and_update();
+        l.login(&login("192.0.2.1", T0 + 1), T0 + 1, false).unwrap();
+        assert!(
+            !rx.has_changed().unwrap(),
+            "a renewal does not change the set"
+        );
+        l.expire(T0 + 31 * MIN).unwrap();
+        assert!(rx.has_changed().unwrap());
+    }
+}
