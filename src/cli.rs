@@ -67,6 +67,38 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Report one successful login to the daemon, then exec PROGRAM (a login chain link)
+    Hook(HookArgs),
+    /// Dry run: print the logins found in log files (or stdin), touching nothing
+    ParseLog {
+        /// One JSON object per login and one for the summary
+        #[arg(long)]
+        json: bool,
+        /// Parse every line as this format instead of detecting it
+        #[arg(long, value_name = "NAME")]
+        format: Option<String>,
+        /// A site's own login format: a regex with named groups `ip` and optionally `user`
+        #[arg(long = "login-pattern", value_name = "REGEX")]
+        login_pattern: Vec<String>,
+        /// Log files; `-` or none reads standard input
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct HookArgs {
+    /// Client address [default: $TCPREMOTEIP, else $IP]
+    #[arg(long, value_name = "ADDR")]
+    pub ip: Option<String>,
+    /// User name [default: $USER]
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// How long to wait for the daemon before giving up (the login goes on regardless)
+    #[arg(long, default_value = "1s", value_name = "DURATION")]
+    pub timeout: String,
+    /// The rest of the login chain, run with the same environment and file descriptors
+    #[arg(last = true, value_name = "PROGRAM")]
+    pub program: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -110,7 +142,41 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "GROUP")]
     pub socket_group: Option<String>,
 
+    /// Follow this log file for logins; repeatable
+    #[arg(long, value_name = "FILE")]
+    pub watch: Vec<PathBuf>,
+
+    /// Parse the preceding --watch file as this format only (dovecot, courier, cyrus,
+    /// uw-imap, qpopper, mailutils, popa3d, solid-pop3d, vchkpw)
+    #[arg(long, value_name = "NAME")]
+    pub format: Vec<String>,
+
+    /// A site's own login line format: a regex with named groups `ip` and optionally `user`;
+    /// repeatable
+    #[arg(long = "login-pattern", value_name = "REGEX")]
+    pub login_pattern: Vec<String>,
+
     /// Log format on stderr
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+
+    /// Which --watch each --format follows (filled from the command line's order)
+    #[arg(skip)]
+    pub format_after: Vec<usize>,
+}
+
+/// Parse the command line, remembering which `--watch` each `--format` follows.
+pub fn parse() -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().try_get_matches()?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    if let (Command::Daemon(d), Some(("daemon", sub))) = (&mut cli.command, matches.subcommand()) {
+        let watches: Vec<usize> = sub.indices_of("watch").map(|i| i.collect()).unwrap_or_default();
+        let formats: Vec<usize> = sub.indices_of("format").map(|i| i.collect()).unwrap_or_default();
+        d.format_after = formats
+            .iter()
+            .map(|f| watches.iter().filter(|w| *w < f).count())
+            .collect();
+    }
+    Ok(cli)
 }

@@ -9,6 +9,8 @@ use nix::unistd::{Group, Uid};
 use crate::cli::{DaemonArgs, LogFormat};
 use crate::error::{Error, Result};
 use crate::lease::{Rules, parse_duration, parse_net, parse_users};
+use crate::sources::WatchSpec;
+use crate::sources::logparse::{Format, compile_login_pattern};
 
 /// Where the database and the control socket are.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,6 +67,8 @@ pub struct DaemonConfig {
     pub socket_mode: u32,
     pub socket_gid: Option<u32>,
     pub log_format: LogFormat,
+    pub watches: Vec<WatchSpec>,
+    pub login_patterns: Vec<regex::Regex>,
 }
 
 pub fn group_id(name: &str) -> Result<u32> {
@@ -90,6 +94,42 @@ pub fn parse_mode(s: &str) -> Result<u32> {
 pub fn read_users(path: &Path) -> Result<HashSet<String>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
     Ok(parse_users(&text))
+}
+
+/// Pair each `--format` with the `--watch` before it.
+fn watch_specs(a: &DaemonArgs) -> Result<Vec<WatchSpec>> {
+    let mut specs: Vec<WatchSpec> = a
+        .watch
+        .iter()
+        .map(|p| WatchSpec {
+            path: p.clone(),
+            format: None,
+        })
+        .collect();
+    for (name, after) in a.format.iter().zip(&a.format_after) {
+        let format: Format = name.parse()?;
+        let Some(spec) = after.checked_sub(1).and_then(|i| specs.get_mut(i)) else {
+            return Err(Error::invalid(format!(
+                "--format {name} must follow the --watch FILE it applies to"
+            )));
+        };
+        if spec.format.replace(format).is_some() {
+            return Err(Error::invalid(format!(
+                "--watch {}: more than one --format",
+                spec.path.display()
+            )));
+        }
+    }
+    let mut seen = HashSet::new();
+    for s in &specs {
+        if !seen.insert(&s.path) {
+            return Err(Error::invalid(format!(
+                "--watch {} given twice",
+                s.path.display()
+            )));
+        }
+    }
+    Ok(specs)
 }
 
 impl DaemonConfig {
@@ -119,6 +159,12 @@ impl DaemonConfig {
             socket_mode: parse_mode(&a.socket_mode)?,
             socket_gid: a.socket_group.as_deref().map(group_id).transpose()?,
             log_format: a.log_format,
+            watches: watch_specs(a)?,
+            login_patterns: a
+                .login_pattern
+                .iter()
+                .map(|p| compile_login_pattern(p))
+                .collect::<Result<_>>()?,
         })
     }
 }

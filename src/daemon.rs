@@ -13,6 +13,7 @@ use crate::control::server::{Access, serve};
 use crate::error::Result;
 use crate::lease::now_ms;
 use crate::listen::{bind_unix, remove_socket};
+use crate::sources::follow::Msg;
 use crate::store::{Leases, Opened, SledBackend, save_rules};
 
 /// How long shutdown waits for requests in flight.
@@ -59,6 +60,15 @@ pub async fn run(
         stopped(stop_rx.clone()),
         GRACE,
     ));
+    let followers = if cfg.watches.is_empty() {
+        None
+    } else {
+        Some(crate::sources::start_followers(
+            &cfg.watches,
+            &cfg.login_patterns,
+            leases.clone(),
+        )?)
+    };
     tracing::info!(
         db = %cfg.paths.db.display(),
         socket = %cfg.paths.socket.display(),
@@ -71,11 +81,20 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            Some(()) = reload.recv() => reload_config(&cfg, &leases),
+            Some(()) = reload.recv() => {
+                reload_config(&cfg, &leases);
+                if let Some((_, tx)) = &followers {
+                    let _ = tx.send(Msg::Reopen);
+                }
+            }
         }
     }
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
+    if let Some((thread, tx)) = followers {
+        let _ = tx.send(Msg::Stop);
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
     let _ = tokio::time::timeout(GRACE + Duration::from_secs(1), async {
         while tasks.join_next().await.is_some() {}
     })

@@ -3,8 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use relaylease::cli::{Cli, Command, LogFormat};
+use relaylease::cli::{Cli, Command, HookArgs, LogFormat};
 use relaylease::config::{DaemonConfig, Paths};
 use relaylease::{Error, commands, daemon};
 
@@ -62,6 +61,33 @@ fn run_daemon(cli: &Cli, cfg: DaemonConfig) -> Result<i32, Error> {
     })
 }
 
+/// The hook never stands in a login's way: whatever goes wrong is one line on stderr, and
+/// PROGRAM still runs.
+fn hook(paths: &Paths, h: &HookArgs) -> i32 {
+    use relaylease::sources::hook;
+    let timeout = relaylease::lease::parse_duration(&h.timeout).unwrap_or_else(|e| {
+        eprintln!("relaylease hook: --timeout: {e}; using 1s");
+        std::time::Duration::from_secs(1)
+    });
+    let env = |k: &str| std::env::var(k).ok();
+    let ip = hook::client_addr(h.ip.as_deref(), &env);
+    let user = h.user.clone().or_else(|| env("USER")).filter(|u| !u.is_empty());
+    let outcome = hook::report(&paths.socket, ip, user, timeout);
+    if let Err(e) = &outcome {
+        eprintln!("relaylease hook: {e}");
+    }
+    if h.program.is_empty() {
+        return match outcome {
+            Ok(true) => 0,
+            Ok(false) => 1,
+            Err(_) => 2,
+        };
+    }
+    let e = hook::exec(&h.program);
+    eprintln!("relaylease hook: {e}");
+    hook::EXEC_FAILED as i32
+}
+
 fn run(cli: &Cli) -> Result<i32, Error> {
     let paths = Paths::resolve(cli.socket.clone(), cli.db.clone());
     match &cli.command {
@@ -81,6 +107,13 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                 Command::Del { addr } => commands::del(&paths, addr.clone()),
                 Command::Flush => commands::flush(&paths),
                 Command::Stats { json } => commands::stats(&paths, *json),
+                Command::Hook(h) => Ok(hook(&paths, h)),
+                Command::ParseLog {
+                    json,
+                    format,
+                    login_pattern,
+                    files,
+                } => commands::parse_log(files, format.as_deref(), login_pattern, *json),
                 Command::Daemon(_) => unreachable!("handled above"),
             }
         }
@@ -88,7 +121,7 @@ fn run(cli: &Cli) -> Result<i32, Error> {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match relaylease::cli::parse() {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };

@@ -30,7 +30,7 @@ fn run(leases: &Leases, op: Op, now: Millis) -> crate::Result<Reply> {
                 at: now,
                 source: SOURCE_HOOK.into(),
             };
-            match leases.login(&login, now, true)? {
+            match leases.login(&login, now, true, None)? {
                 Outcome::Granted(l) => Reply::Login {
                     outcome: "granted".into(),
                     lease: Some(l),

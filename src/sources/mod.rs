@@ -1,3 +1,86 @@
 //! Where logins come from: followed log files and their line parsers, and the login hook.
 
+pub mod follow;
+pub mod hook;
 pub mod logparse;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use follow::{Follower, Msg, Position, Sink};
+use logparse::{Format, LineParser};
+
+use crate::lease::{Login, now_ms};
+use crate::store::{Leases, Stats};
+
+/// One `--watch FILE [--format NAME]`.
+#[derive(Clone, Debug)]
+pub struct WatchSpec {
+    pub path: PathBuf,
+    pub format: Option<Format>,
+}
+
+/// Hands followed logins to the lease table, with each file's position.
+struct StoreSink {
+    leases: Arc<Leases>,
+    /// Mailutils without `acl log` names no address: say so once per file, not per login.
+    warned_no_address: std::collections::HashSet<String>,
+}
+
+impl Sink for StoreSink {
+    fn login(&mut self, login: Login, checkpoint: Option<(&str, &Position)>) {
+        let meta = checkpoint.map(|(k, p)| (k, serde_json::to_vec(p).unwrap_or_default()));
+        let meta = meta.as_ref().map(|(k, v)| (*k, v.as_slice()));
+        if let Err(e) = self.leases.login(&login, now_ms(), false, meta) {
+            Stats::bump(&self.leases.stats.errors);
+            tracing::error!(addr = %login.ip, source = %login.source, error = %e, "cannot record login");
+        }
+    }
+
+    fn checkpoint(&mut self, key: &str, pos: &Position) {
+        let v = serde_json::to_vec(pos).unwrap_or_default();
+        if let Err(e) = self.leases.backend().put_meta(key, &v) {
+            Stats::bump(&self.leases.stats.errors);
+            tracing::error!(error = %e, "cannot save log position");
+        }
+    }
+
+    fn login_without_address(&mut self, source: &str, user: Option<&str>) {
+        self.leases.stats.count_login(source);
+        if self.warned_no_address.insert(source.to_string()) {
+            tracing::warn!(source, user = user.unwrap_or("-"),
+                "login line without a client address: nothing granted (for GNU Mailutils enable `acl {{ log from any; }}` or use the hook)");
+        }
+    }
+
+    fn saved(&mut self, key: &str) -> Option<Position> {
+        let v = self.leases.backend().get_meta(key).ok().flatten()?;
+        serde_json::from_slice(&v).ok()
+    }
+}
+
+/// Followers run on one thread; the returned sender stops (`Msg::Stop`) or reopens them.
+pub fn start_followers(
+    specs: &[WatchSpec],
+    patterns: &[regex::Regex],
+    leases: Arc<Leases>,
+) -> crate::Result<(std::thread::JoinHandle<()>, mpsc::Sender<Msg>)> {
+    let followers: Vec<Follower> = specs
+        .iter()
+        .map(|s| Follower::new(s.path.clone(), LineParser::new(s.format, patterns.to_vec())))
+        .collect();
+    let (tx, rx) = mpsc::channel();
+    let tx2 = tx.clone();
+    let handle = std::thread::Builder::new()
+        .name("follow".into())
+        .spawn(move || {
+            let mut sink = StoreSink {
+                leases,
+                warned_no_address: Default::default(),
+            };
+            follow::run(followers, &mut sink, tx2, rx);
+        })
+        .map_err(|e| crate::Error::net("start the log follower thread", e))?;
+    Ok((handle, tx))
+}

@@ -32,6 +32,12 @@ pub trait Backend: Send + Sync {
     /// Small named records that are not leases (log file positions, settings).
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<()>;
+    /// Write a lease and a meta record so that a crash keeps both or neither (a log
+    /// position with the login read at it).
+    fn put_with_meta(&self, lease: &Lease, key: &str, value: &[u8]) -> Result<()> {
+        self.put(lease)?;
+        self.put_meta(key, value)
+    }
 }
 
 /// The answer to "may this address relay now?".
@@ -195,10 +201,13 @@ impl Leases {
 
     /// Insert a lease, writing it through to the backend while the table is locked so the
     /// two never disagree about which version is newest.
-    fn store(&self, lease: Lease) -> Result<Option<Lease>> {
+    fn store(&self, lease: Lease, meta: Option<(&str, &[u8])>) -> Result<Option<Lease>> {
         let mut t = self.table.write().map_err(|_| poisoned())?;
         let earliest = t.next_deadline();
-        self.backend.put(&lease)?;
+        match meta {
+            Some((k, v)) => self.backend.put_with_meta(&lease, k, v)?,
+            None => self.backend.put(&lease)?,
+        }
         let deadline = lease.deadline;
         let old = t.upsert(lease);
         drop(t);
@@ -212,14 +221,24 @@ impl Leases {
     }
 
     /// Record a successful login. `durable` makes the lease survive a crash before this
-    /// returns (hook and manual logins are acknowledged only then).
-    pub fn login(&self, login: &Login, now: Millis, durable: bool) -> Result<Outcome> {
+    /// returns (hook and manual logins are acknowledged only then). `meta` is written with
+    /// the lease, atomically (a log file's position just after the login's line).
+    pub fn login(
+        &self,
+        login: &Login,
+        now: Millis,
+        durable: bool,
+        meta: Option<(&str, &[u8])>,
+    ) -> Result<Outcome> {
         self.stats.count_login(&login.source);
         let user = login.user.as_deref().unwrap_or("-");
         let verdict = self.rules().judge(login, now);
         let (net, deadline) = match verdict {
             Verdict::Grant { net, deadline } => (net, deadline),
             refused => {
+                if let Some((k, v)) = meta {
+                    self.backend.put_meta(k, v)?;
+                }
                 Stats::bump(&self.stats.refused);
                 match &refused {
                     Verdict::DeniedNet(n) => tracing::info!(
@@ -251,7 +270,7 @@ impl Leases {
             }
         };
         let renewed = lease.logins > 1;
-        self.store(lease.clone())?;
+        self.store(lease.clone(), meta)?;
         if durable {
             self.backend.sync()?;
         }
@@ -291,7 +310,7 @@ impl Leases {
                 _ => Lease::new(net, &login, deadline),
             }
         };
-        self.store(lease.clone())?;
+        self.store(lease.clone(), None)?;
         self.backend.sync()?;
         tracing::info!(addr = %show_key(&net), source = SOURCE_MANUAL,
             expires_in = %crate::lease::show_remaining(deadline, now), "lease added");
@@ -500,13 +519,13 @@ mod tests {
         let ip = parse_ip("192.0.2.7").unwrap();
         assert_eq!(l.check(ip, T0), Answer::No);
         assert!(matches!(
-            l.login(&login("192.0.2.7", T0), T0, false).unwrap(),
+            l.login(&login("192.0.2.7", T0), T0, false, None).unwrap(),
             Outcome::Granted(_)
         ));
         assert!(l.check(ip, T0 + 29 * MIN).allowed());
         assert!(!l.check(ip, T0 + 30 * MIN).allowed());
         assert!(matches!(
-            l.login(&login("192.0.2.7", T0 + 10 * MIN), T0 + 10 * MIN, false)
+            l.login(&login("192.0.2.7", T0 + 10 * MIN), T0 + 10 * MIN, false, None)
                 .unwrap(),
             Outcome::Renewed(_)
         ));
@@ -517,8 +536,8 @@ mod tests {
     #[test]
     fn expiry_removes_from_table_and_backend() {
         let l = Leases::open(Box::new(Mem::default()), Rules::default(), T0).unwrap();
-        l.login(&login("192.0.2.1", T0), T0, false).unwrap();
-        l.login(&login("192.0.2.2", T0 + MIN), T0 + MIN, false)
+        l.login(&login("192.0.2.1", T0), T0, false, None).unwrap();
+        l.login(&login("192.0.2.2", T0 + MIN), T0 + MIN, false, None)
             .unwrap();
         assert_eq!(l.next_deadline(), Some(T0 + 30 * MIN));
         let gone = l.expire(T0 + 30 * MIN).unwrap();
@@ -531,7 +550,7 @@ mod tests {
     fn reopening_drops_expired_leases() {
         let mem = Mem::default();
         let l = Leases::open(Box::new(mem), Rules::default(), T0).unwrap();
-        l.login(&login("192.0.2.1", T0), T0, true).unwrap();
+        l.login(&login("192.0.2.1", T0), T0, true, None).unwrap();
         l.add(
             parse_ip("192.0.2.2").unwrap(),
             Duration::from_secs(3600),
@@ -561,9 +580,9 @@ mod tests {
             ..Rules::default()
         };
         let l = Leases::open(Box::new(Mem::default()), rules, T0).unwrap();
-        l.login(&login("198.51.100.5", T0), T0, false).unwrap();
-        l.login(&login("10.1.1.1", T0), T0, false).unwrap();
-        l.login(&login("192.0.2.1", T0 - 31 * MIN), T0, false)
+        l.login(&login("198.51.100.5", T0), T0, false, None).unwrap();
+        l.login(&login("10.1.1.1", T0), T0, false, None).unwrap();
+        l.login(&login("192.0.2.1", T0 - 31 * MIN), T0, false, None)
             .unwrap();
         assert!(l.is_empty());
         assert!(l.backend().load().unwrap().is_empty());
@@ -578,7 +597,7 @@ mod tests {
     fn manual_add_sets_the_deadline_and_del_removes() {
         let l = Leases::open(Box::new(Mem::default()), Rules::default(), T0).unwrap();
         let ip = parse_ip("2001:db8::7").unwrap();
-        l.login(&login("2001:db8::1", T0), T0, false).unwrap();
+        l.login(&login("2001:db8::1", T0), T0, false, None).unwrap();
         let lease = l.add(ip, Duration::from_secs(300), T0).unwrap();
         assert_eq!(lease.deadline, T0 + 5 * MIN, "add replaces the deadline");
         assert_eq!(lease.logins, 2, "same /64 as the login");
@@ -591,10 +610,10 @@ mod tests {
     fn changes_to_the_leased_set_are_announced() {
         let l = Leases::open(Box::new(Mem::default()), Rules::default(), T0).unwrap();
         let mut rx = l.subscribe();
-        l.login(&login("192.0.2.1", T0), T0, false).unwrap();
+        l.login(&login("192.0.2.1", T0), T0, false, None).unwrap();
         assert!(rx.has_changed().unwrap());
         rx.borrow_and_update();
-        l.login(&login("192.0.2.1", T0 + 1), T0 + 1, false).unwrap();
+        l.login(&login("192.0.2.1", T0 + 1), T0 + 1, false, None).unwrap();
         assert!(
             !rx.has_changed().unwrap(),
             "a renewal does not change the set"

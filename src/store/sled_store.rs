@@ -190,6 +190,24 @@ impl Backend for SledBackend {
         Ok(())
     }
 
+    fn put_with_meta(&self, lease: &Lease, key: &str, value: &[u8]) -> Result<()> {
+        use sled::Transactional;
+        let v = serde_json::to_vec(lease).map_err(|e| Error::invalid(e.to_string()))?;
+        let k = key_bytes(&lease.net);
+        (&self.leases, &self.meta)
+            .transaction(|(leases, meta)| {
+                leases.insert(k.as_slice(), v.as_slice())?;
+                meta.insert(key.as_bytes(), value)?;
+                Ok(())
+            })
+            .map_err(|e: sled::transaction::TransactionError<()>| match e {
+                sled::transaction::TransactionError::Storage(e) => self.err("write lease")(e),
+                sled::transaction::TransactionError::Abort(()) => {
+                    Error::invalid("lease write aborted")
+                }
+            })
+    }
+
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
         Ok(self
             .meta

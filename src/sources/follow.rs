@@ -1,0 +1,500 @@
+//! Following log files in real time: inotify on the parent directory plus a slow stat pass,
+//! safe across every kind of rotation, resuming after a restart where it stopped.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{ErrorKind, Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::logparse::{Event, LineParser, resolve_stamp};
+use crate::lease::{Login, Millis, now_ms};
+
+/// Longest line read; a longer one is skipped with a warning.
+pub const MAX_LINE: usize = 64 * 1024;
+/// How many leading bytes identify a file across restarts and truncations.
+const FINGERPRINT_LEN: u64 = 256;
+/// The safety-net stat pass, for file systems without inotify and for lost events.
+pub const STAT_PASS: Duration = Duration::from_secs(1);
+/// After a rename rotation, the old file is still read until it has been quiet this long
+/// (syslog daemons write to it until logrotate's postrotate signal reaches them).
+const DRAIN_QUIET: Duration = Duration::from_secs(3);
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Where reading a file stopped: enough to find the same file and place after a restart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    pub dev: u64,
+    pub ino: u64,
+    pub offset: u64,
+    /// FNV-1a of the first `fp_len` bytes of the file.
+    pub fingerprint: u64,
+    pub fp_len: u64,
+}
+
+/// What the follower hands its logins and positions to.
+pub trait Sink {
+    /// A login, with the position just after its line (`None` for a file whose position is
+    /// not kept): storing both together makes a restart neither replay nor miss it.
+    fn login(&mut self, login: Login, checkpoint: Option<(&str, &Position)>);
+    /// Reading advanced without a login.
+    fn checkpoint(&mut self, key: &str, pos: &Position);
+    /// A login line that names no address (Mailutils' default logging): nothing to grant.
+    fn login_without_address(&mut self, _source: &str, _user: Option<&str>) {}
+    /// The position saved by an earlier run, if any.
+    fn saved(&mut self, key: &str) -> Option<Position>;
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+fn fingerprint(file: &mut File, len: u64) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::FileExt;
+    let n = len.min(FINGERPRINT_LEN) as usize;
+    let mut buf = vec![0u8; n];
+    let mut got = 0;
+    while got < n {
+        match file.read_at(&mut buf[got..], got as u64)? {
+            0 => break,
+            k => got += k,
+        }
+    }
+    Ok((fnv1a(&buf[..got]), got as u64))
+}
+
+/// One open file being read.
+struct Tail {
+    file: File,
+    dev: u64,
+    ino: u64,
+    /// Bytes consumed so far: the start of `partial`.
+    offset: u64,
+    partial: Vec<u8>,
+    /// Inside an over-long line: drop bytes until its newline.
+    skipping: bool,
+    fp: (u64, u64),
+}
+
+impl Tail {
+    fn open(path: &Path) -> std::io::Result<Tail> {
+        let mut file = File::open(path)?;
+        let meta = file.metadata()?;
+        let fp = fingerprint(&mut file, meta.len())?;
+        Ok(Tail {
+            file,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            offset: 0,
+            partial: Vec::new(),
+            skipping: false,
+            fp,
+        })
+    }
+
+    fn position(&self, offset: u64) -> Position {
+        Position {
+            dev: self.dev,
+            ino: self.ino,
+            offset,
+            fingerprint: self.fp.0,
+            fp_len: self.fp.1,
+        }
+    }
+
+    fn seek(&mut self, offset: u64) -> std::io::Result<()> {
+        self.file.seek(SeekFrom::Start(offset))?;
+        self.offset = offset;
+        self.partial.clear();
+        self.skipping = false;
+        Ok(())
+    }
+
+    /// Does the saved position describe this file?
+    fn matches(&mut self, p: &Position) -> bool {
+        if p.dev != self.dev || p.ino != self.ino {
+            return false;
+        }
+        let len = self.file.metadata().map(|m| m.len()).unwrap_or(0);
+        len >= p.offset
+            && fingerprint(&mut self.file, p.fp_len).is_ok_and(|fp| fp == (p.fingerprint, p.fp_len))
+    }
+}
+
+/// One watched log file.
+pub struct Follower {
+    path: PathBuf,
+    /// Position key in the store, and the lease source name.
+    key: String,
+    source: String,
+    parser: LineParser,
+    cur: Option<Tail>,
+    /// The previous file after a rename rotation, read until quiet.
+    old: Option<(Tail, Instant)>,
+    /// True until the first open: a file that exists when we start is read from its end
+    /// (old logins are not replayed) unless a saved position says otherwise.
+    first: bool,
+    buf: Vec<u8>,
+    pub lines: u64,
+}
+
+impl Follower {
+    pub fn new(path: PathBuf, parser: LineParser) -> Self {
+        let source = path.display().to_string();
+        Follower {
+            key: format!("pos:{source}"),
+            source,
+            path,
+            parser,
+            cur: None,
+            old: None,
+            first: true,
+            buf: Vec::new(),
+            lines: 0,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Forget open files (SIGHUP); the next poll opens them again where they were.
+    pub fn reopen(&mut self, sink: &mut dyn Sink) {
+        if let Some(t) = self.cur.take() {
+            sink.checkpoint(&self.key, &t.position(t.offset));
+        }
+        self.first = false;
+    }
+
+    /// Read everything new. `full` also checks the fingerprint (the slow pass).
+    pub fn poll(&mut self, sink: &mut dyn Sink, full: bool) {
+        if let Some(mut t) = self.cur.take() {
+            self.read(&mut t, sink);
+            self.cur = Some(t);
+        }
+        match std::fs::metadata(&self.path) {
+            Ok(meta) => {
+                let replaced = self
+                    .cur
+                    .as_ref()
+                    .is_some_and(|t| t.dev != meta.dev() || t.ino != meta.ino());
+                if replaced {
+                    tracing::info!(path = %self.path.display(), "log file rotated: reading the new file");
+                    if let Some(t) = self.cur.take() {
+                        self.old = Some((t, Instant::now()));
+                    }
+                }
+                match self.cur.take() {
+                    None => self.open(sink),
+                    Some(mut t) => {
+                        let truncated = meta.len() < t.offset
+                            || (full
+                                && fingerprint(&mut t.file, t.fp.1).is_ok_and(|fp| fp != t.fp));
+                        if truncated {
+                            tracing::info!(path = %self.path.display(), "log file truncated: reading from the start");
+                            match t.seek(0) {
+                                Ok(()) => {
+                                    t.fp = fingerprint(&mut t.file, meta.len()).unwrap_or((0, 0));
+                                }
+                                Err(e) => tracing::warn!(path = %self.path.display(), error = %e, "cannot rewind"),
+                            }
+                        } else if t.fp.1 < FINGERPRINT_LEN && meta.len() > t.fp.1 {
+                            // The file was short when first seen; widen its fingerprint.
+                            t.fp = fingerprint(&mut t.file, meta.len()).unwrap_or(t.fp);
+                        }
+                        self.read(&mut t, sink);
+                        self.cur = Some(t);
+                    }
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                if let Some(t) = self.cur.take() {
+                    tracing::info!(path = %self.path.display(), "log file moved away or removed: waiting for a new one");
+                    self.old = Some((t, Instant::now()));
+                }
+                self.first = false;
+            }
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot stat log file");
+            }
+        }
+        if let Some((mut t, quiet_since)) = self.old.take() {
+            let before = t.offset + t.partial.len() as u64;
+            self.read(&mut t, sink);
+            let grew = t.offset + t.partial.len() as u64 > before;
+            let since = if grew { Instant::now() } else { quiet_since };
+            if since.elapsed() < DRAIN_QUIET {
+                self.old = Some((t, since));
+            } else if !t.partial.is_empty() {
+                tracing::debug!(path = %self.path.display(), "old log file ended without a newline");
+            }
+        }
+    }
+
+    fn open(&mut self, sink: &mut dyn Sink) {
+        let mut t = match Tail::open(&self.path) {
+            Ok(t) => t,
+            Err(e) => {
+                if e.kind() != ErrorKind::NotFound {
+                    tracing::warn!(path = %self.path.display(), error = %e, "cannot open log file");
+                }
+                return;
+            }
+        };
+        let first = std::mem::replace(&mut self.first, false);
+        let saved = sink.saved(&self.key);
+        let start = match saved {
+            Some(p) if t.matches(&p) => p.offset,
+            Some(p) if first => {
+                // Rotated while we were stopped: finish the old file if it sits beside.
+                self.resume_rotated(&p, sink);
+                0
+            }
+            // A new file after a rotation seen live: the old one is being drained.
+            Some(_) => 0,
+            None if first => t.file.metadata().map(|m| m.len()).unwrap_or(0),
+            None => 0,
+        };
+        if let Err(e) = t.seek(start) {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot seek in log file");
+            return;
+        }
+        tracing::debug!(path = %self.path.display(), offset = start, "following log file");
+        sink.checkpoint(&self.key, &t.position(start));
+        self.read(&mut t, sink);
+        self.cur = Some(t);
+    }
+
+    /// logrotate's first generation is `NAME.1`; read what it holds past our saved place.
+    fn resume_rotated(&mut self, p: &Position, sink: &mut dyn Sink) {
+        let mut name = self.path.as_os_str().to_os_string();
+        name.push(".1");
+        let Ok(mut t) = Tail::open(Path::new(&name)) else {
+            return;
+        };
+        if t.matches(p) && t.seek(p.offset).is_ok() {
+            tracing::info!(path = %Path::new(&name).display(), "reading the rest of the file rotated while stopped");
+            // Positions in the rotated file must not overwrite the current file's.
+            let mut detached = Detached { inner: sink };
+            self.read(&mut t, &mut detached);
+        }
+    }
+
+    fn read(&mut self, t: &mut Tail, sink: &mut dyn Sink) {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.resize(READ_CHUNK, 0);
+        loop {
+            let n = match t.file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!(path = %self.path.display(), error = %e, "cannot read log file");
+                    break;
+                }
+            };
+            let chunk = &buf[..n];
+            let mut start = 0;
+            let mut advanced_without_login = false;
+            while let Some(i) = memchr::memchr(b'\n', &chunk[start..]) {
+                let end = start + i;
+                let line_end_offset = t.offset + t.partial.len() as u64 + (end - start) as u64 + 1;
+                if t.skipping {
+                    t.skipping = false;
+                    t.partial.clear();
+                    t.offset = line_end_offset;
+                    advanced_without_login = true;
+                } else {
+                    let piece = &chunk[start..end];
+                    let found = if t.partial.is_empty() {
+                        self.line(piece)
+                    } else {
+                        t.partial.extend_from_slice(piece);
+                        let line = std::mem::take(&mut t.partial);
+                        let r = if line.len() > MAX_LINE {
+                            self.too_long();
+                            None
+                        } else {
+                            self.line(&line)
+                        };
+                        t.partial = line;
+                        t.partial.clear();
+                        r
+                    };
+                    t.offset = line_end_offset;
+                    let pos = t.position(t.offset);
+                    match found {
+                        Some(Found::Login(login)) => {
+                            sink.login(login, Some((&self.key, &pos)));
+                            advanced_without_login = false;
+                        }
+                        Some(Found::NoAddress(user)) => {
+                            sink.login_without_address(&self.source, user.as_deref());
+                            advanced_without_login = true;
+                        }
+                        None => advanced_without_login = true,
+                    }
+                }
+                start = end + 1;
+            }
+            let rest = &chunk[start..];
+            if t.skipping {
+                t.offset += rest.len() as u64;
+            } else {
+                t.partial.extend_from_slice(rest);
+                if t.partial.len() > MAX_LINE {
+                    self.too_long();
+                    t.offset += t.partial.len() as u64;
+                    t.partial.clear();
+                    t.skipping = true;
+                }
+            }
+            if advanced_without_login {
+                sink.checkpoint(&self.key, &t.position(t.offset));
+            }
+        }
+        self.buf = buf;
+    }
+
+    fn too_long(&self) {
+        tracing::warn!(path = %self.path.display(), limit = MAX_LINE, "skipping a log line longer than the limit");
+    }
+
+    fn line(&mut self, line: &[u8]) -> Option<Found> {
+        self.lines += 1;
+        match self.parser.parse(line) {
+            Event::Login(ev) => {
+                let Some(ip) = ev.ip else {
+                    return Some(Found::NoAddress(ev.user));
+                };
+                let now = now_ms();
+                let at: Millis = ev
+                    .stamp
+                    .as_ref()
+                    .and_then(|s| resolve_stamp(s, now))
+                    .unwrap_or(now);
+                Some(Found::Login(Login {
+                    ip,
+                    user: ev.user,
+                    at,
+                    source: self.source.clone(),
+                }))
+            }
+            _ => None,
+        }
+    }
+}
+
+enum Found {
+    Login(Login),
+    NoAddress(Option<String>),
+}
+
+/// Passes logins on but keeps positions to itself (for a rotated file read at start).
+struct Detached<'a> {
+    inner: &'a mut dyn Sink,
+}
+
+impl Sink for Detached<'_> {
+    fn login(&mut self, login: Login, _checkpoint: Option<(&str, &Position)>) {
+        self.inner.login(login, None);
+    }
+    fn checkpoint(&mut self, _key: &str, _pos: &Position) {}
+    fn login_without_address(&mut self, source: &str, user: Option<&str>) {
+        self.inner.login_without_address(source, user);
+    }
+    fn saved(&mut self, _key: &str) -> Option<Position> {
+        None
+    }
+}
+
+/// Messages to the follower thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Msg {
+    /// Something changed in a watched directory.
+    Changed,
+    /// SIGHUP: reopen the files.
+    Reopen,
+    Stop,
+}
+
+/// Follow `followers` until `Msg::Stop`. Runs on its own thread: file reads block.
+pub fn run(mut followers: Vec<Follower>, sink: &mut dyn Sink, tx: mpsc::Sender<Msg>, rx: mpsc::Receiver<Msg>) {
+    let dirs: BTreeSet<PathBuf> = followers
+        .iter()
+        .map(|f| {
+            f.path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf()
+        })
+        .collect();
+    let watcher = {
+        let tx = tx.clone();
+        notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+            let _ = tx.send(Msg::Changed);
+        })
+    };
+    if let Err(e) = &watcher {
+        tracing::warn!(error = %e, "no inotify: falling back to the stat pass every {STAT_PASS:?}");
+    }
+    let mut watcher = watcher.ok();
+    let mut watch_dirs = || {
+        use notify::Watcher;
+        let Some(w) = watcher.as_mut() else { return };
+        for d in &dirs {
+            // A directory removed and recreated needs a new watch: re-add on every pass
+            // (adding an existing inotify watch only refreshes it). A missing directory
+            // fails here and is tried again next pass.
+            let _ = w.watch(d, notify::RecursiveMode::NonRecursive);
+        }
+    };
+    watch_dirs();
+    for f in followers.iter_mut() {
+        f.poll(sink, true);
+    }
+    let mut last_pass = Instant::now();
+    loop {
+        let wait = STAT_PASS.saturating_sub(last_pass.elapsed());
+        let msg = match rx.recv_timeout(wait) {
+            Ok(m) => Some(m),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        let mut reopen = msg == Some(Msg::Reopen);
+        // Coalesce a burst of events into one pass.
+        while let Ok(m) = rx.try_recv() {
+            match m {
+                Msg::Stop => return,
+                Msg::Reopen => reopen = true,
+                Msg::Changed => {}
+            }
+        }
+        if msg == Some(Msg::Stop) {
+            return;
+        }
+        if reopen {
+            for f in followers.iter_mut() {
+                f.reopen(sink);
+            }
+        }
+        let full = msg.is_none() || last_pass.elapsed() >= STAT_PASS;
+        if full {
+            last_pass = Instant::now();
+            watch_dirs();
+        }
+        for f in followers.iter_mut() {
+            f.poll(sink, full);
+        }
+    }
+}
