@@ -92,6 +92,7 @@ fn run(pin: impl Fn(&str) -> Option<Format>) -> Outcome {
         for (n, line) in lines(&data) {
             match parser.parse(line) {
                 Event::Login(l) => {
+                    assert!(l.stamp.is_some(), "{name}:{n} has no timestamp");
                     let ip = l.ip.map(|ip| ip.to_string());
                     assert_ne!(
                         ip.as_deref(),
@@ -216,5 +217,54 @@ fn truncated_and_mangled_lines_never_panic() {
                 copy[i] = keep;
             }
         }
+    }
+}
+
+/// Throughput on the mix the daemon sees: 90% Postfix noise, 10% POP/IMAP server lines.
+/// Timing is machine-dependent, so this runs on request:
+/// `cargo test --release --lib throughput -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn throughput() {
+    let noise = [
+        &b"Nov 22 03:20:01 vm postfix/smtpd[12345]: connect from unknown[192.0.2.66]"[..],
+        b"Nov 22 03:20:01 vm postfix/smtpd[12345]: 4F3A21C7B2: client=mail.example.org[192.0.2.66]",
+        b"Nov 22 03:20:01 vm postfix/cleanup[12346]: 4F3A21C7B2: message-id=<20261122032001.4F3A21C7B2@example.org>",
+        b"Nov 22 03:20:01 vm postfix/qmgr[999]: 4F3A21C7B2: from=<alice@example.org>, size=1234, nrcpt=1 (queue active)",
+        b"Nov 22 03:20:01 vm postfix/smtp[12347]: 4F3A21C7B2: to=<bob@example.net>, relay=mx.example.net[198.51.100.7]:25, delay=0.5, delays=0.1/0/0.2/0.2, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 1A2B3C)",
+        b"Nov 22 03:20:01 vm postfix/smtpd[12345]: NOQUEUE: reject: RCPT from unknown[192.0.2.66]: 554 5.7.1 <x@example.org>: Relay access denied; from=<spam@example.com> to=<x@example.org> proto=ESMTP helo=<spam>",
+        b"Nov 22 03:20:01 vm postfix/smtpd[12345]: disconnect from unknown[192.0.2.66] ehlo=1 mail=1 rcpt=0/1 quit=1 commands=3/4",
+        b"2026-11-22T03:20:01.123456+00:00 vm postfix/qmgr[999]: 4F3A21C7B2: removed",
+        b"Nov 22 03:20:01 vm postfix/anvil[1000]: statistics: max connection rate 1/60s for (smtp:192.0.2.66) at Nov 22 03:20:01",
+    ];
+    let mut servers = Vec::new();
+    for name in log_files() {
+        let data = read(&name);
+        servers.extend(lines(&data).map(|(_, l)| l.to_vec()));
+    }
+    let mut mix: Vec<&[u8]> = Vec::new();
+    for i in 0..100_000 {
+        if i % 10 == 9 {
+            mix.push(&servers[(i / 10) % servers.len()]);
+        } else {
+            mix.push(noise[i % noise.len()]);
+        }
+    }
+    let mut parser = LineParser::new(None, vec![]);
+    let rounds = 20;
+    let start = std::time::Instant::now();
+    let mut logins = 0usize;
+    for _ in 0..rounds {
+        for line in &mix {
+            if let Event::Login(_) = parser.parse(std::hint::black_box(line)) {
+                logins += 1;
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let rate = (rounds * mix.len()) as f64 / secs;
+    println!("{rate:.0} lines/s ({logins} logins)");
+    if !cfg!(debug_assertions) {
+        assert!(rate >= 2_000_000.0, "{rate:.0} lines/s");
     }
 }

@@ -187,6 +187,10 @@ fn mailutils_joins_by_session_id_from_the_master() {
     // The master's line is not a login's address when the same pid logs the login.
     p.parse(b"Nov 22 03:16:09 vm pop3d[9311]: 2AM3GA4G 192.0.2.22");
     assert_eq!(granted(&mut p, &login(9311, "2AM3GA4G")), None);
+    // A session that ended is forgotten.
+    p.parse(b"Nov 22 03:16:09 vm pop3d[9293]: 2AM3GB4H 192.0.2.23");
+    p.parse(b"Nov 22 03:16:13 vm pop3d[9312]: 2AM3GB4H session ended for no user");
+    assert_eq!(granted(&mut p, &login(9312, "2AM3GB4H")), None);
     // imap4d's sessions are not pop3d's.
     p.parse(b"Nov 22 03:16:09 vm imap4d[9294]: 2AM3GeB5 192.0.2.40");
     assert_eq!(granted(&mut p, &login(9312, "2AM3GeB5")), None);

@@ -33,6 +33,9 @@ pub(crate) fn parse<'a>(tag: &'a [u8], msg: &'a [u8]) -> Parsed<'a> {
             service,
         };
     }
+    if rest.starts_with(b"session ended") || rest.starts_with(b"session terminating") {
+        return Parsed::SessionEnd { sid, service };
+    }
     message(rest, service, Addr::Session(sid))
 }
 
@@ -73,21 +76,21 @@ fn logged_in(body: &[u8]) -> Option<Option<&[u8]>> {
         return Some(Some(&body[..r]));
     }
     // pop3d: `U' logged in with mailbox `M'` and an optional message count. The mailbox
-    // name usually contains the user name, so the phrase can appear more than once.
-    let mut found = None;
+    // name usually contains the user name, so the phrase can appear more than once; the
+    // end of the mailbox name is fixed, only where the user name stops is in question.
+    let inner = strip_count(body)?.strip_suffix(b"'")?;
+    let mut found: Option<(&[u8], bool)> = None;
     let mut count = 0;
     for needle in [
         &b"' logged in with mailbox `"[..],
         b"' logged in with mailbox '",
     ] {
-        for at in memchr::memmem::find_iter(body, needle) {
-            let (user, mailbox) = (&body[..at], &body[at + needle.len()..]);
-            let Some(mailbox) = strip_count(mailbox).and_then(|m| m.strip_suffix(b"'")) else {
-                continue;
-            };
+        for at in memchr::memmem::find_iter(inner, needle).take(MAX_SPLITS) {
+            let (user, mailbox) = (&inner[..at], &inner[at + needle.len()..]);
+            let owns = mailbox.ends_with(user);
             count += 1;
-            if found.is_none() || mailbox.ends_with(user) {
-                found = Some((user, mailbox.ends_with(user)));
+            if found.is_none_or(|(_, best)| owns && !best) {
+                found = Some((user, owns));
             }
         }
     }
@@ -97,6 +100,10 @@ fn logged_in(body: &[u8]) -> Option<Option<&[u8]>> {
         (Some(_), _) => Some(None),
     }
 }
+
+/// A user name would have to repeat the success phrase to make more than one split
+/// possible; past a few, stop looking (the login is still reported, without a user).
+const MAX_SPLITS: usize = 8;
 
 /// Drop ` (3 messages)`, ` (1 message)` or ` (3 msgs)`; a line without one is fine too.
 fn strip_count(m: &[u8]) -> Option<&[u8]> {
@@ -212,6 +219,13 @@ mod tests {
                 addr: Addr::Session(b"2AM3GeB5"),
                 user: Some(b"alice"),
                 service: Service::Imap
+            }
+        );
+        assert_eq!(
+            parse(b"pop3d", b"2AM3GB4H session ended for no user"),
+            Parsed::SessionEnd {
+                sid: b"2AM3GB4H",
+                service: Service::Pop3
             }
         );
         // Without session ids the address line cannot be joined to anything.

@@ -221,6 +221,11 @@ pub(crate) enum Parsed<'a> {
         ip: IpAddr,
         service: Service,
     },
+    /// That Mailutils session is over.
+    SessionEnd {
+        sid: &'a [u8],
+        service: Service,
+    },
 }
 
 /// Where a login's address is.
@@ -354,6 +359,12 @@ impl LineParser {
             Parsed::Session { sid, ip, service } => {
                 if let Some(sid) = Sid::new(sid) {
                     self.sessions.insert((service, sid), (ip, pid));
+                }
+                Event::Nothing
+            }
+            Parsed::SessionEnd { sid, service } => {
+                if let Some(sid) = Sid::new(sid) {
+                    self.sessions.remove(&(service, sid));
                 }
                 Event::Nothing
             }
