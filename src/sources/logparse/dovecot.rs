@@ -9,17 +9,9 @@
 use super::text::{self, ip, is_digits, is_word};
 use super::{Addr, Parsed, Service};
 
-/// After the `dovecot:` syslog tag.
-pub(crate) fn parse_syslog(msg: &[u8]) -> Parsed<'_> {
-    parse_login_process(msg)
-}
-
-/// After the timestamp in Dovecot's `log_path` file: `pop3-login: Info: Login: ...`.
-pub(crate) fn parse_native(msg: &[u8]) -> Parsed<'_> {
-    parse_login_process(msg)
-}
-
-fn parse_login_process(msg: &[u8]) -> Parsed<'_> {
+/// After the `dovecot:` syslog tag, or after the timestamp in Dovecot's `log_path` file
+/// (`pop3-login: Info: Login: ...`).
+pub(crate) fn parse(msg: &[u8]) -> Parsed<'_> {
     let (service, rest) = if let Some(r) = msg.strip_prefix(b"pop3-login: ") {
         (Service::Pop3, r)
     } else if let Some(r) = msg.strip_prefix(b"imap-login: ") {
@@ -133,7 +125,7 @@ mod tests {
 
     #[test]
     fn syslog_login() {
-        let p = parse_syslog(b"pop3-login: Login: user=<alice>, method=PLAIN, rip=127.0.0.21, lip=127.0.0.1, mpid=8176, session=<CHtby9Rgd6N/AAAV>");
+        let p = parse(b"pop3-login: Login: user=<alice>, method=PLAIN, rip=127.0.0.21, lip=127.0.0.1, mpid=8176, session=<CHtby9Rgd6N/AAAV>");
         assert_eq!(
             p,
             Parsed::Login {
@@ -146,7 +138,7 @@ mod tests {
 
     #[test]
     fn native_login_and_dovecot_24() {
-        let p = parse_native(b"imap-login: Info: Login: user=<a>, method=PLAIN, rip=::1, lip=::1, mpid=8192, secured, session=<xKxpzNRgP84AAAAAAAAAAAAAAAAAAAAB>");
+        let p = parse(b"imap-login: Info: Login: user=<a>, method=PLAIN, rip=::1, lip=::1, mpid=8192, secured, session=<xKxpzNRgP84AAAAAAAAAAAAAAAAAAAAB>");
         assert!(matches!(
             p,
             Parsed::Login {
@@ -154,7 +146,7 @@ mod tests {
                 ..
             }
         ));
-        let p = parse_syslog(b"imap-login: Logged in: user=<a>, method=PLAIN, rip=192.0.2.4, lip=192.0.2.1, mpid=1, TLS, session=<abc>");
+        let p = parse(b"imap-login: Logged in: user=<a>, method=PLAIN, rip=192.0.2.4, lip=192.0.2.1, mpid=1, TLS, session=<abc>");
         assert!(matches!(
             p,
             Parsed::Login {
@@ -162,36 +154,34 @@ mod tests {
                 ..
             }
         ));
-        let p = parse_syslog(b"imap-login: Login: user=<a>, method=PLAIN, rip=192.0.2.4, lip=192.0.2.1, mpid=7990, TLS, TLSv1.2 with cipher ECDHE-RSA-AES128-GCM-SHA256 (128/128 bits)");
+        let p = parse(b"imap-login: Login: user=<a>, method=PLAIN, rip=192.0.2.4, lip=192.0.2.1, mpid=7990, TLS, TLSv1.2 with cipher ECDHE-RSA-AES128-GCM-SHA256 (128/128 bits)");
         assert!(matches!(p, Parsed::Login { .. }));
         // Dovecot 2.2 without session ids.
-        let p = parse_syslog(b"imap-login: Login: user=<a>, method=PLAIN, rip=192.0.2.4, lip=192.0.2.1, mpid=9, secured");
+        let p = parse(b"imap-login: Login: user=<a>, method=PLAIN, rip=192.0.2.4, lip=192.0.2.1, mpid=9, secured");
         assert!(matches!(p, Parsed::Login { .. }));
     }
 
     #[test]
     fn aborts_and_failures_are_not_logins() {
         assert_eq!(
-            parse_syslog(b"imap-login: Login aborted: Connection closed (auth failed, 1 attempts in 2 secs) (auth_failed): user=<a>, method=PLAIN, rip=192.0.2.4, lip=192.0.2.1, session=<x>"),
+            parse(b"imap-login: Login aborted: Connection closed (auth failed, 1 attempts in 2 secs) (auth_failed): user=<a>, method=PLAIN, rip=192.0.2.4, lip=192.0.2.1, session=<x>"),
             Parsed::Failure
         );
         assert_eq!(
-            parse_syslog(b"pop3-login: Disconnected: Connection closed (no auth attempts in 0 secs): user=<>, rip=127.0.0.1, lip=127.0.0.1, secured, session=<x>"),
+            parse(b"pop3-login: Disconnected: Connection closed (no auth attempts in 0 secs): user=<>, rip=127.0.0.1, lip=127.0.0.1, secured, session=<x>"),
             Parsed::Nothing
         );
         // A user name cannot turn an abort into a failure count either.
         assert_eq!(
-            parse_syslog(b"pop3-login: Disconnected: Connection closed (no auth attempts): user=<(auth failed>, rip=127.0.0.1, lip=127.0.0.1"),
+            parse(b"pop3-login: Disconnected: Connection closed (no auth attempts): user=<(auth failed>, rip=127.0.0.1, lip=127.0.0.1"),
             Parsed::Nothing
         );
         assert_eq!(
-            parse_syslog(b"auth: passwd-file(alice,127.0.0.25,<Vg8D>): Password mismatch"),
+            parse(b"auth: passwd-file(alice,127.0.0.25,<Vg8D>): Password mismatch"),
             Parsed::Nothing
         );
         assert_eq!(
-            parse_syslog(
-                b"submission-login: Login: user=<a>, method=PLAIN, rip=192.0.2.4, lip=192.0.2.1"
-            ),
+            parse(b"submission-login: Login: user=<a>, method=PLAIN, rip=192.0.2.4, lip=192.0.2.1"),
             Parsed::Nothing
         );
     }
@@ -208,7 +198,7 @@ mod tests {
             let line = format!(
                 "pop3-login: Login: user=<{user}>, method=PLAIN, rip=192.0.2.7, lip=192.0.2.1, mpid=5, session=<abc>"
             );
-            match parse_syslog(line.as_bytes()) {
+            match parse(line.as_bytes()) {
                 Parsed::Login { addr, user: u, .. } => {
                     assert_eq!(addr, super::tests::addr("192.0.2.7"), "{line}");
                     assert_eq!(u, Some(user.as_bytes()));
@@ -223,10 +213,10 @@ mod tests {
         // Connections over a UNIX socket have no rip/lip; Dovecot drops empty fields, so
         // the only `rip=` would be the one inside the user name.
         let line = b"pop3-login: Login: user=<a>, method=PLAIN, rip=10.0.0.1, lip=10.0.0.2, mpid=1, session=<s>, method=PLAIN, mpid=77, session=<real>";
-        assert_eq!(parse_syslog(line), Parsed::Suspect);
+        assert_eq!(parse(line), Parsed::Suspect);
         let line =
             b"pop3-login: Login: user=<x, rip=10.0.0.1, lip=10.0.0.2>, method=PLAIN, mpid=77";
-        assert_eq!(parse_syslog(line), Parsed::Suspect);
+        assert_eq!(parse(line), Parsed::Suspect);
     }
 
     #[test]
@@ -240,7 +230,7 @@ mod tests {
             b"pop3-login: Login: user=<a>, method=PLAIN, rip=10.0.0.1, lip=10.0.0.2, mpid=1, orig_user=<x>",
             b"pop3-login: Login: user=<a>, method=PLAIN, rip=10.0.0.1, lip=10.0.0.2,",
         ] {
-            assert_eq!(parse_syslog(l), Parsed::Suspect, "{}", String::from_utf8_lossy(l));
+            assert_eq!(parse(l), Parsed::Suspect, "{}", String::from_utf8_lossy(l));
         }
     }
 }

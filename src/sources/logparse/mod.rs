@@ -17,7 +17,7 @@
 //! and comes out as [`Event::LooksLikeLogin`], so the daemon can warn about it.
 //!
 //! # Layout
-//! [`syslog`] splits the envelope; one module per server format reads the message;
+//! `syslog` splits the envelope; one module per server format reads the message;
 //! [`LineParser`] picks the modules by program tag and joins lines for the two formats
 //! that log the address and the login on different lines (popa3d, Mailutils `acl log`).
 
@@ -263,7 +263,7 @@ impl Sid {
 
 /// Reads a log line by line. It keeps a little state, because popa3d and Mailutils with
 /// `acl log` write the client's address on an earlier line than the login; that state is
-/// capped (see [`state::CAP`]) so a hostile log cannot grow it without bound.
+/// capped (4096 entries per map) so a hostile log cannot grow it without bound.
 #[derive(Debug)]
 pub struct LineParser {
     pinned: Option<Format>,
@@ -305,18 +305,14 @@ impl LineParser {
         let Some(env) = syslog::envelope(line) else {
             return Event::Nothing;
         };
-        let (candidates, tag, pid, msg): (&[Format], &[u8], Option<u32>, &[u8]) = match env.body {
-            Body::DovecotNative(msg) => (&[Format::Dovecot], b"", None, msg),
-            Body::Tagged { tag, pid, msg } => (candidates(tag), tag, pid, msg),
+        let (tag, pid, msg) = match env.body {
+            // Dovecot's own file holds nothing but Dovecot's lines.
+            Body::DovecotNative(msg) => (&b"dovecot"[..], None, msg),
+            Body::Tagged { tag, pid, msg } => (tag, pid, msg),
         };
-        let native = matches!(env.body, Body::DovecotNative(_));
         let mut elsewhere = false;
-        for &format in candidates {
-            let parsed = if native {
-                dovecot::parse_native(msg)
-            } else {
-                run(format, tag, msg)
-            };
+        for &format in candidates(tag) {
+            let parsed = run(format, tag, msg);
             if parsed == Parsed::Nothing {
                 continue;
             }
@@ -445,7 +441,7 @@ fn candidates(tag: &[u8]) -> &'static [Format] {
 
 fn run<'a>(format: Format, tag: &'a [u8], msg: &'a [u8]) -> Parsed<'a> {
     match format {
-        Format::Dovecot => dovecot::parse_syslog(msg),
+        Format::Dovecot => dovecot::parse(msg),
         Format::Courier => courier::parse(tag, msg),
         Format::Cyrus => cyrus::parse(tag, msg),
         Format::Uw => uw::parse(tag, msg),
