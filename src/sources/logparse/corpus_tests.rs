@@ -1,0 +1,270 @@
+//! The real-server corpus in tests/data/logs: every login found, none invented.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use super::{Event, Format, LineParser};
+
+/// (file, line, client_ip, service, user)
+type Row = (String, usize, Option<String>, String, String);
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/logs")
+}
+
+fn read(name: &str) -> Vec<u8> {
+    std::fs::read(dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn tsv(name: &str) -> Vec<Vec<String>> {
+    String::from_utf8(read(name))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect()
+}
+
+fn expected() -> BTreeSet<Row> {
+    tsv("expected.tsv")
+        .into_iter()
+        .map(|c| {
+            let ip = match c[5].as_str() {
+                "yes" => Some(c[2].clone()),
+                "no" => None,
+                other => panic!("address_in_log {other:?}"),
+            };
+            (
+                c[0].clone(),
+                c[1].parse().unwrap(),
+                ip,
+                c[3].clone(),
+                c[4].clone(),
+            )
+        })
+        .collect()
+}
+
+fn ambiguous() -> BTreeSet<(String, usize)> {
+    tsv("ambiguous.tsv")
+        .into_iter()
+        .map(|c| (c[0].clone(), c[1].parse().unwrap()))
+        .collect()
+}
+
+fn log_files() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 10, "corpus missing: {names:?}");
+    names
+}
+
+/// Lines numbered from 1, as in expected.tsv.
+fn lines(data: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    let data = data.strip_suffix(b"\n").unwrap_or(data);
+    data.split(|&b| b == b'\n')
+        .enumerate()
+        .map(|(i, l)| (i + 1, l))
+}
+
+struct Outcome {
+    logins: BTreeSet<Row>,
+    suspects: Vec<(String, usize)>,
+    failures_per_file: Vec<(String, usize)>,
+}
+
+fn run(pin: impl Fn(&str) -> Option<Format>) -> Outcome {
+    let ambiguous = ambiguous();
+    let mut out = Outcome {
+        logins: BTreeSet::new(),
+        suspects: Vec::new(),
+        failures_per_file: Vec::new(),
+    };
+    for name in log_files() {
+        let data = read(&name);
+        let mut parser = LineParser::new(pin(&name), vec![]);
+        let mut failures = 0;
+        for (n, line) in lines(&data) {
+            match parser.parse(line) {
+                Event::Login(l) => {
+                    assert!(l.stamp.is_some(), "{name}:{n} has no timestamp");
+                    let ip = l.ip.map(|ip| ip.to_string());
+                    assert_ne!(
+                        ip.as_deref(),
+                        Some("127.0.0.99"),
+                        "{name}:{n} granted the forged address"
+                    );
+                    if ambiguous.contains(&(name.clone(), n)) {
+                        continue;
+                    }
+                    out.logins.insert((
+                        name.clone(),
+                        n,
+                        ip,
+                        l.service.name().to_string(),
+                        l.user.unwrap_or_default(),
+                    ));
+                }
+                Event::LooksLikeLogin => out.suspects.push((name.clone(), n)),
+                Event::Failure(_) => failures += 1,
+                Event::Nothing => {}
+            }
+        }
+        out.failures_per_file.push((name, failures));
+    }
+    out
+}
+
+fn assert_matches_expected(got: &BTreeSet<Row>) {
+    let want = expected();
+    let missed: Vec<_> = want.difference(got).collect();
+    let invented: Vec<_> = got.difference(&want).collect();
+    assert!(
+        missed.is_empty() && invented.is_empty(),
+        "missed {} logins: {missed:#?}\ninvented {} logins: {invented:#?}",
+        missed.len(),
+        invented.len()
+    );
+}
+
+#[test]
+fn every_login_found_none_invented() {
+    let out = run(|_| None);
+    assert_matches_expected(&out.logins);
+    assert_eq!(out.logins.len(), 199, "expected.tsv has 199 rows");
+    assert!(
+        out.suspects.is_empty(),
+        "real server lines read as suspect: {:?}",
+        out.suspects
+    );
+    for (name, failures) in &out.failures_per_file {
+        assert!(*failures > 0, "{name}: no failed login recognised");
+    }
+}
+
+#[test]
+fn pinning_each_files_format_finds_the_same_logins() {
+    let out = run(|name| {
+        Some(match name.split(['-', '.']).next() {
+            Some("dovecot") => Format::Dovecot,
+            Some("courier") => Format::Courier,
+            Some("cyrus") => Format::Cyrus,
+            Some("mailutils") => Format::Mailutils,
+            Some("popa3d") => Format::Popa3d,
+            Some("solid") => Format::SolidPop3d,
+            other => panic!("no format for {other:?}"),
+        })
+    });
+    assert_matches_expected(&out.logins);
+}
+
+#[test]
+fn pinning_the_wrong_format_grants_nothing_and_says_so() {
+    let data = read("courier-syslog.log");
+    let mut parser = LineParser::new(Some(Format::Dovecot), vec![]);
+    let mut looks = 0;
+    for (n, line) in lines(&data) {
+        match parser.parse(line) {
+            Event::Login(l) => panic!("courier-syslog.log:{n} read as dovecot: {l:?}"),
+            Event::LooksLikeLogin => looks += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(looks, 25, "one warning per Courier login");
+}
+
+#[test]
+fn ambiguous_cyrus_lines_are_at_most_logins_of_the_right_address() {
+    let rows = tsv("ambiguous.tsv");
+    assert_eq!(rows.len(), 4);
+    for c in rows {
+        let data = read(&c[0]);
+        let n: usize = c[1].parse().unwrap();
+        let (_, line) = lines(&data).nth(n - 1).unwrap();
+        match LineParser::new(None, vec![]).parse(line) {
+            Event::Login(l) => {
+                assert_eq!(l.ip.map(|i| i.to_string()).as_deref(), Some(c[2].as_str()))
+            }
+            Event::Nothing | Event::Failure(_) => {}
+            Event::LooksLikeLogin => panic!("{}:{n} suspect", c[0]),
+        }
+    }
+}
+
+/// Every prefix of every corpus line, and every line with one byte replaced by hostile
+/// bytes, must parse without panicking.
+#[test]
+fn truncated_and_mangled_lines_never_panic() {
+    for name in log_files() {
+        let data = read(&name);
+        let mut parser = LineParser::new(None, vec![]);
+        for (_, line) in lines(&data) {
+            for end in 0..=line.len() {
+                let _ = parser.parse(&line[..end]);
+            }
+            let mut copy = line.to_vec();
+            for i in (0..copy.len()).step_by(7) {
+                let keep = copy[i];
+                for b in [0xff, b'[', b']', b',', b':', b' ', 0] {
+                    copy[i] = b;
+                    let _ = parser.parse(&copy);
+                }
+                copy[i] = keep;
+            }
+        }
+    }
+}
+
+/// Throughput on the mix the daemon sees: 90% Postfix noise, 10% POP/IMAP server lines.
+/// Timing is machine-dependent, so this runs on request:
+/// `cargo test --release --lib throughput -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn throughput() {
+    let noise = [
+        &b"Nov 22 03:20:01 vm postfix/smtpd[12345]: connect from unknown[192.0.2.66]"[..],
+        b"Nov 22 03:20:01 vm postfix/smtpd[12345]: 4F3A21C7B2: client=mail.example.org[192.0.2.66]",
+        b"Nov 22 03:20:01 vm postfix/cleanup[12346]: 4F3A21C7B2: message-id=<20261122032001.4F3A21C7B2@example.org>",
+        b"Nov 22 03:20:01 vm postfix/qmgr[999]: 4F3A21C7B2: from=<alice@example.org>, size=1234, nrcpt=1 (queue active)",
+        b"Nov 22 03:20:01 vm postfix/smtp[12347]: 4F3A21C7B2: to=<bob@example.net>, relay=mx.example.net[198.51.100.7]:25, delay=0.5, delays=0.1/0/0.2/0.2, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 1A2B3C)",
+        b"Nov 22 03:20:01 vm postfix/smtpd[12345]: NOQUEUE: reject: RCPT from unknown[192.0.2.66]: 554 5.7.1 <x@example.org>: Relay access denied; from=<spam@example.com> to=<x@example.org> proto=ESMTP helo=<spam>",
+        b"Nov 22 03:20:01 vm postfix/smtpd[12345]: disconnect from unknown[192.0.2.66] ehlo=1 mail=1 rcpt=0/1 quit=1 commands=3/4",
+        b"2026-11-22T03:20:01.123456+00:00 vm postfix/qmgr[999]: 4F3A21C7B2: removed",
+        b"Nov 22 03:20:01 vm postfix/anvil[1000]: statistics: max connection rate 1/60s for (smtp:192.0.2.66) at Nov 22 03:20:01",
+    ];
+    let mut servers = Vec::new();
+    for name in log_files() {
+        let data = read(&name);
+        servers.extend(lines(&data).map(|(_, l)| l.to_vec()));
+    }
+    let mut mix: Vec<&[u8]> = Vec::new();
+    for i in 0..100_000 {
+        if i % 10 == 9 {
+            mix.push(&servers[(i / 10) % servers.len()]);
+        } else {
+            mix.push(noise[i % noise.len()]);
+        }
+    }
+    let mut parser = LineParser::new(None, vec![]);
+    let rounds = 20;
+    let start = std::time::Instant::now();
+    let mut logins = 0usize;
+    for _ in 0..rounds {
+        for line in &mix {
+            if let Event::Login(_) = parser.parse(std::hint::black_box(line)) {
+                logins += 1;
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let rate = (rounds * mix.len()) as f64 / secs;
+    println!("{rate:.0} lines/s ({logins} logins)");
+    if !cfg!(debug_assertions) {
+        assert!(rate >= 2_000_000.0, "{rate:.0} lines/s");
+    }
+}
