@@ -171,8 +171,14 @@ pub fn parse() -> Result<Cli, clap::Error> {
     let matches = Cli::command().try_get_matches()?;
     let mut cli = Cli::from_arg_matches(&matches)?;
     if let (Command::Daemon(d), Some(("daemon", sub))) = (&mut cli.command, matches.subcommand()) {
-        let watches: Vec<usize> = sub.indices_of("watch").map(|i| i.collect()).unwrap_or_default();
-        let formats: Vec<usize> = sub.indices_of("format").map(|i| i.collect()).unwrap_or_default();
+        let watches: Vec<usize> = sub
+            .indices_of("watch")
+            .map(|i| i.collect())
+            .unwrap_or_default();
+        let formats: Vec<usize> = sub
+            .indices_of("format")
+            .map(|i| i.collect())
+            .unwrap_or_default();
         d.format_after = formats
             .iter()
             .map(|f| watches.iter().filter(|w| *w < f).count())

@@ -258,7 +258,8 @@ pub fn parse_log(
         .collect::<Result<Vec<_>>>()?;
     let stdin = [std::path::PathBuf::from("-")];
     let files = if files.is_empty() { &stdin[..] } else { files };
-    let (mut lines, mut logins, mut no_addr, mut failures, mut unmatched) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut lines, mut logins, mut no_addr, mut failures, mut unmatched) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut out = std::io::stdout().lock();
     for file in files {
         let name = file.display().to_string();

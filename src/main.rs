@@ -20,15 +20,21 @@ fn init_logging(cli: &Cli, daemon: bool, format: LogFormat) {
     };
     // Under systemd the journal stamps every line itself.
     let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    // -v raises relaylease's own level; the libraries below stay at warnings.
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_default(level.min(LevelFilter::WARN))
+        .with_target("relaylease", level);
     let b = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(false);
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let _ = match (format, journal) {
-        (LogFormat::Json, _) => b.json().try_init(),
-        (LogFormat::Text, true) => b.without_time().try_init(),
-        (LogFormat::Text, false) => b.try_init(),
+        (LogFormat::Json, _) => b.json().finish().with(filter).try_init(),
+        (LogFormat::Text, true) => b.without_time().finish().with(filter).try_init(),
+        (LogFormat::Text, false) => b.finish().with(filter).try_init(),
     };
 }
 
@@ -71,7 +77,11 @@ fn hook(paths: &Paths, h: &HookArgs) -> i32 {
     });
     let env = |k: &str| std::env::var(k).ok();
     let ip = hook::client_addr(h.ip.as_deref(), &env);
-    let user = h.user.clone().or_else(|| env("USER")).filter(|u| !u.is_empty());
+    let user = h
+        .user
+        .clone()
+        .or_else(|| env("USER"))
+        .filter(|u| !u.is_empty());
     let outcome = hook::report(&paths.socket, ip, user, timeout);
     if let Err(e) = &outcome {
         eprintln!("relaylease hook: {e}");

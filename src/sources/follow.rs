@@ -119,6 +119,27 @@ impl Tail {
         Ok(())
     }
 
+    /// Are the file's first bytes no longer the ones we started reading (or is it now
+    /// shorter than what we consumed)? Then it was truncated and written again.
+    fn rewritten(&mut self) -> bool {
+        let len = self.file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+        len < self.offset
+            || (self.fp.1 > 0
+                && fingerprint(&mut self.file, self.fp.1).is_ok_and(|fp| fp != self.fp))
+    }
+
+    /// A file first seen short is identified by more bytes as it grows, once we know its
+    /// first bytes are still the ones we saw.
+    fn widen_fingerprint(&mut self) {
+        if self.fp.1 >= FINGERPRINT_LEN {
+            return;
+        }
+        let len = self.file.metadata().map(|m| m.len()).unwrap_or(0);
+        if len > self.fp.1 && !self.rewritten() {
+            self.fp = fingerprint(&mut self.file, len).unwrap_or(self.fp);
+        }
+    }
+
     /// Does the saved position describe this file?
     fn matches(&mut self, p: &Position) -> bool {
         if p.dev != self.dev || p.ino != self.ino {
@@ -175,56 +196,66 @@ impl Follower {
         self.first = false;
     }
 
-    /// Read everything new. `full` also checks the fingerprint (the slow pass).
-    pub fn poll(&mut self, sink: &mut dyn Sink, full: bool) {
-        if let Some(mut t) = self.cur.take() {
-            self.read(&mut t, sink);
-            self.cur = Some(t);
-        }
+    /// Read everything new, noticing rotation and truncation first so that no byte of a
+    /// new file is read at an old file's offset.
+    pub fn poll(&mut self, sink: &mut dyn Sink) {
         match std::fs::metadata(&self.path) {
             Ok(meta) => {
                 let replaced = self
                     .cur
                     .as_ref()
                     .is_some_and(|t| t.dev != meta.dev() || t.ino != meta.ino());
-                if replaced {
+                if replaced && let Some(mut t) = self.cur.take() {
                     tracing::info!(path = %self.path.display(), "log file rotated: reading the new file");
-                    if let Some(t) = self.cur.take() {
-                        self.old = Some((t, Instant::now()));
-                    }
+                    // The old file first: its lines were written before the new file's.
+                    self.read(&mut t, sink);
+                    self.old = Some((t, Instant::now()));
                 }
                 match self.cur.take() {
                     None => self.open(sink),
                     Some(mut t) => {
-                        let truncated = meta.len() < t.offset
-                            || (full
-                                && fingerprint(&mut t.file, t.fp.1).is_ok_and(|fp| fp != t.fp));
-                        if truncated {
-                            tracing::info!(path = %self.path.display(), "log file truncated: reading from the start");
-                            match t.seek(0) {
-                                Ok(()) => {
-                                    t.fp = fingerprint(&mut t.file, meta.len()).unwrap_or((0, 0));
+                        let mut truncated = meta.len() < t.offset || t.rewritten();
+                        let mut rewinds = 0;
+                        loop {
+                            if truncated {
+                                if rewinds == 3 {
+                                    // Truncated again and again while we read: leave it to
+                                    // the next poll rather than spin here.
+                                    tracing::warn!(path = %self.path.display(), "log file keeps being truncated");
+                                    break;
                                 }
-                                Err(e) => tracing::warn!(path = %self.path.display(), error = %e, "cannot rewind"),
+                                rewinds += 1;
+                                tracing::info!(path = %self.path.display(), "log file truncated: reading from the start");
+                                // copytruncate copied the file to NAME.1 first: what we had
+                                // not read yet is there.
+                                self.catch_up_from_copy(&t, sink);
+                                if let Err(e) = t.seek(0) {
+                                    tracing::warn!(path = %self.path.display(), error = %e, "cannot rewind");
+                                    break;
+                                }
+                                t.fp = (fnv1a(&[]), 0);
                             }
-                        } else if t.fp.1 < FINGERPRINT_LEN && meta.len() > t.fp.1 {
-                            // The file was short when first seen; widen its fingerprint.
-                            t.fp = fingerprint(&mut t.file, meta.len()).unwrap_or(t.fp);
+                            truncated = self.read(&mut t, sink);
+                            if !truncated {
+                                break;
+                            }
                         }
-                        self.read(&mut t, sink);
                         self.cur = Some(t);
                     }
                 }
             }
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                if let Some(t) = self.cur.take() {
-                    tracing::info!(path = %self.path.display(), "log file moved away or removed: waiting for a new one");
-                    self.old = Some((t, Instant::now()));
+            Err(e) => {
+                if let Some(mut t) = self.cur.take() {
+                    self.read(&mut t, sink);
+                    if e.kind() == ErrorKind::NotFound {
+                        tracing::info!(path = %self.path.display(), "log file moved away or removed: waiting for a new one");
+                        self.old = Some((t, Instant::now()));
+                    } else {
+                        tracing::warn!(path = %self.path.display(), error = %e, "cannot stat log file");
+                        self.cur = Some(t);
+                    }
                 }
                 self.first = false;
-            }
-            Err(e) => {
-                tracing::warn!(path = %self.path.display(), error = %e, "cannot stat log file");
             }
         }
         if let Some((mut t, quiet_since)) = self.old.take() {
@@ -234,8 +265,6 @@ impl Follower {
             let since = if grew { Instant::now() } else { quiet_since };
             if since.elapsed() < DRAIN_QUIET {
                 self.old = Some((t, since));
-            } else if !t.partial.is_empty() {
-                tracing::debug!(path = %self.path.display(), "old log file ended without a newline");
             }
         }
     }
@@ -289,9 +318,29 @@ impl Follower {
         }
     }
 
-    fn read(&mut self, t: &mut Tail, sink: &mut dyn Sink) {
+    /// After a truncation, read the rest of our old content from its copy `NAME.1`, when
+    /// its first bytes are the ones we were reading.
+    fn catch_up_from_copy(&mut self, t: &Tail, sink: &mut dyn Sink) {
+        let mut name = self.path.as_os_str().to_os_string();
+        name.push(".1");
+        let Ok(mut copy) = Tail::open(Path::new(&name)) else {
+            return;
+        };
+        let same = fingerprint(&mut copy.file, t.fp.1).is_ok_and(|fp| fp == t.fp);
+        let len = copy.file.metadata().map(|m| m.len()).unwrap_or(0);
+        if same && len > t.offset && copy.seek(t.offset).is_ok() {
+            // A partial line we held is complete in the copy: read it again from its start.
+            let mut detached = Detached { inner: sink };
+            self.read(&mut copy, &mut detached);
+        }
+    }
+
+    /// Read to the end of the file. Returns true when it stopped because the file was
+    /// truncated under it (the chunk read then is not used: it may be the new content).
+    fn read(&mut self, t: &mut Tail, sink: &mut dyn Sink) -> bool {
         let mut buf = std::mem::take(&mut self.buf);
         buf.resize(READ_CHUNK, 0);
+        let mut truncated = false;
         loop {
             let n = match t.file.read(&mut buf) {
                 Ok(0) => break,
@@ -302,6 +351,13 @@ impl Follower {
                     break;
                 }
             };
+            // copytruncate: did the file start over under us? Checked after the read, so
+            // the bytes just read are known to be the old file's.
+            if t.rewritten() {
+                truncated = true;
+                break;
+            }
+            t.widen_fingerprint();
             let chunk = &buf[..n];
             let mut start = 0;
             let mut advanced_without_login = false;
@@ -363,6 +419,7 @@ impl Follower {
             }
         }
         self.buf = buf;
+        truncated
     }
 
     fn too_long(&self) {
@@ -428,7 +485,12 @@ pub enum Msg {
 }
 
 /// Follow `followers` until `Msg::Stop`. Runs on its own thread: file reads block.
-pub fn run(mut followers: Vec<Follower>, sink: &mut dyn Sink, tx: mpsc::Sender<Msg>, rx: mpsc::Receiver<Msg>) {
+pub fn run(
+    mut followers: Vec<Follower>,
+    sink: &mut dyn Sink,
+    tx: mpsc::Sender<Msg>,
+    rx: mpsc::Receiver<Msg>,
+) {
     let dirs: BTreeSet<PathBuf> = followers
         .iter()
         .map(|f| {
@@ -441,7 +503,13 @@ pub fn run(mut followers: Vec<Follower>, sink: &mut dyn Sink, tx: mpsc::Sender<M
         .collect();
     let watcher = {
         let tx = tx.clone();
-        notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+        notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            // Our own reads raise access events; reacting to them would spin.
+            if let Ok(ev) = &res
+                && matches!(ev.kind, notify::EventKind::Access(_))
+            {
+                return;
+            }
             let _ = tx.send(Msg::Changed);
         })
     };
@@ -460,8 +528,9 @@ pub fn run(mut followers: Vec<Follower>, sink: &mut dyn Sink, tx: mpsc::Sender<M
         }
     };
     watch_dirs();
+    // Catch up with whatever was written before the watches were in place.
     for f in followers.iter_mut() {
-        f.poll(sink, true);
+        f.poll(sink);
     }
     let mut last_pass = Instant::now();
     loop {
@@ -488,13 +557,131 @@ pub fn run(mut followers: Vec<Follower>, sink: &mut dyn Sink, tx: mpsc::Sender<M
                 f.reopen(sink);
             }
         }
-        let full = msg.is_none() || last_pass.elapsed() >= STAT_PASS;
-        if full {
+        if msg.is_none() || last_pass.elapsed() >= STAT_PASS {
             last_pass = Instant::now();
             watch_dirs();
         }
         for f in followers.iter_mut() {
-            f.poll(sink, full);
+            f.poll(sink);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::io::Write;
+
+    #[derive(Default)]
+    struct VecSink {
+        logins: Vec<String>,
+        positions: HashMap<String, Position>,
+    }
+
+    impl Sink for VecSink {
+        fn login(&mut self, login: Login, checkpoint: Option<(&str, &Position)>) {
+            self.logins.push(login.ip.to_string());
+            if let Some((k, p)) = checkpoint {
+                self.positions.insert(k.to_string(), *p);
+            }
+        }
+        fn checkpoint(&mut self, key: &str, pos: &Position) {
+            self.positions.insert(key.to_string(), *pos);
+        }
+        fn saved(&mut self, key: &str) -> Option<Position> {
+            self.positions.get(key).copied()
+        }
+    }
+
+    fn line(i: usize) -> String {
+        format!(
+            "2026-11-22T03:09:57.790849+00:00 vm dovecot: pop3-login: Login: user=<alice>, method=PLAIN, rip=10.0.0.{i}, lip=127.0.0.1, session=<x>\n"
+        )
+    }
+
+    fn write(path: &Path, range: std::ops::Range<usize>) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        for i in range {
+            f.write_all(line(i).as_bytes()).unwrap();
+        }
+    }
+
+    fn ips(range: std::ops::Range<usize>) -> Vec<String> {
+        range.map(|i| format!("10.0.0.{i}")).collect()
+    }
+
+    fn follower(path: &Path) -> Follower {
+        Follower::new(path.to_path_buf(), LineParser::new(None, vec![]))
+    }
+
+    #[test]
+    fn copytruncate_reads_the_unread_rest_from_the_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("mail.log");
+        write(&log, 0..0);
+        let mut sink = VecSink::default();
+        let mut f = follower(&log);
+        f.poll(&mut sink);
+        write(&log, 0..10);
+        f.poll(&mut sink);
+        write(&log, 10..15);
+        std::fs::copy(&log, dir.path().join("mail.log.1")).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        write(&log, 15..18);
+        f.poll(&mut sink);
+        assert_eq!(sink.logins, ips(0..18));
+    }
+
+    #[test]
+    fn truncation_refilled_past_our_offset_is_caught_by_the_fingerprint() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("mail.log");
+        write(&log, 0..0);
+        let mut sink = VecSink::default();
+        let mut f = follower(&log);
+        f.poll(&mut sink);
+        write(&log, 0..5);
+        f.poll(&mut sink);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        write(&log, 50..60);
+        f.poll(&mut sink);
+        assert_eq!(sink.logins[..5], ips(0..5)[..]);
+        assert_eq!(sink.logins[5..], ips(50..60)[..]);
+    }
+
+    #[test]
+    fn positions_resume_without_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("mail.log");
+        write(&log, 0..3);
+        let mut sink = VecSink::default();
+        let mut f = follower(&log);
+        f.poll(&mut sink);
+        assert!(
+            sink.logins.is_empty(),
+            "history is not replayed on first start"
+        );
+        write(&log, 3..6);
+        f.poll(&mut sink);
+        drop(f);
+        write(&log, 6..9);
+        let mut f = follower(&log);
+        f.poll(&mut sink);
+        assert_eq!(sink.logins, ips(3..9));
     }
 }

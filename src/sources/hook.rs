@@ -24,15 +24,28 @@ pub fn client_addr(flag: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> 
 
 /// Report the login. Ok(true) when a lease was granted or renewed, Ok(false) when the
 /// daemon refused one (a --deny network, --users); the reason goes to stderr.
-pub fn report(socket: &Path, ip: Option<String>, user: Option<String>, timeout: Duration) -> Result<bool> {
-    let addr = ip.ok_or_else(|| {
-        Error::invalid("no client address: give --ip or set TCPREMOTEIP or IP")
-    })?;
+pub fn report(
+    socket: &Path,
+    ip: Option<String>,
+    user: Option<String>,
+    timeout: Duration,
+) -> Result<bool> {
+    let addr =
+        ip.ok_or_else(|| Error::invalid("no client address: give --ip or set TCPREMOTEIP or IP"))?;
     parse_ip(&addr)?;
-    let reply = call(socket, Op::Login { addr: addr.clone(), user }, timeout)
-        .map_err(|e| Error::Remote(e.to_string()))?;
+    let reply = call(
+        socket,
+        Op::Login {
+            addr: addr.clone(),
+            user,
+        },
+        timeout,
+    )
+    .map_err(|e| Error::Remote(e.to_string()))?;
     match reply.reply {
-        Reply::Login { outcome, reason, .. } => {
+        Reply::Login {
+            outcome, reason, ..
+        } => {
             if outcome == "refused" {
                 eprintln!(
                     "relaylease hook: {addr}: no lease: {}",
@@ -69,7 +82,10 @@ mod tests {
             "IP" => Some("192.0.2.2".to_string()),
             _ => None,
         };
-        assert_eq!(client_addr(Some("192.0.2.9"), &env).as_deref(), Some("192.0.2.9"));
+        assert_eq!(
+            client_addr(Some("192.0.2.9"), &env).as_deref(),
+            Some("192.0.2.9")
+        );
         assert_eq!(client_addr(None, &env).as_deref(), Some("192.0.2.1"));
         let dovecot = |k: &str| (k == "IP").then(|| "2001:db8::5".to_string());
         assert_eq!(client_addr(None, &dovecot).as_deref(), Some("2001:db8::5"));

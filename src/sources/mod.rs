@@ -49,8 +49,11 @@ impl Sink for StoreSink {
     fn login_without_address(&mut self, source: &str, user: Option<&str>) {
         self.leases.stats.count_login(source);
         if self.warned_no_address.insert(source.to_string()) {
-            tracing::warn!(source, user = user.unwrap_or("-"),
-                "login line without a client address: nothing granted (for GNU Mailutils enable `acl {{ log from any; }}` or use the hook)");
+            tracing::warn!(
+                source,
+                user = user.unwrap_or("-"),
+                "login line without a client address: nothing granted (for GNU Mailutils enable `acl {{ log from any; }}` or use the hook)"
+            );
         }
     }
 
@@ -66,21 +69,24 @@ pub fn start_followers(
     patterns: &[regex::Regex],
     leases: Arc<Leases>,
 ) -> crate::Result<(std::thread::JoinHandle<()>, mpsc::Sender<Msg>)> {
-    let followers: Vec<Follower> = specs
+    let mut followers: Vec<Follower> = specs
         .iter()
         .map(|s| Follower::new(s.path.clone(), LineParser::new(s.format, patterns.to_vec())))
         .collect();
+    let mut sink = StoreSink {
+        leases,
+        warned_no_address: Default::default(),
+    };
+    // Open every file before the daemon says it is ready: "from the end" must mean the end
+    // at start, not wherever the file has grown to when a thread gets going.
+    for f in followers.iter_mut() {
+        f.poll(&mut sink);
+    }
     let (tx, rx) = mpsc::channel();
     let tx2 = tx.clone();
     let handle = std::thread::Builder::new()
         .name("follow".into())
-        .spawn(move || {
-            let mut sink = StoreSink {
-                leases,
-                warned_no_address: Default::default(),
-            };
-            follow::run(followers, &mut sink, tx2, rx);
-        })
+        .spawn(move || follow::run(followers, &mut sink, tx2, rx))
         .map_err(|e| crate::Error::net("start the log follower thread", e))?;
     Ok((handle, tx))
 }

@@ -525,8 +525,13 @@ mod tests {
         assert!(l.check(ip, T0 + 29 * MIN).allowed());
         assert!(!l.check(ip, T0 + 30 * MIN).allowed());
         assert!(matches!(
-            l.login(&login("192.0.2.7", T0 + 10 * MIN), T0 + 10 * MIN, false, None)
-                .unwrap(),
+            l.login(
+                &login("192.0.2.7", T0 + 10 * MIN),
+                T0 + 10 * MIN,
+                false,
+                None
+            )
+            .unwrap(),
             Outcome::Renewed(_)
         ));
         assert!(l.check(ip, T0 + 39 * MIN).allowed());
@@ -580,7 +585,8 @@ mod tests {
             ..Rules::default()
         };
         let l = Leases::open(Box::new(Mem::default()), rules, T0).unwrap();
-        l.login(&login("198.51.100.5", T0), T0, false, None).unwrap();
+        l.login(&login("198.51.100.5", T0), T0, false, None)
+            .unwrap();
         l.login(&login("10.1.1.1", T0), T0, false, None).unwrap();
         l.login(&login("192.0.2.1", T0 - 31 * MIN), T0, false, None)
             .unwrap();
@@ -613,7 +619,8 @@ mod tests {
         l.login(&login("192.0.2.1", T0), T0, false, None).unwrap();
         assert!(rx.has_changed().unwrap());
         rx.borrow_and_update();
-        l.login(&login("192.0.2.1", T0 + 1), T0 + 1, false, None).unwrap();
+        l.login(&login("192.0.2.1", T0 + 1), T0 + 1, false, None)
+            .unwrap();
         assert!(
             !rx.has_changed().unwrap(),
             "a renewal does not change the set"
