@@ -458,8 +458,17 @@ fn run<'a>(format: Format, tag: &'a [u8], msg: &'a [u8]) -> Parsed<'a> {
 /// `user`. The pattern is matched against the whole line, so it is the administrator's
 /// job to anchor it (`^... dovecot: ...`) the way the built-in parsers anchor theirs.
 pub fn compile_login_pattern(p: &str) -> Result<Regex, Error> {
-    let re =
-        Regex::new(p).map_err(|e| Error::invalid(format!("invalid --login-pattern '{p}': {e}")))?;
+    let re = Regex::new(p).map_err(|e| {
+        // The regex crate explains over several lines; its last one names the problem.
+        let text = e.to_string();
+        let why = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        let why = why.trim().trim_start_matches("error: ");
+        Error::invalid(format!("invalid --login-pattern '{p}': {why}"))
+    })?;
     if !re.capture_names().any(|n| n == Some("ip")) {
         return Err(Error::invalid(format!(
             "--login-pattern '{p}' has no named group 'ip' (write (?P<ip>...) around the address)"
