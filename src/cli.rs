@@ -156,6 +156,19 @@ pub struct DaemonArgs {
     #[arg(long = "login-pattern", value_name = "REGEX")]
     pub login_pattern: Vec<String>,
 
+    /// Serve Postfix's policy delegation protocol at ADDR: unix:/path or inet:host:port;
+    /// repeatable
+    #[arg(long, value_name = "ADDR")]
+    pub policy: Vec<String>,
+
+    /// Permissions of the policy unix sockets, in octal (Postfix's smtpd runs as user postfix)
+    #[arg(long, default_value = "0666", value_name = "MODE")]
+    pub policy_mode: String,
+
+    /// Group of the policy unix sockets (e.g. postfix, with --policy-mode 0660)
+    #[arg(long, value_name = "GROUP")]
+    pub policy_group: Option<String>,
+
     /// Log format on stderr
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -9,6 +9,7 @@ use nix::unistd::{Group, Uid};
 use crate::cli::{DaemonArgs, LogFormat};
 use crate::error::{Error, Result};
 use crate::lease::{Rules, parse_duration, parse_net, parse_users};
+use crate::listen::{ListenAddr, parse_listen_addr};
 use crate::sources::WatchSpec;
 use crate::sources::logparse::{Format, compile_login_pattern};
 
@@ -69,6 +70,9 @@ pub struct DaemonConfig {
     pub log_format: LogFormat,
     pub watches: Vec<WatchSpec>,
     pub login_patterns: Vec<regex::Regex>,
+    pub policy: Vec<ListenAddr>,
+    pub policy_mode: u32,
+    pub policy_gid: Option<u32>,
 }
 
 pub fn group_id(name: &str) -> Result<u32> {
@@ -165,6 +169,13 @@ impl DaemonConfig {
                 .iter()
                 .map(|p| compile_login_pattern(p))
                 .collect::<Result<_>>()?,
+            policy: a
+                .policy
+                .iter()
+                .map(|p| parse_listen_addr("--policy", p))
+                .collect::<Result<_>>()?,
+            policy_mode: parse_mode(&a.policy_mode)?,
+            policy_gid: a.policy_group.as_deref().map(group_id).transpose()?,
         })
     }
 }

@@ -12,7 +12,7 @@ use crate::config::{DaemonConfig, read_users};
 use crate::control::server::{Access, serve};
 use crate::error::Result;
 use crate::lease::now_ms;
-use crate::listen::{bind_unix, remove_socket};
+use crate::listen::{Listener, bind_unix, remove_socket};
 use crate::sources::follow::Msg;
 use crate::store::{Leases, Opened, SledBackend, save_rules};
 
@@ -46,6 +46,10 @@ pub async fn run(
         now_ms(),
     )?);
     let control = bind_unix(&cfg.paths.socket, cfg.socket_mode, cfg.socket_gid)?;
+    let mut policy = Vec::new();
+    for addr in &cfg.policy {
+        policy.push(Listener::bind(addr, cfg.policy_mode, cfg.policy_gid).await?);
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
@@ -60,6 +64,14 @@ pub async fn run(
         stopped(stop_rx.clone()),
         GRACE,
     ));
+    for l in policy {
+        tasks.spawn(crate::answers::policy::serve(
+            l,
+            leases.clone(),
+            stopped(stop_rx.clone()),
+            GRACE,
+        ));
+    }
     let followers = if cfg.watches.is_empty() {
         None
     } else {

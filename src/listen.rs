@@ -1,8 +1,9 @@
 //! Listening Unix sockets: replace a leftover file only when nothing answers, then set
 //! the mode and group before anyone else can connect.
 
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::sys::stat::{Mode, umask};
 use nix::unistd::{Gid, chown};
@@ -49,5 +50,116 @@ pub fn remove_socket(path: &Path) {
         && e.kind() != std::io::ErrorKind::NotFound
     {
         tracing::warn!(path = %path.display(), error = %e, "cannot remove socket file");
+    }
+}
+
+/// Where a service listens, spelled as Postfix spells it: `unix:/path` or `inet:host:port`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenAddr {
+    Unix(PathBuf),
+    Inet(SocketAddr),
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+            ListenAddr::Inet(a) => write!(f, "inet:{a}"),
+        }
+    }
+}
+
+/// Parse `unix:/path`, `inet:127.0.0.1:10031`, `inet:[::1]:10031` or `inet:localhost:10031`.
+pub fn parse_listen_addr(flag: &str, s: &str) -> Result<ListenAddr> {
+    let bad = |why: &str| Error::invalid(format!("{flag} '{s}': {why}"));
+    if let Some(path) = s.strip_prefix("unix:") {
+        if !path.starts_with('/') {
+            return Err(bad("a unix socket needs an absolute path"));
+        }
+        return Ok(ListenAddr::Unix(PathBuf::from(path)));
+    }
+    let Some(rest) = s.strip_prefix("inet:") else {
+        return Err(bad("expected unix:/path or inet:host:port"));
+    };
+    let rest = rest.replace("localhost:", "127.0.0.1:");
+    rest.parse::<SocketAddr>()
+        .map(ListenAddr::Inet)
+        .map_err(|_| bad("expected inet:host:port with a numeric address"))
+}
+
+/// A bound listener of either kind.
+pub enum Listener {
+    Unix(tokio::net::UnixListener, PathBuf),
+    Tcp(tokio::net::TcpListener),
+}
+
+/// A connection from either kind of listener.
+pub trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Conn for T {}
+
+impl Listener {
+    pub async fn bind(addr: &ListenAddr, mode: u32, gid: Option<u32>) -> Result<Listener> {
+        match addr {
+            ListenAddr::Unix(p) => Ok(Listener::Unix(bind_unix(p, mode, gid)?, p.clone())),
+            ListenAddr::Inet(a) => {
+                if !a.ip().is_loopback() {
+                    tracing::warn!(addr = %a, "listening beyond loopback: anyone who can reach it learns who may relay");
+                }
+                tokio::net::TcpListener::bind(a)
+                    .await
+                    .map(Listener::Tcp)
+                    .map_err(|e| Error::net(format!("cannot listen on {a}"), e))
+            }
+        }
+    }
+
+    pub async fn accept(&self) -> std::io::Result<Box<dyn Conn>> {
+        match self {
+            Listener::Unix(l, _) => {
+                let (s, _) = l.accept().await?;
+                Ok(Box::new(s))
+            }
+            Listener::Tcp(l) => {
+                let (s, _) = l.accept().await?;
+                let _ = s.set_nodelay(true);
+                Ok(Box::new(s))
+            }
+        }
+    }
+
+    /// Remove the socket file at shutdown (nothing to do for TCP).
+    pub fn cleanup(&self) {
+        if let Listener::Unix(_, p) = self {
+            remove_socket(p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postfix_spellings() {
+        assert_eq!(
+            parse_listen_addr("--policy", "unix:/run/relaylease/policy.sock").unwrap(),
+            ListenAddr::Unix("/run/relaylease/policy.sock".into())
+        );
+        assert_eq!(
+            parse_listen_addr("--policy", "inet:127.0.0.1:10031").unwrap(),
+            ListenAddr::Inet("127.0.0.1:10031".parse().unwrap())
+        );
+        assert_eq!(
+            parse_listen_addr("--policy", "inet:[::1]:10031").unwrap(),
+            ListenAddr::Inet("[::1]:10031".parse().unwrap())
+        );
+        assert_eq!(
+            parse_listen_addr("--policy", "inet:localhost:10031").unwrap(),
+            ListenAddr::Inet("127.0.0.1:10031".parse().unwrap())
+        );
+        for bad in ["/run/x.sock", "unix:relative", "inet:host", "tcp:1.2.3.4:5"] {
+            let e = parse_listen_addr("--policy", bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("'{bad}'")), "{e}");
+        }
     }
 }

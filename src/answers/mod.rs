@@ -1,5 +1,6 @@
 //! Who asks whether an address may relay: Postfix's policy service, qmail's tcprules cdb.
 
 pub mod cdb;
+pub mod policy;
 pub mod policy_proto;
 pub mod tcprules;

@@ -1,0 +1,122 @@
+//! The Postfix policy service: `action=OK` for a leased or `--allow`ed client, else `DUNNO`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{Semaphore, watch};
+
+use super::policy_proto::{Action, Request, client_ip, parse_request, reply};
+use crate::lease::{Millis, now_ms};
+use crate::listen::{Conn, Listener};
+use crate::store::{Leases, Stats};
+
+/// Connections served at once (each Postfix smtpd process keeps one open).
+pub const MAX_CONNS: usize = 1024;
+/// Postfix closes idle policy connections after 300 s (`smtpd_policy_service_max_idle`);
+/// we wait longer so that it is always Postfix that decides.
+pub const IDLE: Duration = Duration::from_secs(600);
+
+/// The answer for one request. Never OK unless the client address parses and may relay.
+pub fn decide(leases: &Leases, req: &Request, now: Millis) -> Action {
+    match client_ip(req) {
+        Some(ip) if leases.check(ip, now).allowed() => {
+            Stats::bump(&leases.stats.policy_ok);
+            tracing::debug!(addr = %ip, "policy: OK");
+            Action::Ok
+        }
+        Some(_) => {
+            Stats::bump(&leases.stats.policy_dunno);
+            Action::Dunno
+        }
+        None => {
+            Stats::bump(&leases.stats.policy_dunno);
+            tracing::warn!(
+                client_address = req.client_address.as_deref().unwrap_or(""),
+                "policy request without a usable client_address: DUNNO"
+            );
+            Action::Dunno
+        }
+    }
+}
+
+/// Serve until `shutdown`; then stop accepting and give requests in flight `grace`.
+pub async fn serve(
+    listener: Listener,
+    leases: Arc<Leases>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
+    tokio::pin!(shutdown);
+    let slots = Arc::new(Semaphore::new(MAX_CONNS));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok(conn) => {
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        tracing::warn!(limit = MAX_CONNS, "policy: too many connections, closing one (Postfix uses its default_action)");
+                        continue;
+                    };
+                    let leases = leases.clone();
+                    let stop = stop_rx.clone();
+                    tokio::spawn(async move {
+                        connection(conn, leases, stop).await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "policy: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = &mut shutdown => break,
+        }
+    }
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(grace, slots.acquire_many(MAX_CONNS as u32)).await;
+    listener.cleanup();
+}
+
+async fn connection(mut conn: Box<dyn Conn>, leases: Arc<Leases>, mut stop: watch::Receiver<bool>) {
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut out: Vec<u8> = Vec::with_capacity(64);
+    let mut chunk = [0u8; 8192];
+    loop {
+        // Answer every complete request already buffered (Postfix may pipeline).
+        let mut used = 0;
+        loop {
+            match parse_request(&buf[used..]) {
+                Ok(Some((req, n))) => {
+                    used += n;
+                    out.extend_from_slice(reply(decide(&leases, &req, now_ms())));
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    Stats::bump(&leases.stats.errors);
+                    tracing::warn!(error = %e, "policy: malformed request, closing without a reply (Postfix uses its default_action)");
+                    return;
+                }
+            }
+        }
+        buf.drain(..used);
+        if !out.is_empty() {
+            if conn.write_all(&out).await.is_err() {
+                return;
+            }
+            out.clear();
+        }
+        let n = tokio::select! {
+            r = tokio::time::timeout(IDLE, conn.read(&mut chunk)) => match r {
+                Ok(Ok(n)) => n,
+                Ok(Err(_)) | Err(_) => return,
+            },
+            _ = stop.changed(), if buf.is_empty() => return,
+        };
+        if n == 0 {
+            return;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
