@@ -119,7 +119,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, ProtoError>
         if line.is_empty() {
             return Ok(Some((request_from(&slots), pos)));
         }
-        let shown = || String::from_utf8_lossy(line).into_owned();
+        let shown = || show_line(line);
         let eq = line
             .iter()
             .position(|&b| b == b'=')
@@ -144,6 +144,15 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, ProtoError>
             slots[i] = Some(&line[eq + 1..]);
         }
     }
+}
+
+/// A bad line for an error message: at most 100 bytes of it, since it may be 64 KiB.
+fn show_line(line: &[u8]) -> String {
+    let mut s = String::from_utf8_lossy(&line[..line.len().min(100)]).into_owned();
+    if line.len() > 100 {
+        s.push_str("...");
+    }
+    s
 }
 
 fn request_from(slots: &[Option<&[u8]>; 6]) -> Request {
