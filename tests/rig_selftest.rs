@@ -26,21 +26,48 @@ fn dovecot_accepts_right_password_refuses_wrong_and_logs_client_address() {
     let dir = tempfile::tempdir().unwrap();
     let dovecot = Dovecot::start(dir.path());
 
-    assert!(pop3_login(ip("127.0.0.21"), dovecot.pop3_port(), "alice", PASSWORD));
-    assert!(imap_login(ip("127.0.0.22"), dovecot.imap_port(), "alice", PASSWORD));
-    assert!(!pop3_login(ip("127.0.0.23"), dovecot.pop3_port(), "alice", "wrong"));
-    assert!(!imap_login(ip("127.0.0.24"), dovecot.imap_port(), "bob", "wrong"));
+    assert!(pop3_login(
+        ip("127.0.0.21"),
+        dovecot.pop3_port(),
+        "alice",
+        PASSWORD
+    ));
+    assert!(imap_login(
+        ip("127.0.0.22"),
+        dovecot.imap_port(),
+        "alice",
+        PASSWORD
+    ));
+    assert!(!pop3_login(
+        ip("127.0.0.23"),
+        dovecot.pop3_port(),
+        "alice",
+        "wrong"
+    ));
+    assert!(!imap_login(
+        ip("127.0.0.24"),
+        dovecot.imap_port(),
+        "bob",
+        "wrong"
+    ));
 
     let pop3 = dovecot.wait_for_log("rip=127.0.0.21,");
-    assert!(pop3.contains("pop3-login: Info: Login: user=<alice>"), "{pop3}");
+    assert!(
+        pop3.contains("pop3-login: Info: Login: user=<alice>"),
+        "{pop3}"
+    );
     let imap = dovecot.wait_for_log("rip=127.0.0.22,");
-    assert!(imap.contains("imap-login: Info: Login: user=<alice>"), "{imap}");
+    assert!(
+        imap.contains("imap-login: Info: Login: user=<alice>"),
+        "{imap}"
+    );
     dovecot.wait_for_log("passwd-file(alice,127.0.0.23,");
     dovecot.wait_for_log("passwd-file(bob,127.0.0.24,");
     let log = dovecot.log();
     for failed in ["rip=127.0.0.23,", "rip=127.0.0.24,"] {
         assert!(
-            !log.lines().any(|l| l.contains("Login: ") && l.contains(failed)),
+            !log.lines()
+                .any(|l| l.contains("Login: ") && l.contains(failed)),
             "a failed login was logged as a login:\n{log}"
         );
     }
@@ -61,7 +88,9 @@ fn postfix_without_policy_refuses_relay_but_accepts_local_mail() {
 
     assert!(!relay_allowed(client, postfix.smtp_port()));
     assert!(local_delivery_accepted(client, postfix.smtp_port()));
-    postfix.wait_for_log("reject: RCPT from unknown[127.0.0.30]: 554 5.7.1 <b@remote.example>: Relay access denied");
+    postfix.wait_for_log(
+        "reject: RCPT from unknown[127.0.0.30]: 554 5.7.1 <b@remote.example>: Relay access denied",
+    );
     if support::ipv6_loopback_available() {
         assert!(!relay_allowed(ip("::1"), postfix.smtp_port()));
     }
@@ -127,7 +156,8 @@ impl Drop for PolicyResponder {
 /// smtpd keeps the connection for further requests. Reads time out every 100 ms to check `stop`.
 fn serve(conn: UnixStream, ok_for: &str, asked: &Mutex<Vec<String>>, stop: &AtomicBool) {
     conn.set_nonblocking(false).unwrap();
-    conn.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let mut writer = conn.try_clone().unwrap();
     let mut reader = BufReader::new(conn);
     let mut client = None;
@@ -147,11 +177,17 @@ fn serve(conn: UnixStream, ok_for: &str, asked: &Mutex<Vec<String>>, stop: &Atom
                     let addr = client.take().unwrap_or_default();
                     let action = if addr == ok_for { "OK" } else { "DUNNO" };
                     asked.lock().unwrap().push(addr);
-                    writer.write_all(format!("action={action}\n\n").as_bytes()).unwrap();
+                    writer
+                        .write_all(format!("action={action}\n\n").as_bytes())
+                        .unwrap();
                 }
             }
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => panic!("policy connection: {e}"),
         }
     }
@@ -167,7 +203,10 @@ fn postfix_consults_policy_service_for_untrusted_clients() {
 
     assert!(relay_allowed(ip("127.0.0.31"), postfix.smtp_port()));
     assert!(!relay_allowed(ip("127.0.0.32"), postfix.smtp_port()));
-    assert!(local_delivery_accepted(ip("127.0.0.32"), postfix.smtp_port()));
+    assert!(local_delivery_accepted(
+        ip("127.0.0.32"),
+        postfix.smtp_port()
+    ));
     let asked = responder.asked();
     assert!(asked.contains(&"127.0.0.31".to_owned()), "{asked:?}");
     assert!(asked.contains(&"127.0.0.32".to_owned()), "{asked:?}");
@@ -180,6 +219,9 @@ fn tcpserver_sets_relayclient_only_for_addresses_in_the_cdb() {
     tcprules(&cdb, "127.0.0.41:allow,RELAYCLIENT=\"\"\n:allow\n");
     let server = TcpServer::start(dir.path(), &cdb);
 
-    assert_eq!(tcpserver_env(ip("127.0.0.41"), server.port()), Some(String::new()));
+    assert_eq!(
+        tcpserver_env(ip("127.0.0.41"), server.port()),
+        Some(String::new())
+    );
     assert_eq!(tcpserver_env(ip("127.0.0.42"), server.port()), None);
 }

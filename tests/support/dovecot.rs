@@ -2,9 +2,9 @@
 
 use std::fs::{self, File};
 use std::net::IpAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::os::unix::process::CommandExt;
 
 use nix::unistd::Pid;
 
@@ -55,7 +55,10 @@ impl Dovecot {
         process::mkdir(&root.join("state"));
         process::mkdir(&mail);
         process::chown(&mail, mail_uid, mail_gid);
-        let users: String = USERS.iter().map(|u| format!("{u}:{{PLAIN}}{PASSWORD}\n")).collect();
+        let users: String = USERS
+            .iter()
+            .map(|u| format!("{u}:{{PLAIN}}{PASSWORD}\n"))
+            .collect();
         process::write_file(&root.join("users"), &users);
 
         let config = root.join("dovecot.conf");
@@ -130,7 +133,10 @@ impl Dovecot {
     /// Waits for a log line containing `needle`; panics with the log tail if none comes.
     pub fn wait_for_log(&self, needle: &str) -> String {
         wait_for_line(&self.log, needle, STARTUP_TIMEOUT).unwrap_or_else(|| {
-            panic!("no Dovecot log line contains {needle:?}\n{}", log_tail(&self.log, 30))
+            panic!(
+                "no Dovecot log line contains {needle:?}\n{}",
+                log_tail(&self.log, 30)
+            )
         })
     }
 
@@ -256,7 +262,11 @@ pub fn pop3_login(from: IpAddr, port: u16, user: &str, pass: &str) -> bool {
 pub fn imap_login(from: IpAddr, port: u16, user: &str, pass: &str) -> bool {
     let mut s = LineSession::connect("IMAP", from, port);
     expect_prefix(&mut s, "* OK", "greeting");
-    s.send(&format!("a1 LOGIN {} {}", imap_quote(user), imap_quote(pass)));
+    s.send(&format!(
+        "a1 LOGIN {} {}",
+        imap_quote(user),
+        imap_quote(pass)
+    ));
     let lines = s.read_until(|l| l.starts_with("a1 "));
     let reply = lines.last().expect("read_until returns at least one line");
     let ok = if reply.starts_with("a1 OK") {

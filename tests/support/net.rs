@@ -54,7 +54,10 @@ pub(crate) fn free_port() -> u16 {
 /// made with nix. IPv4 sources connect to 127.0.0.1 and `::1` to `::1`. Reads and writes time
 /// out after [`IO_TIMEOUT`]; so does the connect (Linux honours `SO_SNDTIMEO` for it).
 pub fn connect_from(from: IpAddr, port: u16) -> TcpStream {
-    assert!(from.is_loopback(), "the rig only talks to loopback, not {from}");
+    assert!(
+        from.is_loopback(),
+        "the rig only talks to loopback, not {from}"
+    );
     let (family, server) = match from {
         IpAddr::V4(_) => (AddressFamily::Inet, IpAddr::V4(Ipv4Addr::LOCALHOST)),
         IpAddr::V6(_) => (AddressFamily::Inet6, IpAddr::V6(Ipv6Addr::LOCALHOST)),
@@ -69,8 +72,12 @@ pub fn connect_from(from: IpAddr, port: u16) -> TcpStream {
     sock_call(libc::bind, &fd, from, 0).unwrap_or_else(|e| fail("bind", &e));
     sock_call(libc::connect, &fd, server, port).unwrap_or_else(|e| fail("connect", &e));
     let stream = TcpStream::from(fd);
-    stream.set_read_timeout(Some(IO_TIMEOUT)).expect("set read timeout");
-    stream.set_write_timeout(Some(IO_TIMEOUT)).expect("set write timeout");
+    stream
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .expect("set read timeout");
+    stream
+        .set_write_timeout(Some(IO_TIMEOUT))
+        .expect("set write timeout");
     stream
 }
 

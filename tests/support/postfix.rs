@@ -63,14 +63,14 @@ impl Postfix {
         process::mkdir(&data);
         process::chown(&data, postfix_uid, postfix_gid);
         process::set_mode(&data, 0o700);
-        process::write_file(&config_dir.join("main.cf"), &main_cf(&root, policy));
+        process::write_config(&config_dir.join("main.cf"), &main_cf(&root, policy));
         let log = root.join("maillog");
         let start_log = root.join("postfix-start.out");
 
         let mut last_failure = String::new();
         for _ in 0..ATTEMPTS {
             let port = free_port();
-            process::write_file(&config_dir.join("master.cf"), &master_cf(port));
+            process::write_config(&config_dir.join("master.cf"), &master_cf(port));
             match run_postfix(&postfix, &config_dir, "start", &start_log) {
                 Ok(()) => {
                     let master = adopted_master(&root).unwrap_or_else(|e| {
@@ -130,7 +130,10 @@ impl Postfix {
     /// Waits for a log line containing `needle`; panics with the log tail if none comes.
     pub fn wait_for_log(&self, needle: &str) -> String {
         wait_for_line(&self.log, needle, STARTUP_TIMEOUT).unwrap_or_else(|| {
-            panic!("no Postfix log line contains {needle:?}\n{}", log_tail(&self.log, 30))
+            panic!(
+                "no Postfix log line contains {needle:?}\n{}",
+                log_tail(&self.log, 30)
+            )
         })
     }
 
@@ -156,9 +159,8 @@ impl Drop for Postfix {
 /// Runs `postfix -c CONF <command>` with output to a file (a daemonised master must not hold
 /// a pipe of ours open), bounded in time.
 fn run_postfix(postfix: &Path, config_dir: &Path, command: &str, out: &Path) -> Result<(), String> {
-    let file = || {
-        File::create(out).unwrap_or_else(|e| panic!("cannot create {}: {e}", out.display()))
-    };
+    let file =
+        || File::create(out).unwrap_or_else(|e| panic!("cannot create {}: {e}", out.display()));
     let mut child = Command::new(postfix)
         .arg("-c")
         .arg(config_dir)
@@ -171,7 +173,10 @@ fn run_postfix(postfix: &Path, config_dir: &Path, command: &str, out: &Path) -> 
     if !process::wait_until(STARTUP_TIMEOUT, || child_exited(&mut child)) {
         let _ = child.kill();
         let _ = child.wait();
-        return Err(format!("postfix {command} timed out\n{}", log_tail(out, 20)));
+        return Err(format!(
+            "postfix {command} timed out\n{}",
+            log_tail(out, 20)
+        ));
     }
     match child.wait() {
         Ok(status) if status.success() => Ok(()),
@@ -205,7 +210,9 @@ fn adopted_master(root: &Path) -> Result<Pid, String> {
         .map(str::trim)
         .unwrap_or_default();
     if ppid != std::process::id().to_string() {
-        return Err(format!("master {pid} has parent {ppid}, not this test process"));
+        return Err(format!(
+            "master {pid} has parent {ppid}, not this test process"
+        ));
     }
     Ok(Pid::from_raw(pid))
 }

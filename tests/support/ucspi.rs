@@ -92,7 +92,10 @@ impl TcpServer {
             if ready && !exited {
                 return server;
             }
-            let failure = format!("tcpserver on port {port} did not start\n{}", log_tail(&stderr, 20));
+            let failure = format!(
+                "tcpserver on port {port} did not start\n{}",
+                log_tail(&stderr, 20)
+            );
             drop(server);
             if !failure.contains("address already used") {
                 panic!("{failure}");
@@ -157,7 +160,10 @@ pub fn tcprules(cdb: &Path, rules: &str) {
 /// Connects to tcpserver from `from` and returns the `RELAYCLIENT` value the program saw
 /// (`None` when unset). Only works with the program [`TcpServer::start`] installs.
 pub fn tcpserver_env(from: IpAddr, port: u16) -> Option<String> {
-    assert!(from.is_ipv4(), "the rig's tcpserver listens on 127.0.0.1 only, not {from}");
+    assert!(
+        from.is_ipv4(),
+        "the rig's tcpserver listens on 127.0.0.1 only, not {from}"
+    );
     let stream = connect_from(from, port);
     let _ = stream.shutdown(Shutdown::Write);
     let mut out = String::new();
