@@ -106,7 +106,7 @@ impl Dovecot {
         let mut exited = false;
         let started = process::wait_until(STARTUP_TIMEOUT, || {
             exited = child_exited(&mut self.child);
-            exited || wait_for_line(&self.log, "starting up", Default::default()).is_some()
+            exited || process::log_has(&self.log, "starting up")
         });
         if started && !exited {
             return Ok(());
@@ -159,7 +159,7 @@ impl Dovecot {
 }
 
 impl Drop for Dovecot {
-    /// SIGTERM to the master, which stops its children and waits for them; stragglers are killed.
+    /// Stops the master's whole process group (see `process::stop_group`) and reaps it.
     fn drop(&mut self) {
         let pgid = Pid::from_raw(self.child.id() as i32);
         report_stop("Dovecot", stop_group(pgid, Some(&mut self.child)));
@@ -174,7 +174,30 @@ fn stdio_file(path: &Path) -> File {
         .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()))
 }
 
-/// The complete configuration; no system file (`/etc/dovecot`) is read.
+/// The complete configuration: `-c` replaces /etc/dovecot entirely, nothing is included.
+///
+/// - `listen`: loopback only; `::1` too when the machine has it, so IPv6 leases can be tested.
+/// - `instance_name`: names the processes (`dovecot-relaylease-rig-PORT/log`), so a leftover
+///   is easy to attribute.
+/// - `base_dir`, `state_dir`: runtime sockets, pid file and state inside the instance dir, so
+///   instances never share (or fight over) /run/dovecot or /var/lib/dovecot.
+/// - `log_path` = `info_log_path`: one file with errors and the `Login: ... rip=` lines
+///   relaylease follows; `auth_verbose` adds the `passwd-file(user,ip,...): Password mismatch`
+///   lines of failed logins.
+/// - `auth_failure_delay = 0`: Dovecot holds back a failure reply for 2 s by default; with 0 a
+///   wrong password still takes up to 0.5 s (its failure queue is flushed twice a second).
+/// - `disable_plaintext_auth = no`, `ssl = no`: clear-text USER/PASS and LOGIN, as the test
+///   clients speak no TLS (Dovecot already counts loopback as secure; this just makes sure).
+/// - `default_login_user = dovenull`, `default_internal_user = dovecot`: the unprivileged
+///   accounts the Debian package creates; the master runs as root and drops to them.
+/// - `first_valid_uid`/`last_valid_uid`: only the `mail` user may own mail processes (the
+///   static userdb maps every user to it); Dovecot's default minimum uid of 500 would refuse it.
+/// - `passdb passwd-file` with `scheme=PLAIN`: [`USERS`] with [`PASSWORD`] in clear text.
+/// - `userdb static`: no system accounts needed; homes and Maildirs below `mail/`, which
+///   belongs to `mail`.
+/// - `pop3s`/`imaps` port 0: without them Dovecot would also try to bind 995 and 993.
+/// - `anvil-auth-penalty` mode 0: turns off the auth penalty, which otherwise delays every
+///   login from an address by up to 15 s after it failed once; tests fail on purpose.
 fn config_text(root: &Path, pop3_port: u16, imap_port: u16, mail_uid: u32) -> String {
     let r = root.display();
     let listen = if ipv6_loopback_available() {
@@ -183,7 +206,7 @@ fn config_text(root: &Path, pop3_port: u16, imap_port: u16, mail_uid: u32) -> St
         "127.0.0.1"
     };
     format!(
-        r#"# Written by relaylease's test rig; every setting is explained in tests/support/dovecot.rs.
+        r#"# Written by relaylease's test rig; the settings are explained in tests/support/dovecot.rs.
 protocols = pop3 imap
 listen = {listen}
 instance_name = relaylease-rig-{pop3_port}

@@ -1,4 +1,18 @@
 //! A second, private Postfix instance on loopback, and an SMTP client that asks it to relay.
+//!
+//! The instance is `postfix -c CONF start` with CONF, queue, data dir and log all inside the
+//! instance dir; the system's own Postfix (/etc/postfix, /var/spool/postfix) is neither used
+//! nor changed, and need not be running.
+//!
+//! # Why no `alternate_config_directories` entry in /etc/postfix/main.cf
+//! Postfix insists that a non-default `-c` directory be listed there only for its set-gid
+//! programs run by an unprivileged user (`postqueue`, `postdrop`, hence `sendmail`): checked
+//! on this machine, `postqueue -c CONF -p` as `nobody` fails with "unauthorized configuration
+//! directory name", as root it works. `postfix start`/`stop`, the daemons and `postlog` (which
+//! `postfix-script` uses to write to `maillog_file`) all run as root here, and work even with
+//! /etc/postfix/main.cf absent (checked in a private mount namespace). So the rig leaves the
+//! system configuration alone. A test that needs `sendmail`/`postqueue` with this instance as
+//! a non-root user would need that entry.
 
 use std::fs::{self, File};
 use std::net::IpAddr;
@@ -217,7 +231,36 @@ fn adopted_master(root: &Path) -> Result<Pid, String> {
     Ok(Pid::from_raw(pid))
 }
 
-/// main.cf of the instance; see the module docs for why each setting is there.
+/// main.cf of the instance. Nothing is inherited from /etc/postfix/main.cf.
+///
+/// - `compatibility_level = 3.6`: the Debian default; keeps Postfix from logging backwards
+///   compatibility warnings into the maillog.
+/// - `queue_directory`, `data_directory`: private to the instance. The queue dir is root-owned
+///   and `postfix start` creates its subdirectories (`post-install create-missing`); the data
+///   dir must belong to `mail_owner`.
+/// - `meta_directory = /etc/postfix`: the package's `postfix-files` and `dynamicmaps.cf` are
+///   used from there, not copied into CONF (this is the compiled-in default, stated for the
+///   reader).
+/// - `maillog_file` + `maillog_file_prefixes`: log to a file in the instance dir through
+///   `postlogd` (there is no syslog daemon to rely on); the prefix list must allow that path.
+/// - `myhostname`/`mydomain`/`myorigin`: fixed names, no lookup of the machine's hostname.
+/// - `mydestination = rig.test, localhost` with `local_recipient_maps =` (empty): any address
+///   in those domains is accepted ([`LOCAL_RCPT`]), without needing system accounts or aliases.
+/// - `alias_maps`, `alias_database` empty: no /etc/aliases lookups.
+/// - `relay_domains`, `relayhost` empty: nothing is relayed by domain, so a remote recipient is
+///   accepted only by a permit in `smtpd_relay_restrictions`.
+/// - `inet_interfaces`, `inet_protocols`: loopback only (`[::1]` too when available).
+/// - `mynetworks = 127.0.0.1/32`: only 127.0.0.1 (the rig's probe) is trusted; the 127.0.0.x
+///   and `::1` sources tests connect from are strangers that must earn relaying.
+/// - `smtpd_peername_lookup = no`, `smtp_dns_support_level = disabled`: no DNS, so nothing
+///   waits on a resolver; clients show as `unknown[127.0.0.30]` in the log.
+/// - `default_transport = discard`, `local_transport = discard`: accepted mail is thrown away,
+///   nothing ever leaves the machine or lands in a mailbox.
+/// - `smtpd_relay_restrictions`: the usual `permit_mynetworks, permit_sasl_authenticated`,
+///   then the policy service if any (`timeout=10s`; `default_action=DUNNO` means an unreachable
+///   service refuses relaying instead of deferring), then `reject_unauth_destination`, which
+///   answers `554 5.7.1 <...>: Relay access denied`.
+/// - `biff = no`: no comsat notifications.
 fn main_cf(root: &Path, policy: Option<&str>) -> String {
     let r = root.display();
     let (interfaces, protocols) = if ipv6_loopback_available() {
@@ -229,7 +272,7 @@ fn main_cf(root: &Path, policy: Option<&str>) -> String {
         .map(|p| format!("check_policy_service {{ {p}, timeout=10s, default_action=DUNNO }}, "))
         .unwrap_or_default();
     format!(
-        "# Written by relaylease's test rig; every setting is explained in tests/support/postfix.rs.
+        "# Written by relaylease's test rig; the settings are explained in tests/support/postfix.rs.
 compatibility_level = 3.6
 queue_directory = {r}/queue
 data_directory = {r}/data
@@ -260,7 +303,11 @@ biff = no
     )
 }
 
-/// master.cf of the instance: smtpd on `port`, and the internal services it needs, none chrooted.
+/// master.cf of the instance: smtpd on `port` (on every `inet_interfaces` address) and the
+/// internal services a mail system needs, including `postlog` for `maillog_file`.
+///
+/// The chroot column is `n` everywhere: a chrooted smtpd would look for the policy socket,
+/// /etc/services and resolver files inside the queue directory, which the rig does not fill.
 fn master_cf(port: u16) -> String {
     format!(
         "# Written by relaylease's test rig; see tests/support/postfix.rs.

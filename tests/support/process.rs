@@ -13,7 +13,7 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Gid, Group, Pid, Uid, User};
 
-/// How long any daemon gets to come up or shut down before the rig gives up loudly.
+/// How long a daemon gets to come up (or a log line to appear) before the rig gives up loudly.
 pub(crate) const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a daemon's leader gets to exit after SIGTERM before its group is killed.
 const STOP_GRACE: Duration = Duration::from_secs(1);
@@ -32,12 +32,12 @@ const EXTRA_BIN_DIRS: [&str; 4] = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 /// "nothing left running" could not be checked promptly. Making the test process the subreaper
 /// lets [`stop_group`] reap them by process group at once. It affects this test process only.
 pub(crate) fn prepare() {
+    assert!(
+        Uid::effective().is_root(),
+        "the test rig must run as root: Dovecot and Postfix instances need it"
+    );
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        assert!(
-            Uid::effective().is_root(),
-            "the test rig must run as root: Dovecot and Postfix instances need it"
-        );
         nix::sys::prctl::set_child_subreaper(true)
             .unwrap_or_else(|e| panic!("cannot make the test process a child subreaper: {e}"));
     });
@@ -165,6 +165,11 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
         }
         Err(e) => format!("--- cannot read {}: {e} ---", path.display()),
     }
+}
+
+/// Whether a line of the file at `path` contains `needle` (false if it cannot be read).
+pub(crate) fn log_has(path: &Path, needle: &str) -> bool {
+    fs::read_to_string(path).is_ok_and(|text| text.lines().any(|l| l.contains(needle)))
 }
 
 /// Polls `path` until a line contains `needle`; returns that line, or `None` after `timeout`.

@@ -15,7 +15,6 @@ use nix::unistd::Pid;
 use super::net::{connect_from, free_port};
 use super::process::{
     self, STARTUP_TIMEOUT, child_exited, find_program, log_tail, report_stop, stop_group,
-    wait_for_line,
 };
 
 const ATTEMPTS: usize = 5;
@@ -87,7 +86,7 @@ impl TcpServer {
             let mut exited = false;
             let ready = process::wait_until(STARTUP_TIMEOUT, || {
                 exited = child_exited(&mut server.child);
-                exited || wait_for_line(&stderr, "status: 0/", Default::default()).is_some()
+                exited || process::log_has(&stderr, "status: 0/")
             });
             if ready && !exited {
                 return server;
