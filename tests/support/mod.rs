@@ -1,0 +1,51 @@
+//! Test rig: real Dovecot, Postfix and ucspi-tcp instances on loopback, and clients that drive them.
+//!
+//! The end-to-end suite proves the POP-before-SMTP chain with the programs users run, not
+//! mocks: a login to a real Dovecot, a lease, then a real Postfix (or tcpserver) letting that
+//! address relay. This module only starts and drives those programs; it knows nothing of
+//! relaylease.
+//!
+//! # Requirements
+//! - Run as root: Dovecot's master and Postfix's `postfix start` need it.
+//! - Debian packages: `postfix`, `dovecot-core`, `dovecot-pop3d`, `dovecot-imapd`, and
+//!   `ucspi-tcp` or `ucspi-tcp-ipv6`. A missing binary panics with the package to install.
+//! - Everything listens on and connects to loopback only (127.0.0.0/8 and `::1`); clients pick
+//!   their source address in 127.0.0.0/8 so each test can play a different "remote" client.
+//!
+//! # Isolation
+//! Each instance lives in a fresh subdirectory of the `dir` it is given and listens on its own
+//! port, so tests may run in parallel threads and binaries. The rig changes nothing outside
+//! those directories, except that the caller's `dir` gets search (`o+x`) permission so the
+//! unprivileged `mail` and `postfix` users can reach files below it, and that the test process
+//! becomes a child subreaper (see [`process`]) so daemonised Postfix processes are reaped.
+//!
+//! # Layout
+//! - `process`: binaries, root check, process groups, log tails, bounded waiting.
+//! - `net`: free ports, connecting from a chosen loopback source, line-based sessions.
+//! - `dovecot`: [`Dovecot`] plus [`pop3_login`] and [`imap_login`].
+//! - `postfix`: [`Postfix`] plus [`rcpt`], [`relay_allowed`] and [`local_delivery_accepted`].
+//! - `ucspi`: [`TcpServer`], [`tcprules`] and [`tcpserver_env`].
+
+// Each test binary compiles this whole module but uses only part of it.
+#![allow(dead_code)]
+
+mod dovecot;
+mod net;
+mod postfix;
+mod process;
+mod ucspi;
+
+// Re-exports: the rig's API. A test binary that uses only part of it must not warn.
+#[allow(unused_imports)]
+pub use dovecot::{Dovecot, PASSWORD, USERS, imap_login, pop3_login};
+#[allow(unused_imports)]
+pub use net::{connect_from, ipv6_loopback_available};
+#[allow(unused_imports)]
+pub use postfix::{
+    LOCAL_RCPT, MAIL_FROM, Postfix, REMOTE_RCPT, SmtpReply, local_delivery_accepted, rcpt,
+    relay_allowed,
+};
+#[allow(unused_imports)]
+pub use process::{log_tail, wait_for_line};
+#[allow(unused_imports)]
+pub use ucspi::{TcpServer, tcprules, tcpserver_env};
