@@ -38,7 +38,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: follow logins, keep leases, answer the SMTP side
-    Daemon(DaemonArgs),
+    Daemon(Box<DaemonArgs>),
     /// May ADDR relay now? Exit 0 yes, 1 no, 2 error
     Check {
         /// Client address (IPv4, IPv6, or a lease key as `list` shows it)
@@ -69,6 +69,18 @@ pub enum Command {
     },
     /// Report one successful login to the daemon, then exec PROGRAM (a login chain link)
     Hook(HookArgs),
+    /// Under tcpserver: set RELAYCLIENT when $TCPREMOTEIP may relay, then exec PROGRAM
+    SmtpWrap {
+        /// What to set for a client that may relay [default: RELAYCLIENT=]; repeatable
+        #[arg(long = "env", value_name = "NAME=VALUE")]
+        env: Vec<String>,
+        /// How long to wait for the daemon; after that PROGRAM runs without RELAYCLIENT
+        #[arg(long, default_value = "1s", value_name = "DURATION")]
+        timeout: String,
+        /// The SMTP server, e.g. qmail-smtpd
+        #[arg(last = true, required = true, value_name = "PROGRAM")]
+        program: Vec<std::ffi::OsString>,
+    },
     /// Dry run: print the logins found in log files (or stdin), touching nothing
     ParseLog {
         /// One JSON object per login and one for the summary
@@ -168,6 +180,19 @@ pub struct DaemonArgs {
     /// Group of the policy unix sockets (e.g. postfix, with --policy-mode 0660)
     #[arg(long, value_name = "GROUP")]
     pub policy_group: Option<String>,
+
+    /// Keep a tcpserver rules cdb for qmail: each leased address gets ADDR:allow,RELAYCLIENT=""
+    #[arg(long, value_name = "FILE.cdb")]
+    pub tcprules: Option<PathBuf>,
+
+    /// The administrator's static tcprules rules (tcprules text syntax), merged in; a static
+    /// rule wins over a lease for the same address. Re-read on SIGHUP
+    #[arg(long, value_name = "FILE", requires = "tcprules")]
+    pub tcprules_base: Option<PathBuf>,
+
+    /// Variables a leased address gets in the cdb [default: RELAYCLIENT=""]; repeatable
+    #[arg(long, value_name = "NAME=VALUE", requires = "tcprules")]
+    pub tcprules_env: Vec<String>,
 
     /// Log format on stderr
     #[arg(long, value_enum, default_value = "text")]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use nix::unistd::{Group, Uid};
 
+use crate::answers::cdbfile::{CdbConfig, parse_env};
 use crate::cli::{DaemonArgs, LogFormat};
 use crate::error::{Error, Result};
 use crate::lease::{Rules, parse_duration, parse_net, parse_users};
@@ -73,6 +74,7 @@ pub struct DaemonConfig {
     pub policy: Vec<ListenAddr>,
     pub policy_mode: u32,
     pub policy_gid: Option<u32>,
+    pub tcprules: Option<CdbConfig>,
 }
 
 pub fn group_id(name: &str) -> Result<u32> {
@@ -176,6 +178,18 @@ impl DaemonConfig {
                 .collect::<Result<_>>()?,
             policy_mode: parse_mode(&a.policy_mode)?,
             policy_gid: a.policy_group.as_deref().map(group_id).transpose()?,
+            tcprules: match &a.tcprules {
+                Some(path) => Some(CdbConfig {
+                    path: path.clone(),
+                    base: a.tcprules_base.clone(),
+                    env: a
+                        .tcprules_env
+                        .iter()
+                        .map(|e| parse_env(e))
+                        .collect::<Result<_>>()?,
+                }),
+                None => None,
+            },
         })
     }
 }

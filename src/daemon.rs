@@ -38,6 +38,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     mut reload: tokio::sync::mpsc::Receiver<()>,
 ) -> Result<()> {
+    let cdb_base = match cfg.tcprules.as_ref().and_then(|c| c.base.as_ref()) {
+        Some(p) => crate::answers::cdbfile::read_base(p)?,
+        None => Vec::new(),
+    };
     let backend = open_store(&cfg.paths.db)?;
     save_rules(&backend, &cfg.rules)?;
     let leases = Arc::new(Leases::open(
@@ -72,6 +76,17 @@ pub async fn run(
             GRACE,
         ));
     }
+    let cdb_reload = cfg.tcprules.clone().map(|c| {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tasks.spawn(crate::answers::cdbfile::run(
+            c,
+            cdb_base,
+            leases.clone(),
+            rx,
+            stop_rx.clone(),
+        ));
+        tx
+    });
     let followers = if cfg.watches.is_empty() {
         None
     } else {
@@ -97,6 +112,9 @@ pub async fn run(
                 reload_config(&cfg, &leases);
                 if let Some((_, tx)) = &followers {
                     let _ = tx.send(Msg::Reopen);
+                }
+                if let Some(tx) = &cdb_reload {
+                    let _ = tx.try_send(());
                 }
             }
         }

@@ -98,6 +98,39 @@ fn hook(paths: &Paths, h: &HookArgs) -> i32 {
     hook::EXEC_FAILED as i32
 }
 
+/// Never blocks mail: on any doubt PROGRAM runs without RELAYCLIENT (fail closed).
+fn smtp_wrap(paths: &Paths, env: &[String], timeout: &str, program: &[std::ffi::OsString]) -> i32 {
+    use relaylease::answers::wrap;
+    let timeout = relaylease::lease::parse_duration(timeout).unwrap_or_else(|e| {
+        eprintln!("relaylease smtp-wrap: --timeout: {e}; using 1s");
+        std::time::Duration::from_secs(1)
+    });
+    let mut vars = Vec::new();
+    for e in env {
+        match wrap::parse_env(e) {
+            Ok(v) => vars.push(v),
+            Err(msg) => eprintln!("relaylease smtp-wrap: {msg}; ignored"),
+        }
+    }
+    if env.is_empty() {
+        vars.push(("RELAYCLIENT".to_string(), String::new()));
+    }
+    let addr = std::env::var("TCPREMOTEIP").ok();
+    match wrap::allowed(&paths.socket, addr.as_deref(), timeout) {
+        Ok(true) => {
+            for (k, v) in &vars {
+                // SAFETY: single-threaded here, just before exec.
+                unsafe { std::env::set_var(k, v) };
+            }
+        }
+        Ok(false) => {}
+        Err(e) => eprintln!("relaylease smtp-wrap: {e}; running without relay permission"),
+    }
+    let e = relaylease::sources::hook::exec(program);
+    eprintln!("relaylease smtp-wrap: {e}");
+    relaylease::sources::hook::EXEC_FAILED as i32
+}
+
 fn run(cli: &Cli) -> Result<i32, Error> {
     let paths = Paths::resolve(cli.socket.clone(), cli.db.clone());
     match &cli.command {
@@ -118,6 +151,11 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                 Command::Flush => commands::flush(&paths),
                 Command::Stats { json } => commands::stats(&paths, *json),
                 Command::Hook(h) => Ok(hook(&paths, h)),
+                Command::SmtpWrap {
+                    env,
+                    timeout,
+                    program,
+                } => Ok(smtp_wrap(&paths, env, timeout, program)),
                 Command::ParseLog {
                     json,
                     format,

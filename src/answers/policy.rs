@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, watch};
 
-use super::policy_proto::{Action, Request, client_ip, parse_request, reply};
+use super::policy_proto::{Action, MAX_REQUEST, Request, client_ip, parse_request, reply};
 use crate::lease::{Millis, now_ms};
 use crate::listen::{Conn, Listener};
 use crate::store::{Leases, Stats};
@@ -83,10 +83,24 @@ async fn connection(mut conn: Box<dyn Conn>, leases: Arc<Leases>, mut stop: watc
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut out: Vec<u8> = Vec::with_capacity(64);
     let mut chunk = [0u8; 8192];
+    // Bytes of `buf` known to hold no end of request: a client sending one byte at a time
+    // costs a scan of each byte once, not of the whole buffer on every read.
+    let mut scanned = 0;
     loop {
+        if !has_blank_line(&buf, scanned) {
+            if buf.len() > MAX_REQUEST {
+                Stats::bump(&leases.stats.errors);
+                tracing::warn!(
+                    limit = MAX_REQUEST,
+                    "policy: request too large, closing without a reply (Postfix uses its default_action)"
+                );
+                return;
+            }
+            scanned = buf.len();
+        }
         // Answer every complete request already buffered (Postfix may pipeline).
         let mut used = 0;
-        loop {
+        while has_blank_line(&buf[used..], 0) {
             match parse_request(&buf[used..]) {
                 Ok(Some((req, n))) => {
                     used += n;
@@ -100,7 +114,10 @@ async fn connection(mut conn: Box<dyn Conn>, leases: Arc<Leases>, mut stop: watc
                 }
             }
         }
-        buf.drain(..used);
+        if used > 0 {
+            buf.drain(..used);
+            scanned = 0;
+        }
         if !out.is_empty() {
             if conn.write_all(&out).await.is_err() {
                 return;
@@ -118,5 +135,37 @@ async fn connection(mut conn: Box<dyn Conn>, leases: Arc<Leases>, mut stop: watc
             return;
         }
         buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Does `buf` hold an empty line (the end of a request) that ends at or after `from`?
+/// A request may be empty (a lone newline) and lines may end in CRLF.
+fn has_blank_line(buf: &[u8], from: usize) -> bool {
+    let start = from.saturating_sub(2);
+    if start == 0 && (buf.starts_with(b"\n") || buf.starts_with(b"\r\n")) {
+        return true;
+    }
+    memchr::memchr_iter(b'\n', &buf[start..]).any(|i| {
+        let i = start + i;
+        buf[i + 1..].starts_with(b"\n") || buf[i + 1..].starts_with(b"\r\n")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_blank_line;
+
+    #[test]
+    fn blank_lines_end_requests_wherever_the_reads_split_them() {
+        let req = b"request=smtpd_access_policy\nclient_address=192.0.2.1\n\n";
+        assert!(has_blank_line(req, 0));
+        assert!(!has_blank_line(&req[..req.len() - 1], 0));
+        // Scanning resumes a little before `from`, so a terminator split across reads is seen.
+        for from in 0..req.len() {
+            assert!(has_blank_line(req, from), "from {from}");
+        }
+        assert!(has_blank_line(b"a=b\r\n\r\n", 5));
+        assert!(has_blank_line(b"\n", 0));
+        assert!(!has_blank_line(b"a=b\nc=d\n", 0));
     }
 }

@@ -197,7 +197,8 @@ pub fn raw(socket: &Path, bytes: &[u8], lines: usize) -> Vec<String> {
     out
 }
 
-/// True when the peer closed the connection (EOF) within the timeout.
+/// True when the peer closed the connection within the timeout: EOF, or a reset because it
+/// closed with our bytes still unread.
 pub fn closed(s: &mut UnixStream) -> bool {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = [0u8; 1024];
@@ -205,7 +206,7 @@ pub fn closed(s: &mut UnixStream) -> bool {
         match s.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => continue,
-            Err(_) => return false,
+            Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
         }
     }
 }
