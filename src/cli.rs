@@ -194,6 +194,15 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "NAME=VALUE", requires = "tcprules")]
     pub tcprules_env: Vec<String>,
 
+    /// After binding sockets and opening files as root, run as USER
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// With --user: run with this group instead of the user's own (its other groups, such
+    /// as adm for reading logs, are kept)
+    #[arg(long, value_name = "GROUP", requires = "user")]
+    pub group: Option<String>,
+
     /// Log format on stderr
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -11,6 +11,7 @@ use crate::cli::{DaemonArgs, LogFormat};
 use crate::error::{Error, Result};
 use crate::lease::{Rules, parse_duration, parse_net, parse_users};
 use crate::listen::{ListenAddr, parse_listen_addr};
+use crate::privs::RunAs;
 use crate::sources::WatchSpec;
 use crate::sources::logparse::{Format, compile_login_pattern};
 
@@ -75,6 +76,7 @@ pub struct DaemonConfig {
     pub policy_mode: u32,
     pub policy_gid: Option<u32>,
     pub tcprules: Option<CdbConfig>,
+    pub run_as: Option<RunAs>,
 }
 
 pub fn group_id(name: &str) -> Result<u32> {
@@ -178,6 +180,11 @@ impl DaemonConfig {
                 .collect::<Result<_>>()?,
             policy_mode: parse_mode(&a.policy_mode)?,
             policy_gid: a.policy_group.as_deref().map(group_id).transpose()?,
+            run_as: a
+                .user
+                .as_deref()
+                .map(|u| crate::privs::resolve(u, a.group.as_deref()))
+                .transpose()?,
             tcprules: match &a.tcprules {
                 Some(path) => Some(CdbConfig {
                     path: path.clone(),

@@ -2,7 +2,7 @@
 //! stops them all cleanly when told to.
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,9 +10,9 @@ use tokio::sync::watch;
 
 use crate::config::{DaemonConfig, read_users};
 use crate::control::server::{Access, serve};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::lease::now_ms;
-use crate::listen::{Listener, bind_unix, remove_socket};
+use crate::listen::{ListenAddr, Listener, bind_unix, remove_socket};
 use crate::sources::follow::Msg;
 use crate::store::{Leases, Opened, SledBackend, save_rules};
 
@@ -25,6 +25,21 @@ pub fn open_store(db: &Path) -> Result<SledBackend> {
         Opened::Fine(b) => b,
         Opened::Quarantined(b, _) => b,
     })
+}
+
+/// Hand the database directory and everything in it to the daemon's user.
+fn hand_over_tree(dir: &Path, to: &crate::privs::RunAs) -> Result<()> {
+    crate::privs::hand_over(dir, to)?;
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("read", dir, e))?;
+    for entry in entries.flatten() {
+        let p = entry.path();
+        if p.is_dir() && !p.is_symlink() {
+            hand_over_tree(&p, to)?;
+        } else {
+            crate::privs::hand_over(&p, to)?;
+        }
+    }
+    Ok(())
 }
 
 /// A future that resolves once `rx` reads true (or its sender is gone).
@@ -42,6 +57,17 @@ pub async fn run(
         Some(p) => crate::answers::cdbfile::read_base(p)?,
         None => Vec::new(),
     };
+    let root = nix::unistd::Uid::effective().is_root();
+    let run_as = cfg.run_as.as_ref().filter(|_| root);
+    if let Some(to) = run_as {
+        std::fs::create_dir_all(&cfg.paths.db)
+            .map_err(|e| Error::io("create", &cfg.paths.db, e))?;
+        hand_over_tree(&cfg.paths.db, to)?;
+    } else if root {
+        tracing::warn!(
+            "running as root: give --user (e.g. --user relaylease) so the daemon drops privileges once its sockets are bound"
+        );
+    }
     let backend = open_store(&cfg.paths.db)?;
     save_rules(&backend, &cfg.rules)?;
     let leases = Arc::new(Leases::open(
@@ -49,10 +75,38 @@ pub async fn run(
         cfg.rules.clone(),
         now_ms(),
     )?);
+    let mut unix_paths = vec![cfg.paths.socket.clone()];
+    unix_paths.extend(cfg.policy.iter().filter_map(|a| match a {
+        ListenAddr::Unix(p) => Some(p.clone()),
+        ListenAddr::Inet(_) => None,
+    }));
+    // Socket directories we create are handed to the daemon's user, so it can remove its
+    // sockets at shutdown.
+    let new_dirs: Vec<PathBuf> = unix_paths
+        .iter()
+        .filter_map(|p| p.parent())
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+        .map(Path::to_path_buf)
+        .collect();
     let control = bind_unix(&cfg.paths.socket, cfg.socket_mode, cfg.socket_gid)?;
     let mut policy = Vec::new();
     for addr in &cfg.policy {
-        policy.push(Listener::bind(addr, cfg.policy_mode, cfg.policy_gid).await?);
+        match Listener::bind(addr, cfg.policy_mode, cfg.policy_gid).await {
+            Ok(l) => policy.push(l),
+            Err(e) => {
+                remove_socket(&cfg.paths.socket);
+                return Err(e);
+            }
+        }
+    }
+    if let Some(to) = run_as {
+        for d in &new_dirs {
+            crate::privs::hand_over(d, to)?;
+        }
+        for p in &unix_paths {
+            nix::unistd::chown(p.as_path(), Some(nix::unistd::Uid::from_raw(to.uid)), None)
+                .map_err(|e| Error::io("change owner of", p, std::io::Error::from(e)))?;
+        }
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -96,6 +150,12 @@ pub async fn run(
             leases.clone(),
         )?)
     };
+    if let Some(to) = run_as {
+        // Every socket is bound and every log open: root is no longer needed. New files
+        // sled made while opening are handed over first.
+        hand_over_tree(&cfg.paths.db, to)?;
+        crate::privs::drop_to(to)?;
+    }
     tracing::info!(
         db = %cfg.paths.db.display(),
         socket = %cfg.paths.socket.display(),

@@ -11,7 +11,8 @@
 //! - [`expiry`]: the one task that sleeps until the next deadline.
 //! - [`answers`]: who asks: the Postfix policy service, the tcprules cdb, the wrapper check.
 //! - [`control`]: the daemon's control socket: protocol (pure), handler, server and client.
-//! - [`daemon`]: starts and stops all of the above; [`listen`]: its listening sockets.
+//! - [`daemon`]: starts and stops all of the above; [`listen`]: its listening sockets;
+//!   [`privs`]: dropping root once they are open.
 //! - [`cli`], [`config`] and [`commands`]: what the user types, the validated settings built
 //!   from it, and the shell commands that talk to the daemon (or the database directly).
 
@@ -25,6 +26,7 @@ pub mod error;
 pub mod expiry;
 pub mod lease;
 pub mod listen;
+pub mod privs;
 pub mod sources;
 pub mod store;
 
