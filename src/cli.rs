@@ -64,8 +64,11 @@ pub enum Command {
     /// Show counters
     Stats {
         /// JSON for scripts
-        #[arg(long)]
+        #[arg(long, conflicts_with = "prometheus")]
         json: bool,
+        /// Prometheus text format, for node_exporter's textfile collector
+        #[arg(long)]
+        prometheus: bool,
     },
     /// Report one successful login to the daemon, then exec PROGRAM (a login chain link)
     Hook(HookArgs),

@@ -227,10 +227,77 @@ pub fn show_stats(s: &StatsSnapshot) -> String {
     out
 }
 
-pub fn stats(paths: &Paths, json: bool) -> Result<i32> {
+/// Prometheus text exposition format (for node_exporter's textfile collector).
+pub fn prometheus(s: &StatsSnapshot) -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, lines: Vec<(String, u64)>| {
+        out.push_str(&format!(
+            "# HELP relaylease_{name} {help}\n# TYPE relaylease_{name} {kind}\n"
+        ));
+        for (labels, v) in lines {
+            out.push_str(&format!("relaylease_{name}{labels} {v}\n"));
+        }
+    };
+    let one = |v: u64| vec![(String::new(), v)];
+    metric(
+        "leases_active",
+        "gauge",
+        "Leases that currently allow relaying.",
+        one(s.leases_active),
+    );
+    let logins = s
+        .logins_by_source
+        .iter()
+        .map(|(src, n)| {
+            let src = src
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            (format!("{{source=\"{src}\"}}"), *n)
+        })
+        .collect();
+    metric(
+        "logins_total",
+        "counter",
+        "Successful logins seen, by source.",
+        logins,
+    );
+    metric(
+        "lease_events_total",
+        "counter",
+        "Leases granted, renewed, refused, expired and deleted.",
+        vec![
+            ("{event=\"granted\"}".into(), s.granted),
+            ("{event=\"renewed\"}".into(), s.renewed),
+            ("{event=\"refused\"}".into(), s.refused),
+            ("{event=\"expired\"}".into(), s.expired),
+            ("{event=\"deleted\"}".into(), s.deleted),
+        ],
+    );
+    metric(
+        "policy_answers_total",
+        "counter",
+        "Postfix policy answers.",
+        vec![
+            ("{action=\"OK\"}".into(), s.policy_ok),
+            ("{action=\"DUNNO\"}".into(), s.policy_dunno),
+        ],
+    );
+    metric(
+        "errors_total",
+        "counter",
+        "Errors (store, log, protocol).",
+        one(s.errors),
+    );
+    out
+}
+
+pub fn stats(paths: &Paths, json: bool, prom: bool) -> Result<i32> {
     match execute(paths, Op::Stats)? {
         Reply::Stats { stats } => {
-            if json {
+            if prom {
+                print!("{}", prometheus(&stats));
+            } else if json {
                 println!("{}", serde_json::to_string(&stats).unwrap_or_default());
             } else {
                 print!("{}", show_stats(&stats));
@@ -336,4 +403,30 @@ pub fn parse_log(
         );
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_is_well_formed_and_escapes_labels() {
+        let mut s = StatsSnapshot {
+            leases_active: 3,
+            policy_ok: 7,
+            ..Default::default()
+        };
+        s.logins_by_source.insert("/var/log/a \"b\".log".into(), 2);
+        let text = prometheus(&s);
+        assert!(text.contains("relaylease_leases_active 3\n"), "{text}");
+        assert!(text.contains("relaylease_policy_answers_total{action=\"OK\"} 7\n"));
+        assert!(
+            text.contains("relaylease_logins_total{source=\"/var/log/a \\\"b\\\".log\"} 2\n"),
+            "{text}"
+        );
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (_, value) = line.rsplit_once(' ').unwrap();
+            value.parse::<u64>().unwrap();
+        }
+    }
 }

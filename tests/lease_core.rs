@@ -83,6 +83,13 @@ fn every_command_and_its_exit_code() {
     assert_eq!(s["deleted"], 1);
     let o = env.run(&["stats"]);
     assert!(o.stdout.contains("leases active: 1\n"), "{o:?}");
+    let o = env.run(&["stats", "--prometheus"]);
+    assert!(o.stdout.contains("relaylease_leases_active 1\n"), "{o:?}");
+    assert!(
+        o.stdout
+            .contains("relaylease_lease_events_total{event=\"deleted\"} 1\n"),
+        "{o:?}"
+    );
 
     let o = env.run(&["flush"]);
     assert_eq!((o.code, o.stdout.as_str()), (0, "1 leases deleted\n"));
