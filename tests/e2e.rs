@@ -181,3 +181,39 @@ fn with_relaylease_stopped_postfix_refuses_relay_and_mail_still_flows() {
     // smtp-wrap still runs the SMTP server, without RELAYCLIENT.
     assert_eq!(rig.wrap_env(who), None);
 }
+
+#[test]
+fn dovecot_post_login_script_from_contrib_grants_relay_without_any_log() {
+    let env = Env::new();
+    let dir = env.dir.path().to_path_buf();
+    // The contrib script and service config, pointed at this test's binary and socket.
+    let contrib = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/dovecot");
+    let script = env.path("relaylease-postlogin");
+    let text = std::fs::read_to_string(format!("{contrib}/relaylease-postlogin")).unwrap();
+    assert!(text.contains("exec relaylease hook -- \"$@\""), "{text}");
+    let text = text.replace(
+        "exec relaylease hook",
+        &format!("exec {BIN} --socket {} hook", env.socket().display()),
+    );
+    std::fs::write(&script, text).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let conf = std::fs::read_to_string(format!("{contrib}/91-relaylease.conf")).unwrap();
+    let conf = conf.replace(
+        "/usr/local/lib/relaylease/relaylease-postlogin",
+        &script.display().to_string(),
+    );
+    let _d = env.start(&["--socket-mode", "0666", "--writer-group", "dovecot"]);
+    let dovecot = Dovecot::start_with(&dir, &conf);
+
+    let (pop, imap, failed) = (ip(71), ip(72), ip(73));
+    assert!(pop3_login(pop, dovecot.pop3_port(), "alice", PASSWORD));
+    assert!(imap_login(imap, dovecot.imap_port(), "bob", PASSWORD));
+    assert!(!pop3_login(failed, dovecot.pop3_port(), "alice", "nope"));
+    for who in [pop, imap] {
+        let o = env.run(&["check", &who.to_string()]);
+        assert_eq!(o.code, 0, "{o:?}\n{}", dovecot.log());
+        assert!(o.stdout.contains("via hook"), "{o:?}");
+    }
+    let o = env.run(&["check", &failed.to_string()]);
+    assert_eq!(o.code, 1, "a failed login runs no post-login script: {o:?}");
+}

@@ -41,6 +41,12 @@ impl Dovecot {
     /// every listener, so clients can connect at once. Ports that another process grabbed in
     /// the meantime are replaced by new ones a few times before giving up.
     pub fn start(dir: &Path) -> Dovecot {
+        Self::start_with(dir, "")
+    }
+
+    /// Like [`Dovecot::start`], with `extra` appended to the configuration (services such
+    /// as a post-login script).
+    pub fn start_with(dir: &Path, extra: &str) -> Dovecot {
         process::prepare();
         let dovecot = find_program("dovecot", "dovecot-core");
         require_file("/usr/lib/dovecot/pop3-login", "dovecot-pop3d");
@@ -67,7 +73,7 @@ impl Dovecot {
         let mut last_failure = String::new();
         for _ in 0..ATTEMPTS {
             let (pop3_port, imap_port) = (free_port(), free_port());
-            let text = config_text(&root, pop3_port, imap_port, mail_uid.as_raw());
+            let text = config_text(&root, pop3_port, imap_port, mail_uid.as_raw()) + extra;
             process::write_file(&config, &text);
             let child = Command::new(&dovecot)
                 .arg("-F")
