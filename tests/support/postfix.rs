@@ -256,10 +256,11 @@ fn adopted_master(root: &Path) -> Result<Pid, String> {
 ///   waits on a resolver; clients show as `unknown[127.0.0.30]` in the log.
 /// - `default_transport = discard`, `local_transport = discard`: accepted mail is thrown away,
 ///   nothing ever leaves the machine or lands in a mailbox.
-/// - `smtpd_relay_restrictions`: the usual `permit_mynetworks, permit_sasl_authenticated`,
-///   then the policy service if any (`timeout=10s`; `default_action=DUNNO` means an unreachable
-///   service refuses relaying instead of deferring), then `reject_unauth_destination`, which
-///   answers `554 5.7.1 <...>: Relay access denied`.
+/// - `smtpd_relay_restrictions`: with a policy endpoint, exactly the list in
+///   contrib/postfix/main.cf.snippet (`permit_mynetworks, permit_sasl_authenticated`, the
+///   policy service with `timeout=10s, default_action=DUNNO` so an unreachable service refuses
+///   relaying instead of deferring, then `reject_unauth_destination`, which answers
+///   `554 5.7.1 <...>: Relay access denied`); without one, the same list minus the policy.
 /// - `biff = no`: no comsat notifications.
 fn main_cf(root: &Path, policy: Option<&str>) -> String {
     let r = root.display();
@@ -268,9 +269,10 @@ fn main_cf(root: &Path, policy: Option<&str>) -> String {
     } else {
         ("127.0.0.1", "ipv4")
     };
-    let policy = policy
-        .map(|p| format!("check_policy_service {{ {p}, timeout=10s, default_action=DUNNO }}, "))
-        .unwrap_or_default();
+    let restrictions = match policy {
+        Some(p) => contrib_relay_restrictions().replace("unix:/run/relaylease/policy.sock", p),
+        None => "permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination".into(),
+    };
     format!(
         "# Written by relaylease's test rig; the settings are explained in tests/support/postfix.rs.
 compatibility_level = 3.6
@@ -297,10 +299,38 @@ smtpd_peername_lookup = no
 smtp_dns_support_level = disabled
 default_transport = discard
 local_transport = discard
-smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, {policy}reject_unauth_destination
+smtpd_relay_restrictions = {restrictions}
 biff = no
 "
     )
+}
+
+/// The `smtpd_relay_restrictions` of contrib/postfix/main.cf.snippet, the setup relaylease
+/// documents: the end-to-end suite runs exactly what administrators are told to copy.
+fn contrib_relay_restrictions() -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/postfix/main.cf.snippet"
+    );
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut value = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("smtpd_relay_restrictions =") {
+            inside = true;
+            value.push_str(v.trim());
+        } else if inside && line.starts_with(char::is_whitespace) && !line.trim().is_empty() {
+            value.push(' ');
+            value.push_str(line.trim());
+        } else if inside {
+            break;
+        }
+    }
+    assert!(
+        value.contains("check_policy_service") && value.ends_with("reject_unauth_destination"),
+        "{path}: unexpected smtpd_relay_restrictions: {value}"
+    );
+    value
 }
 
 /// master.cf of the instance: smtpd on `port` (on every `inet_interfaces` address) and the
