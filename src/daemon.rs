@@ -27,6 +27,17 @@ pub fn open_store(db: &Path) -> Result<SledBackend> {
     })
 }
 
+/// Socket files this daemon bound, removed when it stops (or fails to start).
+struct SocketFiles(Vec<PathBuf>);
+
+impl Drop for SocketFiles {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            remove_socket(p);
+        }
+    }
+}
+
 /// Hand the database directory and everything in it to the daemon's user.
 fn hand_over_tree(dir: &Path, to: &crate::privs::RunAs) -> Result<()> {
     crate::privs::hand_over(dir, to)?;
@@ -89,14 +100,13 @@ pub async fn run(
         .map(Path::to_path_buf)
         .collect();
     let control = bind_unix(&cfg.paths.socket, cfg.socket_mode, cfg.socket_gid)?;
+    // From here on every way out, error or shutdown, removes the socket files we made.
+    let mut sockets = SocketFiles(vec![cfg.paths.socket.clone()]);
     let mut policy = Vec::new();
     for addr in &cfg.policy {
-        match Listener::bind(addr, cfg.policy_mode, cfg.policy_gid).await {
-            Ok(l) => policy.push(l),
-            Err(e) => {
-                remove_socket(&cfg.paths.socket);
-                return Err(e);
-            }
+        policy.push(Listener::bind(addr, cfg.policy_mode, cfg.policy_gid).await?);
+        if let ListenAddr::Unix(p) = addr {
+            sockets.0.push(p.clone());
         }
     }
     if let Some(to) = run_as {
@@ -189,7 +199,7 @@ pub async fn run(
         while tasks.join_next().await.is_some() {}
     })
     .await;
-    remove_socket(&cfg.paths.socket);
+    drop(sockets);
     leases.sync()?;
     tracing::info!("stopped");
     Ok(())
