@@ -165,6 +165,8 @@ pub async fn run(
         // sled made while opening are handed over first.
         hand_over_tree(&cfg.paths.db, to)?;
         crate::privs::drop_to(to)?;
+    } else if root {
+        tracing::warn!("running as root: give --user (e.g. --user relaylease) so the daemon drops privileges once its sockets are bound");
     }
     tracing::info!(
         db = %cfg.paths.db.display(),
