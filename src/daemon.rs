@@ -74,10 +74,6 @@ pub async fn run(
         std::fs::create_dir_all(&cfg.paths.db)
             .map_err(|e| Error::io("create", &cfg.paths.db, e))?;
         hand_over_tree(&cfg.paths.db, to)?;
-    } else if root {
-        tracing::warn!(
-            "running as root: give --user (e.g. --user relaylease) so the daemon drops privileges once its sockets are bound"
-        );
     }
     let backend = open_store(&cfg.paths.db)?;
     save_rules(&backend, &cfg.rules)?;
@@ -166,7 +162,9 @@ pub async fn run(
         hand_over_tree(&cfg.paths.db, to)?;
         crate::privs::drop_to(to)?;
     } else if root {
-        tracing::warn!("running as root: give --user (e.g. --user relaylease) so the daemon drops privileges once its sockets are bound");
+        tracing::warn!(
+            "running as root: give --user (e.g. --user relaylease) so the daemon drops privileges once its sockets are bound"
+        );
     }
     tracing::info!(
         db = %cfg.paths.db.display(),
