@@ -1,0 +1,144 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_relaylease_global_optspecs
+    string join \n socket= db= v/verbose q/quiet h/help V/version
+end
+
+function __fish_relaylease_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_relaylease_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_relaylease_using_subcommand
+    set -l cmd (__fish_relaylease_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c relaylease -n "__fish_relaylease_needs_command" -l socket -d 'Control socket of the daemon [default: /run/relaylease/relaylease.sock as root, else $XDG_RUNTIME_DIR/relaylease.sock]' -r -F
+complete -c relaylease -n "__fish_relaylease_needs_command" -l db -d 'Lease database directory [default: /var/lib/relaylease as root, else $XDG_STATE_HOME/relaylease]' -r -F
+complete -c relaylease -n "__fish_relaylease_needs_command" -s v -l verbose -d 'More log output (repeat for more)'
+complete -c relaylease -n "__fish_relaylease_needs_command" -s q -l quiet -d 'Less log output: warnings and errors only (twice: errors only)'
+complete -c relaylease -n "__fish_relaylease_needs_command" -s h -l help -d 'Print help'
+complete -c relaylease -n "__fish_relaylease_needs_command" -s V -l version -d 'Print version'
+complete -c relaylease -n "__fish_relaylease_needs_command" -f -a "daemon" -d 'Run the daemon: follow logins, keep leases, answer the SMTP side'
+complete -c relaylease -n "__fish_relaylease_needs_command" -f -a "check" -d 'May ADDR relay now? Exit 0 yes, 1 no, 2 error'
+complete -c relaylease -n "__fish_relaylease_needs_command" -f -a "list" -d 'List the live leases, soonest expiry first'
+complete -c relaylease -n "__fish_relaylease_needs_command" -f -a "add" -d 'Grant ADDR a lease by hand'
+complete -c relaylease -n "__fish_relaylease_needs_command" -f -a "del" -d 'Delete the lease of ADDR'
+complete -c relaylease -n "__fish_relaylease_needs_command" -f -a "flush" -d 'Delete every lease'
+complete -c relaylease -n "__fish_relaylease_needs_command" -f -a "stats" -d 'Show counters'
+complete -c relaylease -n "__fish_relaylease_needs_command" -f -a "hook" -d 'Report one successful login to the daemon, then exec PROGRAM (a login chain link)'
+complete -c relaylease -n "__fish_relaylease_needs_command" -f -a "smtp-wrap" -d 'Under tcpserver: set RELAYCLIENT when $TCPREMOTEIP may relay, then exec PROGRAM'
+complete -c relaylease -n "__fish_relaylease_needs_command" -f -a "parse-log" -d 'Dry run: print the logins found in log files (or stdin), touching nothing'
+complete -c relaylease -n "__fish_relaylease_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l expire -d 'How long a login lets its address relay (humantime: 30m, 1h 30m)' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l ipv6-prefix -d 'IPv6 clients share one lease per prefix of this length (128: exact address)' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l allow -d 'Always allowed to relay, never stored (like Postfix\'s mynetworks); repeatable' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l deny -d 'Logins from here never create a lease (webmail, mailbox pollers); repeatable' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l users -d 'Only logins by the users listed in FILE (one per line) create leases; re-read on SIGHUP' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l writer-group -d 'Members of GROUP may change leases through the control socket (login, add, del, flush)' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l socket-mode -d 'Permissions of the control socket file, in octal' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l socket-group -d 'Group of the control socket file' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l watch -d 'Follow this log file for logins; repeatable' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l format -d 'Parse the preceding --watch file as this format only (dovecot, courier, cyrus, uw-imap, qpopper, mailutils, popa3d, solid-pop3d, vchkpw)' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l login-pattern -d 'A site\'s own login line format: a regex with named groups `ip` and optionally `user`; repeatable' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l policy -d 'Serve Postfix\'s policy delegation protocol at ADDR: unix:/path or inet:host:port; repeatable' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l policy-mode -d 'Permissions of the policy unix sockets, in octal (Postfix\'s smtpd runs as user postfix)' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l policy-group -d 'Group of the policy unix sockets (e.g. postfix, with --policy-mode 0660)' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l tcprules -d 'Keep a tcpserver rules cdb for qmail: each leased address gets ADDR:allow,RELAYCLIENT=""' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l tcprules-base -d 'The administrator\'s static tcprules rules (tcprules text syntax), merged in; a static rule wins over a lease for the same address. Re-read on SIGHUP' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l tcprules-env -d 'Variables a leased address gets in the cdb [default: RELAYCLIENT=""]; repeatable' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l socket -d 'Control socket of the daemon [default: /run/relaylease/relaylease.sock as root, else $XDG_RUNTIME_DIR/relaylease.sock]' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l db -d 'Lease database directory [default: /var/lib/relaylease as root, else $XDG_STATE_HOME/relaylease]' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -s v -l verbose -d 'More log output (repeat for more)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -s q -l quiet -d 'Less log output: warnings and errors only (twice: errors only)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -s h -l help -d 'Print help'
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -s V -l version -d 'Print version'
+complete -c relaylease -n "__fish_relaylease_using_subcommand check" -l socket -d 'Control socket of the daemon [default: /run/relaylease/relaylease.sock as root, else $XDG_RUNTIME_DIR/relaylease.sock]' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand check" -l db -d 'Lease database directory [default: /var/lib/relaylease as root, else $XDG_STATE_HOME/relaylease]' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand check" -s v -l verbose -d 'More log output (repeat for more)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand check" -s q -l quiet -d 'Less log output: warnings and errors only (twice: errors only)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand check" -s h -l help -d 'Print help'
+complete -c relaylease -n "__fish_relaylease_using_subcommand check" -s V -l version -d 'Print version'
+complete -c relaylease -n "__fish_relaylease_using_subcommand list" -l socket -d 'Control socket of the daemon [default: /run/relaylease/relaylease.sock as root, else $XDG_RUNTIME_DIR/relaylease.sock]' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand list" -l db -d 'Lease database directory [default: /var/lib/relaylease as root, else $XDG_STATE_HOME/relaylease]' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand list" -l json -d 'One JSON object with every lease, for scripts'
+complete -c relaylease -n "__fish_relaylease_using_subcommand list" -s v -l verbose -d 'More log output (repeat for more)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand list" -s q -l quiet -d 'Less log output: warnings and errors only (twice: errors only)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand list" -s h -l help -d 'Print help'
+complete -c relaylease -n "__fish_relaylease_using_subcommand list" -s V -l version -d 'Print version'
+complete -c relaylease -n "__fish_relaylease_using_subcommand add" -l for -d 'How long [default: the daemon\'s --expire window]' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand add" -l socket -d 'Control socket of the daemon [default: /run/relaylease/relaylease.sock as root, else $XDG_RUNTIME_DIR/relaylease.sock]' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand add" -l db -d 'Lease database directory [default: /var/lib/relaylease as root, else $XDG_STATE_HOME/relaylease]' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand add" -s v -l verbose -d 'More log output (repeat for more)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand add" -s q -l quiet -d 'Less log output: warnings and errors only (twice: errors only)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand add" -s h -l help -d 'Print help'
+complete -c relaylease -n "__fish_relaylease_using_subcommand add" -s V -l version -d 'Print version'
+complete -c relaylease -n "__fish_relaylease_using_subcommand del" -l socket -d 'Control socket of the daemon [default: /run/relaylease/relaylease.sock as root, else $XDG_RUNTIME_DIR/relaylease.sock]' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand del" -l db -d 'Lease database directory [default: /var/lib/relaylease as root, else $XDG_STATE_HOME/relaylease]' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand del" -s v -l verbose -d 'More log output (repeat for more)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand del" -s q -l quiet -d 'Less log output: warnings and errors only (twice: errors only)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand del" -s h -l help -d 'Print help'
+complete -c relaylease -n "__fish_relaylease_using_subcommand del" -s V -l version -d 'Print version'
+complete -c relaylease -n "__fish_relaylease_using_subcommand flush" -l socket -d 'Control socket of the daemon [default: /run/relaylease/relaylease.sock as root, else $XDG_RUNTIME_DIR/relaylease.sock]' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand flush" -l db -d 'Lease database directory [default: /var/lib/relaylease as root, else $XDG_STATE_HOME/relaylease]' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand flush" -s v -l verbose -d 'More log output (repeat for more)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand flush" -s q -l quiet -d 'Less log output: warnings and errors only (twice: errors only)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand flush" -s h -l help -d 'Print help'
+complete -c relaylease -n "__fish_relaylease_using_subcommand flush" -s V -l version -d 'Print version'
+complete -c relaylease -n "__fish_relaylease_using_subcommand stats" -l socket -d 'Control socket of the daemon [default: /run/relaylease/relaylease.sock as root, else $XDG_RUNTIME_DIR/relaylease.sock]' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand stats" -l db -d 'Lease database directory [default: /var/lib/relaylease as root, else $XDG_STATE_HOME/relaylease]' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand stats" -l json -d 'JSON for scripts'
+complete -c relaylease -n "__fish_relaylease_using_subcommand stats" -s v -l verbose -d 'More log output (repeat for more)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand stats" -s q -l quiet -d 'Less log output: warnings and errors only (twice: errors only)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand stats" -s h -l help -d 'Print help'
+complete -c relaylease -n "__fish_relaylease_using_subcommand stats" -s V -l version -d 'Print version'
+complete -c relaylease -n "__fish_relaylease_using_subcommand hook" -l ip -d 'Client address [default: $TCPREMOTEIP, else $IP]' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand hook" -l user -d 'User name [default: $USER]' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand hook" -l timeout -d 'How long to wait for the daemon before giving up (the login goes on regardless)' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand hook" -l socket -d 'Control socket of the daemon [default: /run/relaylease/relaylease.sock as root, else $XDG_RUNTIME_DIR/relaylease.sock]' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand hook" -l db -d 'Lease database directory [default: /var/lib/relaylease as root, else $XDG_STATE_HOME/relaylease]' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand hook" -s v -l verbose -d 'More log output (repeat for more)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand hook" -s q -l quiet -d 'Less log output: warnings and errors only (twice: errors only)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand hook" -s h -l help -d 'Print help'
+complete -c relaylease -n "__fish_relaylease_using_subcommand hook" -s V -l version -d 'Print version'
+complete -c relaylease -n "__fish_relaylease_using_subcommand smtp-wrap" -l env -d 'What to set for a client that may relay [default: RELAYCLIENT=]; repeatable' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand smtp-wrap" -l timeout -d 'How long to wait for the daemon; after that PROGRAM runs without RELAYCLIENT' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand smtp-wrap" -l socket -d 'Control socket of the daemon [default: /run/relaylease/relaylease.sock as root, else $XDG_RUNTIME_DIR/relaylease.sock]' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand smtp-wrap" -l db -d 'Lease database directory [default: /var/lib/relaylease as root, else $XDG_STATE_HOME/relaylease]' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand smtp-wrap" -s v -l verbose -d 'More log output (repeat for more)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand smtp-wrap" -s q -l quiet -d 'Less log output: warnings and errors only (twice: errors only)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand smtp-wrap" -s h -l help -d 'Print help'
+complete -c relaylease -n "__fish_relaylease_using_subcommand smtp-wrap" -s V -l version -d 'Print version'
+complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -l format -d 'Parse every line as this format instead of detecting it' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -l login-pattern -d 'A site\'s own login format: a regex with named groups `ip` and optionally `user`' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -l socket -d 'Control socket of the daemon [default: /run/relaylease/relaylease.sock as root, else $XDG_RUNTIME_DIR/relaylease.sock]' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -l db -d 'Lease database directory [default: /var/lib/relaylease as root, else $XDG_STATE_HOME/relaylease]' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -l json -d 'One JSON object per login and one for the summary'
+complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -s v -l verbose -d 'More log output (repeat for more)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -s q -l quiet -d 'Less log output: warnings and errors only (twice: errors only)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -s h -l help -d 'Print help'
+complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -s V -l version -d 'Print version'
+complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush stats hook smtp-wrap parse-log help" -f -a "daemon" -d 'Run the daemon: follow logins, keep leases, answer the SMTP side'
+complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush stats hook smtp-wrap parse-log help" -f -a "check" -d 'May ADDR relay now? Exit 0 yes, 1 no, 2 error'
+complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush stats hook smtp-wrap parse-log help" -f -a "list" -d 'List the live leases, soonest expiry first'
+complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush stats hook smtp-wrap parse-log help" -f -a "add" -d 'Grant ADDR a lease by hand'
+complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush stats hook smtp-wrap parse-log help" -f -a "del" -d 'Delete the lease of ADDR'
+complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush stats hook smtp-wrap parse-log help" -f -a "flush" -d 'Delete every lease'
+complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush stats hook smtp-wrap parse-log help" -f -a "stats" -d 'Show counters'
+complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush stats hook smtp-wrap parse-log help" -f -a "hook" -d 'Report one successful login to the daemon, then exec PROGRAM (a login chain link)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush stats hook smtp-wrap parse-log help" -f -a "smtp-wrap" -d 'Under tcpserver: set RELAYCLIENT when $TCPREMOTEIP may relay, then exec PROGRAM'
+complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush stats hook smtp-wrap parse-log help" -f -a "parse-log" -d 'Dry run: print the logins found in log files (or stdin), touching nothing'
+complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush stats hook smtp-wrap parse-log help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
