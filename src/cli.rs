@@ -52,13 +52,17 @@ pub enum Command {
     },
     /// Grant ADDR a lease by hand
     Add {
+        /// Client address (IPv4 or IPv6)
         addr: String,
         /// How long [default: the daemon's --expire window]
         #[arg(long = "for", value_name = "DURATION")]
         duration: Option<String>,
     },
     /// Delete the lease of ADDR
-    Del { addr: String },
+    Del {
+        /// Client address, or a lease key as `list` shows it (2001:db8:1:2::/64)
+        addr: String,
+    },
     /// Delete every lease
     Flush,
     /// Show counters

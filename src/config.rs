@@ -15,6 +15,9 @@ use crate::privs::RunAs;
 use crate::sources::WatchSpec;
 use crate::sources::logparse::{Format, compile_login_pattern};
 
+/// The system daemon's control socket.
+pub const SYSTEM_SOCKET: &str = "/run/relaylease/relaylease.sock";
+
 /// Where the database and the control socket are.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Paths {
@@ -42,16 +45,26 @@ impl Paths {
         if root {
             return Paths {
                 db: db.unwrap_or_else(|| "/var/lib/relaylease".into()),
-                socket: socket.unwrap_or_else(|| "/run/relaylease/relaylease.sock".into()),
+                socket: socket.unwrap_or_else(|| SYSTEM_SOCKET.into()),
             };
         }
         let state = env("XDG_STATE_HOME")
             .or_else(|| env("HOME").map(|h| h.join(".local/state")))
             .unwrap_or_else(|| PathBuf::from("."))
             .join("relaylease");
-        let socket = socket.unwrap_or_else(|| match env("XDG_RUNTIME_DIR") {
-            Some(run) => run.join("relaylease.sock"),
-            None => state.join("relaylease.sock"),
+        let socket = socket.unwrap_or_else(|| {
+            let own = match env("XDG_RUNTIME_DIR") {
+                Some(run) => run.join("relaylease.sock"),
+                None => state.join("relaylease.sock"),
+            };
+            // Login chains (hook, smtp-wrap) run as mail users: with no daemon of their own,
+            // they reach the system's.
+            let system = PathBuf::from(SYSTEM_SOCKET);
+            if !own.exists() && system.exists() {
+                system
+            } else {
+                own
+            }
         });
         Paths {
             db: db.unwrap_or(state),

@@ -180,6 +180,9 @@ fn with_relaylease_stopped_postfix_refuses_relay_and_mail_still_flows() {
     assert!(local_delivery_accepted(who, rig.postfix.smtp_port()));
     // smtp-wrap still runs the SMTP server, without RELAYCLIENT.
     assert_eq!(rig.wrap_env(who), None);
+    // The cdb no longer lets leases relay once nobody keeps it current; static rules stay.
+    assert_eq!(rig.cdb_env(who), None);
+    assert_eq!(rig.cdb_env(ip(59)).as_deref(), Some("static"));
 }
 
 #[test]

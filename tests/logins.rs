@@ -142,6 +142,15 @@ fn the_hook_reports_a_refusal_and_still_runs_the_program() {
 }
 
 #[test]
+fn the_hook_says_yes_for_an_always_allowed_address() {
+    let env = Env::new();
+    let _d = env.start(&["--allow", "10.0.0.0/8"]);
+    let o = env.run(&["hook", "--ip", "10.1.2.3"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stderr.is_empty(), "{o:?}");
+}
+
+#[test]
 fn only_listed_users_get_leases_and_sighup_rereads_the_list() {
     let env = Env::new();
     let users = env.path("users");

@@ -159,7 +159,7 @@ _relaylease() {
             return 0
             ;;
         relaylease__subcmd__daemon)
-            opts="-v -q -h -V --expire --ipv6-prefix --allow --deny --users --writer-group --socket-mode --socket-group --watch --format --login-pattern --policy --policy-mode --policy-group --tcprules --tcprules-base --tcprules-env --log-format --socket --db --verbose --quiet --help --version"
+            opts="-v -q -h -V --expire --ipv6-prefix --allow --deny --users --writer-group --socket-mode --socket-group --watch --format --login-pattern --policy --policy-mode --policy-group --tcprules --tcprules-base --tcprules-env --user --group --log-format --socket --db --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -230,6 +230,14 @@ _relaylease() {
                     return 0
                     ;;
                 --tcprules-env)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --group)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -581,7 +589,7 @@ _relaylease() {
             return 0
             ;;
         relaylease__subcmd__stats)
-            opts="-v -q -h -V --json --socket --db --verbose --quiet --help --version"
+            opts="-v -q -h -V --json --prometheus --socket --db --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

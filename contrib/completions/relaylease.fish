@@ -58,6 +58,8 @@ complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l policy-
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l tcprules -d 'Keep a tcpserver rules cdb for qmail: each leased address gets ADDR:allow,RELAYCLIENT=""' -r -F
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l tcprules-base -d 'The administrator\'s static tcprules rules (tcprules text syntax), merged in; a static rule wins over a lease for the same address. Re-read on SIGHUP' -r -F
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l tcprules-env -d 'Variables a leased address gets in the cdb [default: RELAYCLIENT=""]; repeatable' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l user -d 'After binding sockets and opening files as root, run as USER' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l group -d 'With --user: run with this group instead of the user\'s own (its other groups, such as adm for reading logs, are kept)' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l socket -d 'Control socket of the daemon [default: /run/relaylease/relaylease.sock as root, else $XDG_RUNTIME_DIR/relaylease.sock]' -r -F
@@ -101,6 +103,7 @@ complete -c relaylease -n "__fish_relaylease_using_subcommand flush" -s V -l ver
 complete -c relaylease -n "__fish_relaylease_using_subcommand stats" -l socket -d 'Control socket of the daemon [default: /run/relaylease/relaylease.sock as root, else $XDG_RUNTIME_DIR/relaylease.sock]' -r -F
 complete -c relaylease -n "__fish_relaylease_using_subcommand stats" -l db -d 'Lease database directory [default: /var/lib/relaylease as root, else $XDG_STATE_HOME/relaylease]' -r -F
 complete -c relaylease -n "__fish_relaylease_using_subcommand stats" -l json -d 'JSON for scripts'
+complete -c relaylease -n "__fish_relaylease_using_subcommand stats" -l prometheus -d 'Prometheus text format, for node_exporter\'s textfile collector'
 complete -c relaylease -n "__fish_relaylease_using_subcommand stats" -s v -l verbose -d 'More log output (repeat for more)'
 complete -c relaylease -n "__fish_relaylease_using_subcommand stats" -s q -l quiet -d 'Less log output: warnings and errors only (twice: errors only)'
 complete -c relaylease -n "__fish_relaylease_using_subcommand stats" -s h -l help -d 'Print help'

@@ -147,7 +147,17 @@ pub async fn run(
                 }
             }
             _ = tokio::time::sleep(RETRY), if failed => {}
-            _ = crate::daemon::stopped(stop.clone()) => return,
+            _ = crate::daemon::stopped(stop.clone()) => {
+                // Nobody keeps the leases in the file current once we are gone: leave only
+                // the administrator's static rules, so nothing relays past its deadline.
+                let emptied = build_rules(&base, &[], &cfg.env)
+                    .and_then(|bytes| write_atomically(&cfg.path, &bytes));
+                match emptied {
+                    Ok(()) => tracing::info!(path = %cfg.path.display(), "tcprules cdb left with the static rules only"),
+                    Err(e) => tracing::error!(error = %e, "cannot remove the leases from the tcprules cdb at shutdown"),
+                }
+                return;
+            }
         }
     }
 }

@@ -41,6 +41,12 @@ fn run(leases: &Leases, op: Op, now: Millis) -> crate::Result<Reply> {
                     lease: Some(l),
                     reason: None,
                 },
+                // Always allowed: nothing to store, and nothing refused either.
+                Outcome::Refused(v @ Verdict::Static(_)) => Reply::Login {
+                    outcome: "static".into(),
+                    lease: None,
+                    reason: Some(refusal(&v)),
+                },
                 Outcome::Refused(v) => Reply::Login {
                     outcome: "refused".into(),
                     lease: None,

@@ -89,7 +89,7 @@ pub enum Reply {
         error: String,
     },
     Login {
-        /// `granted`, `renewed` or `refused`.
+        /// `granted`, `renewed`, `static` (always allowed by --allow) or `refused`.
         outcome: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         lease: Option<Lease>,

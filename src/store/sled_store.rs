@@ -76,8 +76,7 @@ impl SledBackend {
                 path: path.to_path_buf(),
             }),
             Err(e) if is_corruption(&e) => {
-                let aside = quarantine_path(path);
-                std::fs::rename(path, &aside).map_err(|e| Error::io("move aside", path, e))?;
+                let aside = move_aside(path)?;
                 tracing::error!(
                     db = %path.display(),
                     moved_to = %aside.display(),
@@ -126,10 +125,29 @@ impl SledBackend {
     }
 }
 
-fn quarantine_path(path: &Path) -> PathBuf {
+/// Move a corrupt database out of the way: to `DIR.corrupt-<time>` beside it, or, where the
+/// parent is not writable (systemd's ProtectSystem=strict leaves only the state directory
+/// writable), into `DIR/corrupt-<time>/`.
+fn move_aside(path: &Path) -> Result<PathBuf> {
+    let stamp = now_ms() / 1000;
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".corrupt-{}", now_ms() / 1000));
-    path.with_file_name(name)
+    name.push(format!(".corrupt-{stamp}"));
+    let beside = path.with_file_name(name);
+    if std::fs::rename(path, &beside).is_ok() {
+        return Ok(beside);
+    }
+    let inside = path.join(format!("corrupt-{stamp}"));
+    std::fs::create_dir(&inside).map_err(|e| Error::io("create", &inside, e))?;
+    let entries = std::fs::read_dir(path).map_err(|e| Error::io("read", path, e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with("corrupt-") {
+            continue;
+        }
+        std::fs::rename(entry.path(), inside.join(&name))
+            .map_err(|e| Error::io("move aside", entry.path(), e))?;
+    }
+    Ok(inside)
 }
 
 /// Lease keys: family, prefix length and address bytes, so equal keys are equal bytes.
