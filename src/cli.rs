@@ -65,6 +65,12 @@ pub enum Command {
     },
     /// Delete every lease
     Flush,
+    /// Show the expiry window, or change it for logins from now on (until the daemon
+    /// restarts: put it in --expire to keep it)
+    Window {
+        /// The new window (humantime: 45m, 1h 30m)
+        duration: Option<String>,
+    },
     /// Show counters
     Stats {
         /// JSON for scripts

@@ -31,6 +31,7 @@ fn validate(op: &Op) -> Result<()> {
                 .transpose()
                 .map(|_| ())
         }
+        Op::Window { set } => set.as_deref().map(parse_duration).transpose().map(|_| ()),
         Op::List | Op::Flush | Op::Stats => Ok(()),
     }
 }
@@ -193,6 +194,25 @@ pub fn del(paths: &Paths, addr: String) -> Result<i32> {
         Reply::Deleted { lease: None } => {
             println!("{addr}: no lease");
             Ok(1)
+        }
+        other => Err(fail(other)),
+    }
+}
+
+/// `window [DURATION]`: show or change the expiry window of the running daemon.
+pub fn window(paths: &Paths, set: Option<String>) -> Result<i32> {
+    let changed = set.is_some();
+    match execute(paths, Op::Window { set })? {
+        Reply::Window { window_ms } => {
+            let w = humantime::format_duration(std::time::Duration::from_millis(window_ms));
+            if changed {
+                println!(
+                    "expiry window now {w} for new logins (existing leases keep their deadlines)"
+                );
+            } else {
+                println!("expiry window {w}");
+            }
+            Ok(0)
         }
         other => Err(fail(other)),
     }

@@ -149,6 +149,7 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                 }
                 Command::Del { addr } => commands::del(&paths, addr.clone()),
                 Command::Flush => commands::flush(&paths),
+                Command::Window { duration } => commands::window(&paths, duration.clone()),
                 Command::Stats { json, prometheus } => commands::stats(&paths, *json, *prometheus),
                 Command::Hook(h) => Ok(hook(&paths, h)),
                 Command::SmtpWrap {

@@ -91,6 +91,24 @@ fn every_command_and_its_exit_code() {
         "{o:?}"
     );
 
+    let o = env.run(&["window"]);
+    assert_eq!(
+        (o.code, o.stdout.as_str()),
+        (0, "expiry window 30m\n"),
+        "{o:?}"
+    );
+    let o = env.run(&["window", "1h 15m"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stdout.starts_with("expiry window now 1h 15m"), "{o:?}");
+    assert_eq!(env.run(&["add", "192.0.2.33"]).code, 0);
+    let o = env.run(&["check", "192.0.2.33"]);
+    assert!(
+        o.stdout.contains("(1h 15m left)") || o.stdout.contains("(1h 14m left)"),
+        "a new lease gets the new window: {o:?}"
+    );
+    assert_eq!(env.run(&["window", "forever"]).code, 2);
+    assert_eq!(env.run(&["del", "192.0.2.33"]).code, 0);
+
     let o = env.run(&["flush"]);
     assert_eq!((o.code, o.stdout.as_str()), (0, "1 leases deleted\n"));
     assert_eq!(env.run(&["check", "2001:db8:5:6::1"]).code, 1);
@@ -250,10 +268,12 @@ fn peer_credentials_decide_who_may_change_leases() {
     assert_eq!(as_nobody(&env, &["list"]).code, 0);
     assert_eq!(as_nobody(&env, &["stats"]).code, 0);
 
+    assert_eq!(as_nobody(&env, &["window"]).code, 0);
     for args in [
         &["add", "192.0.2.51"][..],
         &["del", "192.0.2.50"][..],
         &["flush"][..],
+        &["window", "5h"][..],
     ] {
         let o = as_nobody(&env, args);
         assert_eq!(o.code, 2, "{args:?}: {o:?}");

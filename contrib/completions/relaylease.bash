@@ -49,6 +49,9 @@ _relaylease() {
             relaylease,stats)
                 cmd="relaylease__subcmd__stats"
                 ;;
+            relaylease,window)
+                cmd="relaylease__subcmd__window"
+                ;;
             relaylease__subcmd__help,add)
                 cmd="relaylease__subcmd__help__subcmd__add"
                 ;;
@@ -82,6 +85,9 @@ _relaylease() {
             relaylease__subcmd__help,stats)
                 cmd="relaylease__subcmd__help__subcmd__stats"
                 ;;
+            relaylease__subcmd__help,window)
+                cmd="relaylease__subcmd__help__subcmd__window"
+                ;;
             *)
                 ;;
         esac
@@ -89,7 +95,7 @@ _relaylease() {
 
     case "${cmd}" in
         relaylease)
-            opts="-v -q -h -V --socket --db --verbose --quiet --help --version daemon check list add del flush stats hook smtp-wrap parse-log help"
+            opts="-v -q -h -V --socket --db --verbose --quiet --help --version daemon check list add del flush window stats hook smtp-wrap parse-log help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -305,7 +311,7 @@ _relaylease() {
             return 0
             ;;
         relaylease__subcmd__help)
-            opts="daemon check list add del flush stats hook smtp-wrap parse-log help"
+            opts="daemon check list add del flush window stats hook smtp-wrap parse-log help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -472,6 +478,20 @@ _relaylease() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        relaylease__subcmd__help__subcmd__window)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         relaylease__subcmd__hook)
             opts="-v -q -h -V --ip --user --timeout --socket --db --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -590,6 +610,28 @@ _relaylease() {
             ;;
         relaylease__subcmd__stats)
             opts="-v -q -h -V --json --prometheus --socket --db --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        relaylease__subcmd__window)
+            opts="-v -q -h -V --socket --db --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

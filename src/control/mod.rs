@@ -96,6 +96,19 @@ fn run(leases: &Leases, op: Op, now: Millis) -> crate::Result<Reply> {
         Op::Stats => Reply::Stats {
             stats: leases.stats(),
         },
+        Op::Window { set } => {
+            let mut rules = (*leases.rules()).clone();
+            if let Some(d) = set {
+                rules.window = parse_duration(&d)?;
+                crate::store::save_rules(leases.backend(), &rules)?;
+                tracing::info!(expire = %humantime::format_duration(rules.window),
+                    "expiry window changed for logins from now on");
+                leases.set_rules(rules.clone());
+            }
+            Reply::Window {
+                window_ms: rules.window.as_millis() as u64,
+            }
+        }
     })
 }
 

@@ -1,7 +1,8 @@
 //! The control protocol, version 1 (pure): one JSON object per line each way.
 //!
 //! Request: `{"v":1,"op":"check","addr":"192.0.2.7"}`. Operations: `login` (addr, user),
-//! `add` (addr, for), `del` (addr), `check` (addr), `list`, `flush`, `stats`. `v` may be left
+//! `add` (addr, for), `del` (addr), `check` (addr), `list`, `flush`, `stats`, `window` (optional
+//! `set`). `v` may be left
 //! out and means 1; any other version is refused.
 //!
 //! Reply: `{"v":1,"ok":true,"result":"check",...}` or
@@ -44,6 +45,11 @@ pub enum Op {
     List,
     Flush,
     Stats,
+    /// Show the expiry window, or set it (for logins from now on) with `set`.
+    Window {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        set: Option<String>,
+    },
 }
 
 impl Op {
@@ -52,7 +58,7 @@ impl Op {
         matches!(
             self,
             Op::Login { .. } | Op::Add { .. } | Op::Del { .. } | Op::Flush
-        )
+        ) || matches!(self, Op::Window { set: Some(_) })
     }
 
     pub fn name(&self) -> &'static str {
@@ -64,6 +70,7 @@ impl Op {
             Op::List => "list",
             Op::Flush => "flush",
             Op::Stats => "stats",
+            Op::Window { .. } => "window",
         }
     }
 }
@@ -121,6 +128,10 @@ pub enum Reply {
     },
     Stats {
         stats: StatsSnapshot,
+    },
+    Window {
+        /// The window in milliseconds.
+        window_ms: u64,
     },
 }
 
