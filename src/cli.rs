@@ -216,6 +216,25 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "GROUP", requires = "user")]
     pub group: Option<String>,
 
+    /// Keep leases in Redis, shared by every relaylease of a site: redis://[USER:PASSWORD@]HOST:PORT/DB
+    /// or rediss:// for TLS (log positions and settings stay in --db)
+    #[arg(
+        long,
+        env = "RELAYLEASE_STORE",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub store: Option<String>,
+
+    /// Name prefix of relaylease's keys and channel in Redis, so several sites can share one
+    #[arg(
+        long,
+        default_value = "relaylease",
+        value_name = "PREFIX",
+        requires = "store"
+    )]
+    pub store_prefix: String,
+
     /// Log format on stderr
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,

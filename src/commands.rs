@@ -49,6 +49,7 @@ pub fn execute(paths: &Paths, op: Op) -> Result<Reply> {
                 paths.db.display()
             );
             let backend = open_store(&paths.db)?;
+            refuse_shared(&backend)?;
             let rules = crate::store::load_rules(&backend);
             let now = now_ms();
             let leases = Leases::open(Box::new(backend), rules, now)?;
@@ -56,6 +57,18 @@ pub fn execute(paths: &Paths, op: Op) -> Result<Reply> {
             leases.sync()?;
             Ok(reply)
         }
+    }
+}
+
+/// A host whose daemon keeps leases in Redis has none in its database: working there
+/// would show nothing, and change nothing any host answers from.
+fn refuse_shared(backend: &dyn crate::store::Backend) -> Result<()> {
+    match backend.get_meta(crate::store::STORE_META)? {
+        Some(v) if v != crate::daemon::LOCAL_STORE => Err(Error::invalid(format!(
+            "the daemon keeps leases in Redis ({}): start it (or use a host where it runs)",
+            String::from_utf8_lossy(&v)
+        ))),
+        _ => Ok(()),
     }
 }
 

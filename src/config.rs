@@ -14,6 +14,7 @@ use crate::listen::{ListenAddr, parse_listen_addr};
 use crate::privs::RunAs;
 use crate::sources::WatchSpec;
 use crate::sources::logparse::{Format, compile_login_pattern};
+use crate::store::RedisConfig;
 
 /// The system daemon's control socket.
 pub const SYSTEM_SOCKET: &str = "/run/relaylease/relaylease.sock";
@@ -90,6 +91,8 @@ pub struct DaemonConfig {
     pub policy_gid: Option<u32>,
     pub tcprules: Option<CdbConfig>,
     pub run_as: Option<RunAs>,
+    /// `--store redis://...`: leases shared through Redis; `None` keeps them in `--db`.
+    pub store: Option<RedisConfig>,
 }
 
 pub fn group_id(name: &str) -> Result<u32> {
@@ -210,6 +213,12 @@ impl DaemonConfig {
                 }),
                 None => None,
             },
+            store: a
+                .store
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map(|url| RedisConfig::parse(url, &a.store_prefix))
+                .transpose()?,
         })
     }
 }

@@ -14,10 +14,15 @@ use crate::error::{Error, Result};
 use crate::lease::now_ms;
 use crate::listen::{ListenAddr, Listener, bind_unix, remove_socket};
 use crate::sources::follow::Msg;
-use crate::store::{Leases, Opened, SledBackend, save_rules};
+use crate::store::{
+    Backend, Leases, Opened, RedisBackend, STORE_META, SledBackend, redis_sync, save_rules,
+};
 
 /// How long shutdown waits for requests in flight.
 const GRACE: Duration = Duration::from_secs(3);
+
+/// The [`STORE_META`] record of a host whose leases are in its own database.
+pub const LOCAL_STORE: &[u8] = b"local";
 
 /// Open the lease database, moving a corrupt one aside.
 pub fn open_store(db: &Path) -> Result<SledBackend> {
@@ -75,13 +80,19 @@ pub async fn run(
             .map_err(|e| Error::io("create", &cfg.paths.db, e))?;
         hand_over_tree(&cfg.paths.db, to)?;
     }
-    let backend = open_store(&cfg.paths.db)?;
-    save_rules(&backend, &cfg.rules)?;
-    let leases = Arc::new(Leases::open(
-        Box::new(backend),
-        cfg.rules.clone(),
-        now_ms(),
-    )?);
+    let sled = open_store(&cfg.paths.db)?;
+    save_rules(&sled, &cfg.rules)?;
+    let (backend, redis): (Box<dyn Backend>, _) = match &cfg.store {
+        Some(rc) => {
+            let (b, link) = RedisBackend::open(rc.clone(), sled).await?;
+            (Box::new(b), Some(link))
+        }
+        None => {
+            sled.put_meta(STORE_META, LOCAL_STORE)?;
+            (Box::new(sled), None)
+        }
+    };
+    let leases = Arc::new(Leases::open(backend, cfg.rules.clone(), now_ms())?);
     let mut unix_paths = vec![cfg.paths.socket.clone()];
     unix_paths.extend(cfg.policy.iter().filter_map(|a| match a {
         ListenAddr::Unix(p) => Some(p.clone()),
@@ -118,6 +129,9 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(crate::expiry::run(leases.clone(), stopped(stop_rx.clone())));
+    if let Some(link) = redis {
+        tasks.spawn(redis_sync::run(link, leases.clone(), stop_rx.clone()));
+    }
     tasks.spawn(serve(
         control,
         leases.clone(),
@@ -169,6 +183,7 @@ pub async fn run(
     tracing::info!(
         db = %cfg.paths.db.display(),
         socket = %cfg.paths.socket.display(),
+        store = %cfg.store.as_ref().map_or_else(|| "local".to_string(), |s| s.describe()),
         leases = leases.len(),
         expire = %humantime::format_duration(cfg.rules.window),
         "relaylease daemon ready"

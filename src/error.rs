@@ -34,6 +34,9 @@ pub enum Error {
         path.display()
     )]
     DbLocked { path: PathBuf },
+    /// The shared lease store (Redis) refused us or could not be reached.
+    #[error("Redis at {url}: {detail}")]
+    Store { url: String, detail: String },
     /// A value given by the user (flag, request field, file entry) is not valid.
     #[error("{0}")]
     Invalid(String),

@@ -1,6 +1,8 @@
 //! The lease table: an in-memory index that answers questions, written through to a durable
-//! backend (sled here; a shared one later) behind the small [`Backend`] trait.
+//! backend (sled, or Redis shared by a site's hosts) behind the small [`Backend`] trait.
 
+mod redis_store;
+pub mod redis_sync;
 mod sled_store;
 mod table;
 
@@ -14,6 +16,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
+pub use redis_store::{RedisBackend, RedisConfig, RedisLink, STORE_META};
 pub use sled_store::{Opened, SledBackend};
 pub use table::Table;
 
@@ -27,6 +30,11 @@ pub trait Backend: Send + Sync {
     fn put(&self, lease: &Lease) -> Result<()>;
     fn remove(&self, net: &IpNet) -> Result<()>;
     fn clear(&self) -> Result<()>;
+    /// A lease reached its deadline. A store that expires records itself (Redis) ignores
+    /// this: deleting there could remove another host's renewal it has not seen yet.
+    fn expired(&self, net: &IpNet) -> Result<()> {
+        self.remove(net)
+    }
     /// Make every earlier write durable before returning.
     fn sync(&self) -> Result<()>;
     /// Small named records that are not leases (log file positions, settings).
@@ -401,7 +409,7 @@ impl Leases {
             let mut t = self.table.write().map_err(|_| poisoned())?;
             let gone = t.take_expired(now);
             for l in &gone {
-                self.backend.remove(&l.net)?;
+                self.backend.expired(&l.net)?;
             }
             gone
         };
@@ -422,6 +430,66 @@ impl Leases {
 
     pub fn sync(&self) -> Result<()> {
         self.backend.sync()
+    }
+}
+
+/// Changes made elsewhere (another host's logins, through a shared store): they update the
+/// table and are announced like local ones, but are never written back to the backend.
+impl Leases {
+    /// Take `lease` as the current state of its key; one already past its deadline removes it.
+    pub fn apply_remote(&self, lease: Lease, now: Millis) {
+        if !lease.is_live(now) {
+            self.forget_remote(&lease.net);
+            return;
+        }
+        let Ok(mut t) = self.table.write() else {
+            return;
+        };
+        let earliest = t.next_deadline();
+        let deadline = lease.deadline;
+        let old = t.upsert(lease);
+        drop(t);
+        if earliest.is_none_or(|e| deadline < e) {
+            self.sooner.notify_one();
+        }
+        if old.is_none() {
+            self.changed();
+        }
+    }
+
+    /// The lease on `net` is gone elsewhere (deleted by hand).
+    pub fn forget_remote(&self, net: &IpNet) {
+        let old = self.table.write().ok().and_then(|mut t| t.remove(net));
+        if old.is_some() {
+            self.changed();
+        }
+    }
+
+    /// Replace the whole table with `fresh` (a reload after a reconnect), except the keys for
+    /// which `keep_local` is true: local changes not yet written to the shared store.
+    pub fn replace_all(&self, fresh: Vec<Lease>, now: Millis, keep_local: impl Fn(&IpNet) -> bool) {
+        let Ok(mut t) = self.table.write() else {
+            return;
+        };
+        let mut next = Table::default();
+        for l in fresh {
+            if l.is_live(now) && !keep_local(&l.net) {
+                next.upsert(l);
+            }
+        }
+        for l in t.in_deadline_order() {
+            if keep_local(&l.net) {
+                next.upsert(l.clone());
+            }
+        }
+        let same_keys =
+            t.len() == next.len() && next.in_deadline_order().all(|l| t.get(&l.net).is_some());
+        *t = next;
+        drop(t);
+        self.sooner.notify_one();
+        if !same_keys {
+            self.changed();
+        }
     }
 }
 

@@ -116,7 +116,35 @@ impl SledBackend {
         })
     }
 
-    fn err(&self, op: &'static str) -> impl FnOnce(sled::Error) -> Error + '_ {
+    /// Another tree of the same database (the shared store's queue of unsent changes).
+    pub(super) fn tree(&self, name: &'static str) -> Result<sled::Tree> {
+        self.db.open_tree(name).map_err(self.err("open tree"))
+    }
+
+    /// Write `key` in `tree` and a meta record so that a crash keeps both or neither;
+    /// returns the value `key` had before.
+    pub(super) fn insert_with_meta(
+        &self,
+        tree: &sled::Tree,
+        key: &[u8],
+        value: &[u8],
+        meta_key: &str,
+        meta_value: &[u8],
+    ) -> Result<Option<sled::IVec>> {
+        use sled::Transactional;
+        (tree, &self.meta)
+            .transaction(|(t, meta)| {
+                let old = t.insert(key, value)?;
+                meta.insert(meta_key.as_bytes(), meta_value)?;
+                Ok(old)
+            })
+            .map_err(|e: sled::transaction::TransactionError<()>| match e {
+                sled::transaction::TransactionError::Storage(e) => self.err("write")(e),
+                sled::transaction::TransactionError::Abort(()) => Error::invalid("write aborted"),
+            })
+    }
+
+    pub(super) fn err(&self, op: &'static str) -> impl FnOnce(sled::Error) -> Error + '_ {
         move |e| Error::Db {
             op,
             path: self.path.clone(),
@@ -151,7 +179,7 @@ fn move_aside(path: &Path) -> Result<PathBuf> {
 }
 
 /// Lease keys: family, prefix length and address bytes, so equal keys are equal bytes.
-fn key_bytes(net: &IpNet) -> Vec<u8> {
+pub(super) fn key_bytes(net: &IpNet) -> Vec<u8> {
     let mut k = Vec::with_capacity(18);
     match net {
         IpNet::V4(n) => {

@@ -1,0 +1,662 @@
+//! The shared backend: leases in Redis, so that every host of a site answers from one table.
+//!
+//! A write never waits for Redis. It goes into a queue of unsent changes in the local sled
+//! database (one entry per address, the newest change wins; log positions stay beside it in
+//! the same transaction), and [`super::redis_sync`] sends the queue, applies other hosts'
+//! changes to the local copy and reloads it after every reconnect. Keys in Redis:
+//! `PREFIX:lease:ADDR/LEN` holds a lease as JSON and expires at its deadline (PXAT);
+//! `PREFIX:events` is the pub/sub channel announcing each change.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use super::sled_store::key_bytes;
+use super::{Backend, SledBackend};
+use crate::error::{Error, Result};
+use crate::lease::{Lease, SOURCE_MANUAL, now_ms};
+
+/// At most this many addresses wait in the queue while Redis is away.
+pub const MAX_QUEUED: usize = 100_000;
+/// How long an acknowledged change (hook login, `add`, `del`, `flush`) waits for Redis to
+/// confirm it before the reply goes out anyway, the change queued.
+pub const ACK_WAIT: Duration = Duration::from_millis(200);
+/// How long the daemon waits for Redis at start before starting without it.
+const START_WAIT: Duration = Duration::from_secs(3);
+/// Meta record naming the shared store this host's leases live in (without credentials).
+pub const STORE_META: &str = "store";
+
+const QUEUE_TREE: &str = "redis-queue";
+/// Queue key of a pending flush: sorts before every lease key (those start with 4 or 6), so
+/// a flush is sent before the changes made after it.
+const FLUSH_KEY: &[u8] = &[0];
+
+/// `--store redis://... --store-prefix NAME`, checked.
+#[derive(Clone)]
+pub struct RedisConfig {
+    /// As given, password included: used only to connect.
+    url: String,
+    /// For messages: the password replaced by `***`.
+    pub shown: String,
+    pub prefix: String,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RedisConfig({} prefix {})", self.shown, self.prefix)
+    }
+}
+
+/// The URL with its password (and any `pass=` parameter) hidden.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.find("pass=") {
+        Some(i) => {
+            let rest = &tail[i + 5..];
+            let stop = rest.find('&').unwrap_or(rest.len());
+            format!("{}pass=***{}", &tail[..i], &rest[stop..])
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+impl RedisConfig {
+    pub fn parse(url: &str, prefix: &str) -> Result<RedisConfig> {
+        let shown = redact(url);
+        let bad = |why: &str| Error::invalid(format!("--store '{shown}': {why}"));
+        let scheme = url.split_once("://").map(|(s, _)| s);
+        if !matches!(scheme, Some("redis" | "rediss")) {
+            return Err(bad(
+                "expected redis://[USER:PASSWORD@]HOST:PORT/DB or rediss://... (TLS)",
+            ));
+        }
+        let client = redis::Client::open(url).map_err(|e| bad(&describe(&e)))?;
+        if matches!(
+            client.get_connection_info().addr(),
+            redis::ConnectionAddr::Unix(_)
+        ) {
+            return Err(bad("expected a host and port"));
+        }
+        if prefix.is_empty()
+            || prefix.len() > 64
+            || !prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        {
+            return Err(Error::invalid(format!(
+                "--store-prefix '{prefix}': use 1 to 64 letters, digits, '_', '.' or '-'"
+            )));
+        }
+        Ok(RedisConfig {
+            url: url.to_string(),
+            shown,
+            prefix: prefix.to_string(),
+        })
+    }
+
+    pub(super) fn client(&self) -> Result<redis::Client> {
+        redis::Client::open(self.url.as_str()).map_err(|e| self.error(&e))
+    }
+
+    pub(super) fn error(&self, e: &redis::RedisError) -> Error {
+        Error::Store {
+            url: self.shown.clone(),
+            detail: describe(e),
+        }
+    }
+
+    pub fn lease_key(&self, net: &IpNet) -> String {
+        format!("{}:lease:{net}", self.prefix)
+    }
+
+    /// SCAN pattern matching every lease key of this prefix (the prefix has no glob
+    /// characters).
+    pub fn lease_pattern(&self) -> String {
+        format!("{}:lease:*", self.prefix)
+    }
+
+    pub fn channel(&self) -> String {
+        format!("{}:events", self.prefix)
+    }
+
+    /// What the meta record [`STORE_META`] says: where this host's leases are.
+    pub fn describe(&self) -> String {
+        format!("{} prefix {}", self.shown, self.prefix)
+    }
+}
+
+/// One line, without the crate's debugging decorations.
+pub(super) fn describe(e: &redis::RedisError) -> String {
+    let s = e.to_string();
+    let s = s
+        .trim()
+        .trim_end_matches(|c: char| c == '-' || c.is_whitespace());
+    let hint = if is_credentials_error(e) {
+        " (check the user name and password in --store, and the user's ACL)"
+    } else {
+        ""
+    };
+    format!("{s}{hint}")
+}
+
+/// Errors that retrying will not fix: wrong credentials, missing ACL permissions.
+pub(super) fn is_credentials_error(e: &redis::RedisError) -> bool {
+    matches!(e.kind(), redis::ErrorKind::AuthenticationFailed)
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
+        || e.to_string().contains("WRONGPASS")
+}
+
+/// A change waiting to be sent to Redis.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub(super) enum Change {
+    /// Write a lease. Without `force` a lease already in Redis with a later deadline wins
+    /// (another host's login, during an outage); a manual `add` sets the deadline.
+    Put {
+        lease: Lease,
+        force: bool,
+    },
+    Del {
+        net: IpNet,
+    },
+    Flush,
+}
+
+impl Change {
+    fn key(&self) -> Vec<u8> {
+        match self {
+            Change::Put { lease, .. } => key_bytes(&lease.net),
+            Change::Del { net } => key_bytes(net),
+            Change::Flush => FLUSH_KEY.to_vec(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Queued {
+    seq: u64,
+    change: Change,
+}
+
+/// The queue of unsent changes, in sled so that it survives a restart.
+pub(super) struct Queue {
+    tree: sled::Tree,
+    len: AtomicUsize,
+    seq: AtomicU64,
+    /// Wakes the sync task when something was queued.
+    pub(super) wake: Notify,
+    /// Set once the queue overflowed during this outage (warn once); reset when Redis is back.
+    overflowed: AtomicBool,
+    dropped: AtomicU64,
+}
+
+/// One queued change as read for sending: its raw key and value (for the compare-and-swap
+/// that removes it once sent) and the change.
+pub(super) type Entry = (sled::IVec, sled::IVec, Change);
+
+impl Queue {
+    fn open(tree: sled::Tree) -> Result<Queue> {
+        let mut len = 0;
+        let mut seq = 0;
+        for item in tree.iter() {
+            let Ok((k, v)) = item else { continue };
+            match serde_json::from_slice::<Queued>(&v) {
+                Ok(q) => {
+                    len += 1;
+                    seq = seq.max(q.seq);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "dropping an unreadable queued change");
+                    let _ = tree.remove(k);
+                }
+            }
+        }
+        Ok(Queue {
+            tree,
+            len: AtomicUsize::new(len),
+            seq: AtomicU64::new(seq),
+            wake: Notify::new(),
+            overflowed: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    fn encode(&self, change: Change) -> Result<(Vec<u8>, Vec<u8>)> {
+        let key = change.key();
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let value = serde_json::to_vec(&Queued { seq, change })
+            .map_err(|e| Error::invalid(format!("internal error: {e}")))?;
+        Ok((key, value))
+    }
+
+    /// False (and a warning, once per outage) when the queue is full and `key` not in it.
+    fn room_for(&self, key: &[u8]) -> bool {
+        if self.len.load(Ordering::Relaxed) < MAX_QUEUED
+            || self.tree.contains_key(key).unwrap_or(false)
+        {
+            return true;
+        }
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        if !self.overflowed.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                limit = MAX_QUEUED,
+                "queue for Redis is full: new addresses get a lease on this host only until Redis is back and the table reloaded"
+            );
+        }
+        false
+    }
+
+    fn inserted(&self, old: Option<sled::IVec>) {
+        if old.is_none() {
+            self.len.fetch_add(1, Ordering::Relaxed);
+        }
+        self.wake.notify_one();
+    }
+
+    fn push(&self, sled: &SledBackend, change: Change) -> Result<()> {
+        let (key, value) = self.encode(change)?;
+        if !self.room_for(&key) {
+            return Ok(());
+        }
+        let old = self
+            .tree
+            .insert(key, value)
+            .map_err(sled.err("queue a change"))?;
+        self.inserted(old);
+        Ok(())
+    }
+
+    fn push_with_meta(
+        &self,
+        sled: &SledBackend,
+        change: Change,
+        mk: &str,
+        mv: &[u8],
+    ) -> Result<()> {
+        let (key, value) = self.encode(change)?;
+        if !self.room_for(&key) {
+            return sled.put_meta(mk, mv);
+        }
+        let old = sled.insert_with_meta(&self.tree, &key, &value, mk, mv)?;
+        self.inserted(old);
+        Ok(())
+    }
+
+    /// Forget every queued change (a flush supersedes them).
+    fn clear(&self, sled: &SledBackend) -> Result<()> {
+        self.tree.clear().map_err(sled.err("clear the queue"))?;
+        self.len.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Is a local change to `net` (or a flush) waiting to be sent? Then Redis does not yet
+    /// know the local state of that key, and a reload or event must not overwrite it.
+    pub(super) fn pending(&self, net: &IpNet) -> bool {
+        self.tree.contains_key(key_bytes(net)).unwrap_or(false)
+            || self.tree.contains_key(FLUSH_KEY).unwrap_or(false)
+    }
+
+    /// Every queued change, a flush first.
+    pub(super) fn entries(&self) -> Vec<Entry> {
+        self.tree
+            .iter()
+            .filter_map(|item| item.ok())
+            .filter_map(|(k, v)| {
+                let q = serde_json::from_slice::<Queued>(&v).ok()?;
+                Some((k, v, q.change))
+            })
+            .collect()
+    }
+
+    /// The entry was sent: remove it unless a newer change replaced it meanwhile.
+    pub(super) fn done(&self, key: &sled::IVec, value: &sled::IVec) {
+        if let Ok(Ok(())) = self.tree.compare_and_swap(key, Some(value), None::<&[u8]>) {
+            self.len.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// The sequence number of the newest change queued.
+    pub(super) fn seq(&self) -> u64 {
+        self.seq.load(Ordering::Relaxed)
+    }
+}
+
+/// Whether Redis is reachable and how far the queue has been sent, for acknowledgements.
+struct Progress {
+    up: bool,
+    sent: u64,
+}
+
+/// Outage bookkeeping: one warning when Redis goes away, one line when it is back.
+#[derive(Default)]
+pub(super) struct Outage {
+    pub(super) since: Option<Instant>,
+    pub(super) connected_once: bool,
+}
+
+/// State shared by the backend (inside [`super::Leases`]) and the sync task.
+pub(super) struct Shared {
+    pub(super) cfg: RedisConfig,
+    pub(super) queue: Queue,
+    progress: Mutex<Progress>,
+    acked: Condvar,
+    pub(super) outage: Mutex<Outage>,
+}
+
+impl Shared {
+    pub(super) fn set_up(&self, up: bool) {
+        if let Ok(mut p) = self.progress.lock() {
+            p.up = up;
+        }
+        if up {
+            self.queue.overflowed.store(false, Ordering::Relaxed);
+            let dropped = self.queue.dropped.swap(0, Ordering::Relaxed);
+            if dropped > 0 {
+                tracing::warn!(
+                    count = dropped,
+                    "changes that did not fit in the queue were not sent to Redis"
+                );
+            }
+        }
+        self.acked.notify_all();
+    }
+
+    /// Every change queued up to `seq` is in Redis.
+    pub(super) fn sent_up_to(&self, seq: u64) {
+        if let Ok(mut p) = self.progress.lock() {
+            p.sent = p.sent.max(seq);
+        }
+        self.acked.notify_all();
+    }
+
+    /// Redis went away (or could not be reached): warn once per outage.
+    pub(super) fn outage_begins(&self, error: &str) {
+        self.set_up(false);
+        let Ok(mut o) = self.outage.lock() else {
+            return;
+        };
+        if o.since.is_none() {
+            o.since = Some(Instant::now());
+            tracing::warn!(
+                redis = %self.cfg.shown,
+                error,
+                queued = self.queue.len(),
+                "Redis unreachable: answering from the local copy and queueing logins until it is back"
+            );
+        } else {
+            tracing::debug!(redis = %self.cfg.shown, error, "Redis still unreachable");
+        }
+    }
+
+    /// Connected, queue sent and table reloaded.
+    pub(super) fn outage_ends(&self, sent: usize, loaded: usize) {
+        self.set_up(true);
+        let Ok(mut o) = self.outage.lock() else {
+            return;
+        };
+        match o.since.take() {
+            Some(t) => tracing::info!(
+                redis = %self.cfg.shown,
+                after = %humantime::format_duration(Duration::from_secs(t.elapsed().as_secs())),
+                sent, leases = loaded,
+                "Redis reachable again: queued changes sent, local copy reloaded"
+            ),
+            None if !o.connected_once => tracing::info!(
+                redis = %self.cfg.shown, prefix = %self.cfg.prefix, sent, leases = loaded,
+                "connected to Redis: leases are shared"
+            ),
+            None => {}
+        }
+        o.connected_once = true;
+    }
+}
+
+/// The sync task's handle on the backend's shared state.
+#[derive(Clone)]
+pub struct RedisLink(pub(super) Arc<Shared>);
+
+/// Leases in Redis, log positions and settings in the local sled database.
+pub struct RedisBackend {
+    sled: SledBackend,
+    shared: Arc<Shared>,
+    /// What Redis held at start, handed to [`Backend::load`] once.
+    snapshot: Mutex<Option<Vec<Lease>>>,
+}
+
+impl RedisBackend {
+    /// Connect once, for at most a few seconds: wrong credentials are an error here, an
+    /// unreachable Redis only a warning (the daemon starts from its queue, and catches up
+    /// when Redis answers).
+    pub async fn open(cfg: RedisConfig, sled: SledBackend) -> Result<(RedisBackend, RedisLink)> {
+        let queue = Queue::open(sled.tree(QUEUE_TREE)?)?;
+        sled.put_meta(STORE_META, cfg.describe().as_bytes())?;
+        let client = cfg.client()?;
+        let shared = Arc::new(Shared {
+            queue,
+            progress: Mutex::new(Progress { up: false, sent: 0 }),
+            acked: Condvar::new(),
+            outage: Mutex::new(Outage::default()),
+            cfg,
+        });
+        let first = tokio::time::timeout(START_WAIT, async {
+            let mut conn = client
+                .get_multiplexed_async_connection_with_config(
+                    &redis::AsyncConnectionConfig::new()
+                        .set_connection_timeout(Some(START_WAIT))
+                        .set_response_timeout(Some(START_WAIT)),
+                )
+                .await?;
+            super::redis_sync::load_all(&mut conn, &shared.cfg).await
+        })
+        .await;
+        let snapshot = match first {
+            Ok(Ok(leases)) => Some(leases),
+            Ok(Err(e)) if is_credentials_error(&e) => return Err(shared.cfg.error(&e)),
+            Ok(Err(e)) => {
+                shared.outage_begins(&describe(&e));
+                None
+            }
+            Err(_) => {
+                shared.outage_begins("no answer within 3s");
+                None
+            }
+        };
+        let link = RedisLink(shared.clone());
+        Ok((
+            RedisBackend {
+                sled,
+                shared,
+                snapshot: Mutex::new(snapshot),
+            },
+            link,
+        ))
+    }
+
+    fn queue(&self) -> &Queue {
+        &self.shared.queue
+    }
+}
+
+/// A manual `add` sets the deadline; a login only ever extends it.
+fn put(lease: &Lease) -> Change {
+    Change::Put {
+        lease: lease.clone(),
+        force: lease.source == SOURCE_MANUAL,
+    }
+}
+
+impl Backend for RedisBackend {
+    /// What Redis held at start, with this host's unsent changes on top.
+    fn load(&self) -> Result<Vec<Lease>> {
+        let now = now_ms();
+        let snapshot = self.snapshot.lock().ok().and_then(|mut s| s.take());
+        let mut table = std::collections::HashMap::new();
+        let mut flushed = false;
+        let mut local = Vec::new();
+        for (_, _, change) in self.queue().entries() {
+            match change {
+                Change::Flush => flushed = true,
+                other => local.push(other),
+            }
+        }
+        if !flushed {
+            for l in snapshot.unwrap_or_default() {
+                table.insert(l.net, l);
+            }
+        }
+        for change in local {
+            match change {
+                Change::Put { lease, .. } => {
+                    table.insert(lease.net, lease);
+                }
+                Change::Del { net } => {
+                    table.remove(&net);
+                }
+                Change::Flush => {}
+            }
+        }
+        // Never hand back an expired lease: the table would delete it, and a deletion here
+        // could remove another host's renewal.
+        Ok(table.into_values().filter(|l| l.is_live(now)).collect())
+    }
+
+    fn put(&self, lease: &Lease) -> Result<()> {
+        self.queue().push(&self.sled, put(lease))
+    }
+
+    fn put_with_meta(&self, lease: &Lease, key: &str, value: &[u8]) -> Result<()> {
+        self.queue()
+            .push_with_meta(&self.sled, put(lease), key, value)
+    }
+
+    fn remove(&self, net: &IpNet) -> Result<()> {
+        self.queue().push(&self.sled, Change::Del { net: *net })
+    }
+
+    /// Redis expires the key itself (PXAT), and every host drops it from its copy at the
+    /// same deadline.
+    fn expired(&self, _net: &IpNet) -> Result<()> {
+        Ok(())
+    }
+
+    fn clear(&self) -> Result<()> {
+        self.queue().clear(&self.sled)?;
+        self.queue().push(&self.sled, Change::Flush)
+    }
+
+    /// On disk here first; then up to [`ACK_WAIT`] for Redis to confirm, unless Redis is
+    /// known to be away (the change stays queued and is sent when it is back).
+    fn sync(&self) -> Result<()> {
+        self.sled.sync()?;
+        let target = self.queue().seq();
+        let Ok(p) = self.shared.progress.lock() else {
+            return Ok(());
+        };
+        let _ = self
+            .shared
+            .acked
+            .wait_timeout_while(p, ACK_WAIT, |p| p.up && p.sent < target);
+        Ok(())
+    }
+
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.sled.get_meta(key)
+    }
+
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.sled.put_meta(key, value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(
+            redact("redis://relay:s3cret@10.0.0.5:6379/2"),
+            "redis://relay:***@10.0.0.5:6379/2"
+        );
+        assert_eq!(
+            redact("rediss://:s3cret@redis.example.org:6380/0"),
+            "rediss://:***@redis.example.org:6380/0"
+        );
+        assert_eq!(
+            redact("redis://127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
+        assert_eq!(
+            redact("redis://u:p@h/0?pass=x&a=b"),
+            "redis://u:***@h/0?pass=***&a=b"
+        );
+        assert_eq!(redact("nonsense"), "nonsense");
+    }
+
+    #[test]
+    fn store_urls_are_checked_and_named_without_the_password() {
+        let ok = RedisConfig::parse("redis://relay:pw@127.0.0.1:6390/3", "site-a").unwrap();
+        assert_eq!(
+            ok.describe(),
+            "redis://relay:***@127.0.0.1:6390/3 prefix site-a"
+        );
+        assert_eq!(
+            format!("{ok:?}"),
+            "RedisConfig(redis://relay:***@127.0.0.1:6390/3 prefix site-a)"
+        );
+        assert!(RedisConfig::parse("rediss://h.example.org:6380/0", "relaylease").is_ok());
+        for bad in [
+            "http://127.0.0.1:6379",
+            "127.0.0.1:6379",
+            "redis+unix:///tmp/redis.sock",
+            "redis://u:secret@[::1/0",
+        ] {
+            let e = RedisConfig::parse(bad, "relaylease")
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("--store '"), "{e}");
+            assert!(!e.contains("secret"), "{e}");
+        }
+        for bad in ["", "a b", "x*", "a:b", &"p".repeat(65)] {
+            let e = RedisConfig::parse("redis://h:1/0", bad)
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("--store-prefix"), "{e}");
+        }
+    }
+
+    #[test]
+    fn keys_and_channel_carry_the_prefix() {
+        let c = RedisConfig::parse("redis://h:1/0", "site-a").unwrap();
+        let net: IpNet = "2001:db8:1:2::/64".parse().unwrap();
+        assert_eq!(c.lease_key(&net), "site-a:lease:2001:db8:1:2::/64");
+        assert_eq!(c.lease_pattern(), "site-a:lease:*");
+        assert_eq!(c.channel(), "site-a:events");
+    }
+
+    #[test]
+    fn a_flush_sorts_before_every_lease() {
+        let v4: IpNet = "0.0.0.0/0".parse().unwrap();
+        assert!(Change::Flush.key() < Change::Del { net: v4 }.key());
+    }
+}
