@@ -165,7 +165,7 @@ _relaylease() {
             return 0
             ;;
         relaylease__subcmd__daemon)
-            opts="-v -q -h -V --expire --ipv6-prefix --allow --deny --users --writer-group --socket-mode --socket-group --watch --format --login-pattern --policy --policy-mode --policy-group --tcprules --tcprules-base --tcprules-env --user --group --log-format --socket --db --verbose --quiet --help --version"
+            opts="-v -q -h -V --expire --ipv6-prefix --allow --deny --users --writer-group --socket-mode --socket-group --watch --format --login-pattern --policy --policy-mode --policy-group --tcprules --tcprules-base --tcprules-env --user --group --store --store-prefix --log-format --socket --db --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -244,6 +244,14 @@ _relaylease() {
                     return 0
                     ;;
                 --group)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store-prefix)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -61,6 +61,8 @@ complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l tcprule
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l tcprules-env -d 'Variables a leased address gets in the cdb [default: RELAYCLIENT=""]; repeatable' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l user -d 'After binding sockets and opening files as root, run as USER' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l group -d 'With --user: run with this group instead of the user\'s own (its other groups, such as adm for reading logs, are kept)' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l store -d 'Keep leases in Redis, shared by every relaylease of a site: redis://[USER:PASSWORD@]HOST:PORT/DB or rediss:// for TLS (log positions and settings stay in --db)' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l store-prefix -d 'Name prefix of relaylease\'s keys and channel in Redis, so several sites can share one' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l socket -d 'Control socket of the daemon [default: /run/relaylease/relaylease.sock as root, else $XDG_RUNTIME_DIR/relaylease.sock]' -r -F

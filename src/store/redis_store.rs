@@ -143,16 +143,51 @@ impl RedisConfig {
 
 /// One line, without the crate's debugging decorations.
 pub(super) fn describe(e: &redis::RedisError) -> String {
-    let s = e.to_string();
-    let s = s
-        .trim()
-        .trim_end_matches(|c: char| c == '-' || c.is_whitespace());
+    if matches!(e.kind(), redis::ErrorKind::AuthenticationFailed) {
+        return "wrong user name or password (check --store and the user's ACL)".into();
+    }
+    if e.code() == Some("NOAUTH") {
+        return "authentication required (NOAUTH): give the user name and password in --store"
+            .into();
+    }
     let hint = if is_credentials_error(e) {
-        " (check the user name and password in --store, and the user's ACL)"
+        " (check --store and the user's ACL)"
     } else {
         ""
     };
-    format!("{s}{hint}")
+    match (e.code(), e.detail()) {
+        (Some(code), Some(detail)) => format!("{code} {detail}{hint}"),
+        _ => format!("{}{hint}", tidy(&e.to_string())),
+    }
+}
+
+/// "Redis URL did not parse - InvalidClientConfig" -> "Redis URL did not parse";
+/// "Connection refused (os error 111)" -> "connection refused".
+fn tidy(s: &str) -> String {
+    let s = s.lines().next().unwrap_or("").trim();
+    let s = match s.rsplit_once(" - ") {
+        Some((head, kind)) if !kind.contains(' ') => head,
+        _ => s,
+    };
+    let s = s.split(" (os error").next().unwrap_or(s);
+    // Server errors read `"NOPERM": this user has no permissions ...`.
+    let unquoted;
+    let s = match s.strip_prefix('"').and_then(|r| r.split_once("\":")) {
+        Some((code, rest)) => {
+            unquoted = format!("{code}:{rest}");
+            unquoted.as_str()
+        }
+        None => s,
+    };
+    let mut c = s.chars();
+    match c.next() {
+        Some(first)
+            if !s.starts_with("Redis") && c.clone().next().is_some_and(|n| n.is_lowercase()) =>
+        {
+            first.to_lowercase().chain(c).collect()
+        }
+        _ => s.to_string(),
+    }
 }
 
 /// Errors that retrying will not fix: wrong credentials, missing ACL permissions.
@@ -350,8 +385,26 @@ struct Progress {
 /// Outage bookkeeping: one warning when Redis goes away, one line when it is back.
 #[derive(Default)]
 pub(super) struct Outage {
-    pub(super) since: Option<Instant>,
-    pub(super) connected_once: bool,
+    since: Option<Instant>,
+    connected_once: bool,
+    /// The "refuses our credentials" error was logged in this outage.
+    refused_warned: bool,
+}
+
+/// Why a connection to Redis failed or ended, in one line.
+pub(super) struct Failure {
+    pub(super) error: String,
+    /// Redis answered, but refused the credentials or a command (ACL).
+    pub(super) refused: bool,
+}
+
+impl Failure {
+    pub(super) fn other(error: impl Into<String>) -> Failure {
+        Failure {
+            error: error.into(),
+            refused: false,
+        }
+    }
 }
 
 /// State shared by the backend (inside [`super::Leases`]) and the sync task.
@@ -389,22 +442,33 @@ impl Shared {
         self.acked.notify_all();
     }
 
-    /// Redis went away (or could not be reached): warn once per outage.
-    pub(super) fn outage_begins(&self, error: &str) {
+    /// Redis went away (or could not be reached): warn once per outage, and once more if it
+    /// turns out to refuse our credentials.
+    pub(super) fn outage_begins(&self, f: &Failure) {
         self.set_up(false);
         let Ok(mut o) = self.outage.lock() else {
             return;
         };
-        if o.since.is_none() {
+        let error = f.error.as_str();
+        if f.refused && !o.refused_warned {
+            o.refused_warned = true;
+            o.since.get_or_insert_with(Instant::now);
+            tracing::error!(
+                redis = %self.cfg.shown,
+                error,
+                queued = self.queue.len(),
+                "Redis unavailable: it refuses relaylease's credentials or commands; answering from the local copy and queueing logins until this is fixed"
+            );
+        } else if o.since.is_none() {
             o.since = Some(Instant::now());
             tracing::warn!(
                 redis = %self.cfg.shown,
                 error,
                 queued = self.queue.len(),
-                "Redis unreachable: answering from the local copy and queueing logins until it is back"
+                "Redis unavailable: answering from the local copy and queueing logins until it is back"
             );
         } else {
-            tracing::debug!(redis = %self.cfg.shown, error, "Redis still unreachable");
+            tracing::debug!(redis = %self.cfg.shown, error, "Redis still unavailable");
         }
     }
 
@@ -414,6 +478,7 @@ impl Shared {
         let Ok(mut o) = self.outage.lock() else {
             return;
         };
+        o.refused_warned = false;
         match o.since.take() {
             Some(t) => tracing::info!(
                 redis = %self.cfg.shown,
@@ -466,6 +531,7 @@ impl RedisBackend {
                         .set_response_timeout(Some(START_WAIT)),
                 )
                 .await?;
+            super::redis_sync::probe(&mut conn, &shared.cfg).await?;
             super::redis_sync::load_all(&mut conn, &shared.cfg).await
         })
         .await;
@@ -473,11 +539,11 @@ impl RedisBackend {
             Ok(Ok(leases)) => Some(leases),
             Ok(Err(e)) if is_credentials_error(&e) => return Err(shared.cfg.error(&e)),
             Ok(Err(e)) => {
-                shared.outage_begins(&describe(&e));
+                shared.outage_begins(&Failure::other(describe(&e)));
                 None
             }
             Err(_) => {
-                shared.outage_begins("no answer within 3s");
+                shared.outage_begins(&Failure::other("no answer within 3s"));
                 None
             }
         };
@@ -643,6 +709,22 @@ mod tests {
                 .to_string();
             assert!(e.starts_with("--store-prefix"), "{e}");
         }
+    }
+
+    #[test]
+    fn errors_read_as_one_plain_line() {
+        assert_eq!(
+            tidy("Redis URL did not parse - InvalidClientConfig"),
+            "Redis URL did not parse"
+        );
+        assert_eq!(
+            tidy("Connection refused (os error 111)"),
+            "connection refused"
+        );
+        assert_eq!(
+            tidy("\"NOPERM\": this user has no permissions to run the 'eval' command"),
+            "NOPERM: this user has no permissions to run the 'eval' command"
+        );
     }
 
     #[test]

@@ -14,7 +14,9 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 use super::Leases;
-use super::redis_store::{Change, RedisConfig, RedisLink, Shared, describe};
+use super::redis_store::{
+    Change, Failure, RedisConfig, RedisLink, Shared, describe, is_credentials_error,
+};
 use crate::lease::{Lease, now_ms};
 
 /// Any one exchange with Redis that takes longer than this counts as an outage.
@@ -61,6 +63,31 @@ return 1
 "#;
 
 const FLUSH_EVENT: &str = r#"{"op":"flush"}"#;
+
+/// Uses every command the scripts and the sync task use, on a key of our own, so that a
+/// user whose ACL lacks one is refused at start rather than at the first login.
+/// KEYS[1] the probe key; ARGV[1] channel.
+const PROBE_SCRIPT: &str = r#"
+redis.call('SET', KEYS[1], '1', 'PX', 1000)
+redis.call('GET', KEYS[1])
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[1], '{"op":"probe"}')
+return 1
+"#;
+
+/// Check at start that the user may do what relaylease does (see [`PROBE_SCRIPT`]).
+pub(super) async fn probe<C: ConnectionLike + Send>(
+    conn: &mut C,
+    cfg: &RedisConfig,
+) -> RedisResult<()> {
+    redis::cmd("EVAL")
+        .arg(PROBE_SCRIPT)
+        .arg(1)
+        .arg(format!("{}:probe", cfg.prefix))
+        .arg(cfg.channel())
+        .query_async(conn)
+        .await
+}
 
 /// One message on the events channel: the state of a key after a change.
 #[derive(Debug, PartialEq, Eq, Deserialize)]
@@ -146,19 +173,22 @@ async fn flush_all<C: ConnectionLike + Send>(conn: &mut C, cfg: &RedisConfig) ->
 }
 
 /// Await `f` for at most [`OP_TIMEOUT`]; an error is one line saying what failed.
-async fn bounded<T>(what: &str, f: impl Future<Output = RedisResult<T>>) -> Result<T, String> {
+async fn bounded<T>(what: &str, f: impl Future<Output = RedisResult<T>>) -> Result<T, Failure> {
     match tokio::time::timeout(OP_TIMEOUT, f).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(format!("{what}: {}", describe(&e))),
-        Err(_) => Err(format!(
+        Ok(Err(e)) => Err(Failure {
+            error: format!("{what}: {}", describe(&e)),
+            refused: is_credentials_error(&e),
+        }),
+        Err(_) => Err(Failure::other(format!(
             "{what}: no answer within {}s",
             OP_TIMEOUT.as_secs()
-        )),
+        ))),
     }
 }
 
 /// Send everything queued now; returns how many changes went out.
-async fn drain<C: ConnectionLike + Send>(sh: &Shared, conn: &mut C) -> Result<usize, String> {
+async fn drain<C: ConnectionLike + Send>(sh: &Shared, conn: &mut C) -> Result<usize, Failure> {
     let upto = sh.queue.seq();
     let entries = sh.queue.entries();
     let now = now_ms();
@@ -259,7 +289,7 @@ async fn session(
     client: &redis::Client,
     manager: &mut Option<ConnectionManager>,
     stop: watch::Receiver<bool>,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     let pubsub = bounded("connect", client.get_async_pubsub()).await?;
     let (mut sink, mut stream) = pubsub.split();
     bounded("subscribe", sink.subscribe(sh.cfg.channel())).await?;
@@ -291,7 +321,7 @@ async fn session(
         tokio::select! {
             msg = stream.next() => match msg {
                 Some(m) => apply(sh, leases, m.get_payload_bytes()),
-                None => return Err("connection lost".into()),
+                None => return Err(Failure::other("connection lost")),
             },
             _ = sh.queue.wake.notified() => {
                 drain(sh, &mut conn).await?;
