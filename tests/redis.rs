@@ -540,7 +540,7 @@ fn an_acl_user_with_its_password_works_and_a_wrong_one_never_says_ok() {
     let text = smtp.log_text();
     assert_eq!(count(&text, "Redis unavailable"), 2, "{text}");
     assert_eq!(
-        count(&text, "refuses relaylease's credentials"),
+        count(&text, "until the configuration is fixed"),
         1,
         "{text}"
     );
@@ -622,4 +622,152 @@ fn two_prefixes_in_one_redis_do_not_see_each_others_leases() {
     assert_eq!(smtp_b.env.run(&["flush"]).code, 0);
     std::thread::sleep(Duration::from_millis(300));
     assert!(pa.ok("192.0.2.90"));
+}
+
+/// A test CA and a certificate for 127.0.0.1 signed by it, made with openssl(1).
+fn make_certs(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run openssl (apt-get install openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=relaylease test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "redis.key",
+        "-out",
+        "redis.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "redis.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "redis.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    ]);
+}
+
+/// `relaylease daemon ARGS` with extra environment, ready when its socket answers.
+fn start_with_env(env: &Env, args: &[&str], vars: &[(&str, &Path)]) -> Daemon {
+    let log = env.path("daemon.log");
+    let err = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .expect("daemon log");
+    let mut cmd = env.cmd();
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .arg("daemon")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .expect("start daemon");
+    let d = Daemon {
+        child: Some(child),
+        log,
+        socket: env.socket(),
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            d.log_text().contains("relaylease daemon ready")
+                && UnixStream::connect(&d.socket).is_ok()
+        }),
+        "daemon not ready:\n{}",
+        d.log_text()
+    );
+    d
+}
+
+#[test]
+fn tls_with_a_trusted_certificate_and_never_with_an_unknown_one() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    make_certs(certs.path());
+    let tls_port = free_port();
+    let c = |name: &str| certs.path().join(name).display().to_string();
+    let redis = Redis::start_with(&format!(
+        "tls-port {tls_port}\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\ntls-auth-clients no\n",
+        c("redis.pem"),
+        c("redis.key"),
+        c("ca.pem")
+    ));
+    let url = format!("rediss://127.0.0.1:{tls_port}/0");
+    let ca = certs.path().join("ca.pem");
+
+    let pop = Env::new();
+    let _pop = start_with_env(&pop, &["--store", &url], &[("SSL_CERT_FILE", &ca)]);
+    let smtp = Env::new();
+    let policy_sock = smtp.path("policy.sock");
+    let policy_arg = format!("unix:{}", policy_sock.display());
+    let _smtp = start_with_env(
+        &smtp,
+        &["--store", &url, "--policy", &policy_arg],
+        &[("SSL_CERT_FILE", &ca)],
+    );
+    let mut policy = Policy::connect(&policy_sock);
+    assert_eq!(pop.run(&["add", "192.0.2.100"]).code, 0);
+    assert!(
+        eventually(Duration::from_secs(3), || policy.ok("192.0.2.100")),
+        "{}",
+        _smtp.log_text()
+    );
+    assert_eq!(
+        redis.cli(&["EXISTS", "relaylease:lease:192.0.2.100/32"]),
+        "1"
+    );
+
+    // The system's trust store does not know the test CA: refused at start, never OK.
+    let other = Env::new();
+    let out = other
+        .cmd()
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR")
+        .args(["daemon", "--store", &url])
+        .output()
+        .expect("run daemon");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("invalid peer certificate"), "{stderr}");
 }

@@ -150,7 +150,9 @@ pub(super) fn describe(e: &redis::RedisError) -> String {
         return "authentication required (NOAUTH): give the user name and password in --store"
             .into();
     }
-    let hint = if is_credentials_error(e) {
+    let hint = if e.to_string().contains("invalid peer certificate") {
+        " (is the CA of Redis's certificate in this host's trust store? SSL_CERT_FILE can name one)"
+    } else if is_credentials_error(e) {
         " (check --store and the user's ACL)"
     } else {
         ""
@@ -190,11 +192,14 @@ fn tidy(s: &str) -> String {
     }
 }
 
-/// Errors that retrying will not fix: wrong credentials, missing ACL permissions.
+/// Errors that retrying will not fix: wrong credentials, missing ACL permissions, a TLS
+/// certificate this host does not trust.
 pub(super) fn is_credentials_error(e: &redis::RedisError) -> bool {
+    let text = e.to_string();
     matches!(e.kind(), redis::ErrorKind::AuthenticationFailed)
         || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
-        || e.to_string().contains("WRONGPASS")
+        || text.contains("WRONGPASS")
+        || text.contains("invalid peer certificate")
 }
 
 /// A change waiting to be sent to Redis.
@@ -457,7 +462,7 @@ impl Shared {
                 redis = %self.cfg.shown,
                 error,
                 queued = self.queue.len(),
-                "Redis unavailable: it refuses relaylease's credentials or commands; answering from the local copy and queueing logins until this is fixed"
+                "Redis unavailable until the configuration is fixed (credentials, ACL or TLS certificate): answering from the local copy and queueing logins meanwhile"
             );
         } else if o.since.is_none() {
             o.since = Some(Instant::now());
