@@ -662,6 +662,217 @@ impl Backend for RedisBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lease::{Login, Millis, Rules, lease_key, parse_ip};
+    use crate::store::{Leases, Opened};
+
+    const T0: Millis = 1_800_000_000_000;
+
+    /// A backend that never connected: what a daemon has while Redis is away.
+    fn offline(dir: &std::path::Path) -> RedisBackend {
+        let sled = match SledBackend::open(dir).unwrap() {
+            Opened::Fine(b) | Opened::Quarantined(b, _) => b,
+        };
+        let queue = Queue::open(sled.tree(QUEUE_TREE).unwrap()).unwrap();
+        RedisBackend {
+            sled,
+            shared: Arc::new(Shared {
+                cfg: RedisConfig::parse("redis://127.0.0.1:1/0", "relaylease").unwrap(),
+                queue,
+                progress: Mutex::new(Progress { up: false, sent: 0 }),
+                acked: Condvar::new(),
+                outage: Mutex::new(Outage::default()),
+            }),
+            snapshot: Mutex::new(None),
+        }
+    }
+
+    fn lease(ip: &str, deadline: Millis) -> Lease {
+        let login = Login {
+            ip: parse_ip(ip).unwrap(),
+            user: Some("alice".into()),
+            at: deadline.saturating_sub(1000),
+            source: "/var/log/mail.log".into(),
+        };
+        Lease::new(lease_key(login.ip, 64), &login, deadline)
+    }
+
+    fn far() -> Millis {
+        now_ms() + 3_600_000
+    }
+
+    #[test]
+    fn the_queue_keeps_the_newest_change_per_address_and_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let b = offline(dir.path());
+            b.put(&lease("192.0.2.1", far())).unwrap();
+            b.put(&lease("192.0.2.2", far())).unwrap();
+            b.put(&lease("192.0.2.2", far() + 1)).unwrap();
+            b.remove(&lease("192.0.2.3", far()).net).unwrap();
+            b.put_with_meta(&lease("192.0.2.4", far()), "pos", b"42")
+                .unwrap();
+            assert_eq!(b.queue().len(), 4, "one entry per address");
+            assert!(b.queue().pending(&lease("192.0.2.3", 0).net));
+            assert!(!b.queue().pending(&lease("192.0.2.9", 0).net));
+            b.sync().unwrap();
+        }
+        let b = offline(dir.path());
+        assert_eq!(b.queue().len(), 4);
+        assert_eq!(b.queue().seq(), 5, "sequence numbers go on after a restart");
+        assert_eq!(b.get_meta("pos").unwrap().as_deref(), Some(&b"42"[..]));
+        let kinds: Vec<_> = b
+            .queue()
+            .entries()
+            .into_iter()
+            .map(|(_, _, c)| match c {
+                Change::Put { lease, force } => format!("put {} {force}", lease.net),
+                Change::Del { net } => format!("del {net}"),
+                Change::Flush => "flush".into(),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "put 192.0.2.1/32 false",
+                "put 192.0.2.2/32 false",
+                "del 192.0.2.3/32",
+                "put 192.0.2.4/32 false"
+            ]
+        );
+        // Sent entries go; one replaced meanwhile stays for the next round.
+        let entries = b.queue().entries();
+        b.put(&lease("192.0.2.1", far() + 5)).unwrap();
+        for (k, v, _) in &entries {
+            b.queue().done(k, v);
+        }
+        assert_eq!(b.queue().len(), 1);
+        assert!(b.queue().pending(&lease("192.0.2.1", 0).net));
+    }
+
+    #[test]
+    fn load_puts_unsent_changes_over_what_redis_held_and_a_flush_over_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = offline(dir.path());
+        *b.snapshot.lock().unwrap() = Some(vec![
+            lease("192.0.2.1", far()),
+            lease("192.0.2.2", far()),
+            lease("192.0.2.3", now_ms() - 1),
+        ]);
+        b.remove(&lease("192.0.2.2", 0).net).unwrap();
+        b.put(&lease("192.0.2.5", far())).unwrap();
+        b.put(&lease("192.0.2.6", now_ms() - 1)).unwrap();
+        let mut got: Vec<String> = b
+            .load()
+            .unwrap()
+            .iter()
+            .map(|l| l.net.to_string())
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            ["192.0.2.1/32", "192.0.2.5/32"],
+            "never an expired lease"
+        );
+
+        *b.snapshot.lock().unwrap() = Some(vec![lease("192.0.2.1", far())]);
+        b.clear().unwrap();
+        b.put(&lease("192.0.2.7", far())).unwrap();
+        let got: Vec<String> = b
+            .load()
+            .unwrap()
+            .iter()
+            .map(|l| l.net.to_string())
+            .collect();
+        assert_eq!(got, ["192.0.2.7/32"]);
+        assert!(
+            b.queue().pending(&lease("192.0.2.1", 0).net),
+            "a queued flush covers every address"
+        );
+    }
+
+    #[test]
+    fn manual_adds_set_the_deadline_and_expiry_deletes_nothing_in_redis() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = offline(dir.path());
+        let tree = b.queue().tree.clone();
+        let leases = Leases::open(Box::new(b), Rules::default(), T0).unwrap();
+        let ip = parse_ip("192.0.2.1").unwrap();
+        leases
+            .add(ip, std::time::Duration::from_secs(60), T0)
+            .unwrap();
+        let login = Login {
+            ip: parse_ip("192.0.2.2").unwrap(),
+            user: None,
+            at: T0,
+            source: "hook".into(),
+        };
+        leases.login(&login, T0, true, None).unwrap();
+        leases.expire(T0 + 3_600_000).unwrap();
+        assert!(leases.is_empty());
+        let changes = queued(&tree);
+        assert!(
+            matches!(
+                &changes[..],
+                [
+                    Change::Put { force: true, .. },
+                    Change::Put { force: false, .. }
+                ]
+            ),
+            "{changes:?}"
+        );
+    }
+
+    /// What is queued, read through a second handle on the queue's tree.
+    fn queued(tree: &sled::Tree) -> Vec<Change> {
+        tree.iter()
+            .filter_map(|i| i.ok())
+            .filter_map(|(_, v)| serde_json::from_slice::<Queued>(&v).ok())
+            .map(|q| q.change)
+            .collect()
+    }
+
+    #[test]
+    fn remote_changes_update_the_copy_and_announce_without_writing_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = offline(dir.path());
+        let tree = b.queue().tree.clone();
+        let leases = Leases::open(Box::new(b), Rules::default(), T0).unwrap();
+        let mut changes = leases.subscribe();
+        let ip = parse_ip("192.0.2.1").unwrap();
+        leases.apply_remote(lease("192.0.2.1", T0 + 60_000), T0);
+        assert!(leases.check(ip, T0).allowed());
+        assert!(
+            !leases.check(ip, T0 + 60_000).allowed(),
+            "to the millisecond"
+        );
+        assert!(changes.has_changed().unwrap());
+        changes.borrow_and_update();
+        leases.apply_remote(lease("192.0.2.1", T0 + 120_000), T0);
+        assert!(!changes.has_changed().unwrap(), "a renewal keeps the set");
+        assert!(leases.check(ip, T0 + 60_000).allowed());
+        leases.apply_remote(lease("192.0.2.2", T0 - 1), T0);
+        assert_eq!(leases.len(), 1, "an expired lease is not taken");
+        leases.forget_remote(&lease("192.0.2.1", 0).net);
+        assert!(!leases.check(ip, T0).allowed());
+        assert!(changes.has_changed().unwrap());
+        assert!(queued(&tree).is_empty(), "nothing written back");
+
+        // A reload replaces the copy but keeps local changes Redis has not heard of yet.
+        leases.apply_remote(lease("192.0.2.3", T0 + 60_000), T0);
+        let local = Login {
+            ip: parse_ip("192.0.2.4").unwrap(),
+            user: None,
+            at: T0,
+            source: "hook".into(),
+        };
+        leases.login(&local, T0, false, None).unwrap();
+        leases.replace_all(vec![lease("192.0.2.5", T0 + 60_000)], T0, |net| {
+            tree.contains_key(key_bytes(net)).unwrap_or(false)
+        });
+        let mut now: Vec<String> = leases.list(T0).iter().map(|l| l.net.to_string()).collect();
+        now.sort();
+        assert_eq!(now, ["192.0.2.4/32", "192.0.2.5/32"]);
+    }
 
     #[test]
     fn passwords_never_show() {
