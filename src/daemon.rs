@@ -15,7 +15,8 @@ use crate::lease::now_ms;
 use crate::listen::{ListenAddr, Listener, bind_unix, remove_socket};
 use crate::sources::follow::Msg;
 use crate::store::{
-    Backend, Leases, Opened, RedisBackend, STORE_META, SledBackend, redis_sync, save_rules,
+    Backend, Leases, Opened, RedisBackend, STORE_META, SledBackend, drop_queue, redis_sync,
+    save_rules,
 };
 
 /// How long shutdown waits for requests in flight.
@@ -88,6 +89,7 @@ pub async fn run(
             (Box::new(b), Some(link))
         }
         None => {
+            drop_queue(&sled)?;
             sled.put_meta(STORE_META, LOCAL_STORE)?;
             (Box::new(sled), None)
         }

@@ -7,7 +7,8 @@
 //!
 //! - [`sources`]: where logins come from: followed log files, their line parsers, the hook.
 //! - [`lease`]: the lease model: address normalisation, who may get a lease, expiry arithmetic.
-//! - [`store`]: the lease table: an in-memory index over a durable backend (sled) behind one trait.
+//! - [`store`]: the lease table: an in-memory index over a durable backend behind one trait:
+//!   sled, or Redis shared by a site's hosts (kept in step by [`store::redis_sync`]).
 //! - [`expiry`]: the one task that sleeps until the next deadline.
 //! - [`answers`]: who asks: the Postfix policy service, the tcprules cdb, the wrapper check.
 //! - [`control`]: the daemon's control socket: protocol (pure), handler, server and client.

@@ -771,3 +771,40 @@ fn tls_with_a_trusted_certificate_and_never_with_an_unknown_one() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("invalid peer certificate"), "{stderr}");
 }
+
+#[test]
+fn a_primary_demoted_to_replica_is_an_outage_until_promoted_again() {
+    let redis = Redis::start();
+    let other = Redis::start();
+    let pop = PopHost::start(&redis.url(), &[]);
+    let smtp = SmtpHost::start(&redis.url(), &[]);
+    let mut policy = smtp.policy();
+    pop.login("192.0.2.110");
+    assert!(eventually(Duration::from_secs(3), || policy.ok("192.0.2.110")));
+
+    // What a failover does to the old primary: it follows another server and refuses writes.
+    assert_eq!(
+        redis.cli(&["REPLICAOF", "127.0.0.1", &other.port.to_string()]),
+        "OK"
+    );
+    pop.login("192.0.2.111");
+    assert!(eventually(Duration::from_secs(3), || pop.allows("192.0.2.111")));
+    assert!(
+        eventually(Duration::from_secs(5), || pop
+            .log_text()
+            .contains("READONLY")),
+        "{}",
+        pop.log_text()
+    );
+    assert_eq!(policy.action("192.0.2.111"), "DUNNO");
+
+    assert_eq!(redis.cli(&["REPLICAOF", "NO", "ONE"]), "OK");
+    assert!(
+        eventually(Duration::from_secs(10), || policy.ok("192.0.2.111")),
+        "POP:\n{}\nSMTP:\n{}",
+        pop.log_text(),
+        smtp.log_text()
+    );
+    assert_eq!(count(&pop.log_text(), "Redis unavailable"), 1);
+    assert_eq!(count(&pop.log_text(), "Redis reachable again"), 1);
+}

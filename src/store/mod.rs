@@ -16,7 +16,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
-pub use redis_store::{RedisBackend, RedisConfig, RedisLink, STORE_META};
+pub use redis_store::{RedisBackend, RedisConfig, RedisLink, STORE_META, drop_queue};
 pub use sled_store::{Opened, SledBackend};
 pub use table::Table;
 

@@ -146,11 +146,15 @@ pub(super) fn describe(e: &redis::RedisError) -> String {
     if matches!(e.kind(), redis::ErrorKind::AuthenticationFailed) {
         return "wrong user name or password (check --store and the user's ACL)".into();
     }
+    let text = e.to_string();
+    if text.contains("ReadOnly:") || text.contains("READONLY") {
+        return "READONLY: this Redis is a replica now (after a failover --store must lead to the new primary)".into();
+    }
     if e.code() == Some("NOAUTH") {
         return "authentication required (NOAUTH): give the user name and password in --store"
             .into();
     }
-    let hint = if e.to_string().contains("invalid peer certificate") {
+    let hint = if text.contains("invalid peer certificate") {
         " (is the CA of Redis's certificate in this host's trust store? SSL_CERT_FILE can name one)"
     } else if is_credentials_error(e) {
         " (check --store and the user's ACL)"
@@ -519,6 +523,15 @@ impl RedisBackend {
     /// when Redis answers).
     pub async fn open(cfg: RedisConfig, sled: SledBackend) -> Result<(RedisBackend, RedisLink)> {
         let queue = Queue::open(sled.tree(QUEUE_TREE)?)?;
+        let before = sled.get_meta(STORE_META)?;
+        if queue.len() > 0 && before.as_deref() != Some(cfg.describe().as_bytes()) {
+            tracing::warn!(
+                count = queue.len(),
+                was = %before.as_deref().map(String::from_utf8_lossy).unwrap_or_default(),
+                "dropping changes queued for another store"
+            );
+            queue.clear(&sled)?;
+        }
         sled.put_meta(STORE_META, cfg.describe().as_bytes())?;
         let client = cfg.client()?;
         let shared = Arc::new(Shared {
@@ -566,6 +579,20 @@ impl RedisBackend {
     fn queue(&self) -> &Queue {
         &self.shared.queue
     }
+}
+
+/// A host that keeps its leases locally again forgets what it had queued for Redis: sent
+/// after a later switch back, those changes could undo newer ones.
+pub fn drop_queue(sled: &SledBackend) -> Result<()> {
+    let tree = sled.tree(QUEUE_TREE)?;
+    if !tree.is_empty() {
+        tracing::warn!(
+            count = tree.len(),
+            "dropping changes queued for Redis: leases are local now"
+        );
+        tree.clear().map_err(sled.err("clear the queue"))?;
+    }
+    Ok(())
 }
 
 /// A manual `add` sets the deadline; a login only ever extends it.

@@ -304,10 +304,7 @@ async fn session(
             manager.insert(m).clone()
         }
     };
-    // The manager notices a connection lost during an outage on its first use.
-    if bounded("ping", ping(&mut conn)).await.is_err() {
-        bounded("ping", ping(&mut conn)).await?;
-    }
+    bounded("ping", ping(&mut conn)).await?;
     let sent = drain(sh, &mut conn).await?;
     let fresh = bounded("reload", load_all(&mut conn, &sh.cfg)).await?;
     let loaded = fresh.len();
@@ -359,7 +356,12 @@ pub async fn run(link: RedisLink, leases: Arc<Leases>, stop: watch::Receiver<boo
         let started = Instant::now();
         match session(&sh, &leases, &client, &mut manager, stop.clone()).await {
             Ok(()) => break,
-            Err(e) => sh.outage_begins(&e),
+            Err(e) => {
+                sh.outage_begins(&e);
+                // A manager only replaces a connection that broke; one to a primary demoted
+                // by a failover still works and answers READONLY. Start afresh.
+                manager = None;
+            }
         }
         if started.elapsed() > Duration::from_secs(10) {
             backoff = MIN_BACKOFF;
