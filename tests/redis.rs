@@ -135,6 +135,7 @@ struct PopHost {
     env: Env,
     daemon: Option<Daemon>,
     log: PathBuf,
+    args: Vec<String>,
 }
 
 impl PopHost {
@@ -149,7 +150,25 @@ impl PopHost {
         let mut args = vec!["--store", store, "--watch", log.to_str().unwrap()];
         args.extend_from_slice(extra);
         let daemon = Some(env.start(&args));
-        PopHost { env, daemon, log }
+        let args = args.iter().map(|a| a.to_string()).collect();
+        PopHost {
+            env,
+            daemon,
+            log,
+            args,
+        }
+    }
+
+    /// SIGKILL: nothing flushed, nothing sent.
+    fn crash(&mut self) {
+        if let Some(d) = self.daemon.take() {
+            d.kill9();
+        }
+    }
+
+    fn run(&mut self) {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        self.daemon = Some(self.env.start(&args));
     }
 
     /// Dovecot logs a successful POP3 login from `ip`, stamped now.
@@ -807,4 +826,39 @@ fn a_primary_demoted_to_replica_is_an_outage_until_promoted_again() {
     );
     assert_eq!(count(&pop.log_text(), "Redis unavailable"), 1);
     assert_eq!(count(&pop.log_text(), "Redis reachable again"), 1);
+}
+
+#[test]
+fn logins_queued_during_an_outage_survive_a_crash_of_the_daemon() {
+    let mut redis = Redis::start();
+    let mut pop = PopHost::start(&redis.url(), &[]);
+    let smtp = SmtpHost::start(&redis.url(), &[]);
+    let mut policy = smtp.policy();
+    redis.stop();
+    pop.login("192.0.2.120");
+    assert!(eventually(Duration::from_secs(3), || pop.allows("192.0.2.120")));
+    assert_eq!(pop.env.run(&["hook", "--ip", "192.0.2.121"]).code, 0);
+    pop.crash();
+
+    redis.run();
+    pop.run();
+    for ip in ["192.0.2.120", "192.0.2.121"] {
+        assert!(
+            eventually(Duration::from_secs(10), || policy.ok(ip)),
+            "{ip}\nPOP:\n{}\nSMTP:\n{}",
+            pop.log_text(),
+            smtp.log_text()
+        );
+    }
+    // The log line was processed once: the restart neither lost nor replayed it.
+    let list = pop.env.run(&["list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&list.stdout).expect("list --json");
+    let logins: Vec<u64> = v["leases"]
+        .as_array()
+        .expect("leases")
+        .iter()
+        .filter(|l| l["net"] == "192.0.2.120/32")
+        .filter_map(|l| l["logins"].as_u64())
+        .collect();
+    assert_eq!(logins, [1], "{list:?}");
 }

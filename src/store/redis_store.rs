@@ -241,6 +241,8 @@ struct Queued {
 /// The queue of unsent changes, in sled so that it survives a restart.
 pub(super) struct Queue {
     tree: sled::Tree,
+    /// At most this many addresses ([`MAX_QUEUED`]).
+    limit: usize,
     len: AtomicUsize,
     seq: AtomicU64,
     /// Wakes the sync task when something was queued.
@@ -255,7 +257,7 @@ pub(super) struct Queue {
 pub(super) type Entry = (sled::IVec, sled::IVec, Change);
 
 impl Queue {
-    fn open(tree: sled::Tree) -> Result<Queue> {
+    fn open(tree: sled::Tree, limit: usize) -> Result<Queue> {
         let mut len = 0;
         let mut seq = 0;
         for item in tree.iter() {
@@ -273,6 +275,7 @@ impl Queue {
         }
         Ok(Queue {
             tree,
+            limit,
             len: AtomicUsize::new(len),
             seq: AtomicU64::new(seq),
             wake: Notify::new(),
@@ -291,7 +294,7 @@ impl Queue {
 
     /// False (and a warning, once per outage) when the queue is full and `key` not in it.
     fn room_for(&self, key: &[u8]) -> bool {
-        if self.len.load(Ordering::Relaxed) < MAX_QUEUED
+        if self.len.load(Ordering::Relaxed) < self.limit
             || self.tree.contains_key(key).unwrap_or(false)
         {
             return true;
@@ -299,7 +302,7 @@ impl Queue {
         self.dropped.fetch_add(1, Ordering::Relaxed);
         if !self.overflowed.swap(true, Ordering::Relaxed) {
             tracing::warn!(
-                limit = MAX_QUEUED,
+                limit = self.limit,
                 "queue for Redis is full: new addresses get a lease on this host only until Redis is back and the table reloaded"
             );
         }
@@ -522,7 +525,7 @@ impl RedisBackend {
     /// unreachable Redis only a warning (the daemon starts from its queue, and catches up
     /// when Redis answers).
     pub async fn open(cfg: RedisConfig, sled: SledBackend) -> Result<(RedisBackend, RedisLink)> {
-        let queue = Queue::open(sled.tree(QUEUE_TREE)?)?;
+        let queue = Queue::open(sled.tree(QUEUE_TREE)?, MAX_QUEUED)?;
         let before = sled.get_meta(STORE_META)?;
         if queue.len() > 0 && before.as_deref() != Some(cfg.describe().as_bytes()) {
             tracing::warn!(
@@ -696,10 +699,14 @@ mod tests {
 
     /// A backend that never connected: what a daemon has while Redis is away.
     fn offline(dir: &std::path::Path) -> RedisBackend {
+        offline_with_limit(dir, MAX_QUEUED)
+    }
+
+    fn offline_with_limit(dir: &std::path::Path, limit: usize) -> RedisBackend {
         let sled = match SledBackend::open(dir).unwrap() {
             Opened::Fine(b) | Opened::Quarantined(b, _) => b,
         };
-        let queue = Queue::open(sled.tree(QUEUE_TREE).unwrap()).unwrap();
+        let queue = Queue::open(sled.tree(QUEUE_TREE).unwrap(), limit).unwrap();
         RedisBackend {
             sled,
             shared: Arc::new(Shared {
@@ -774,6 +781,28 @@ mod tests {
         }
         assert_eq!(b.queue().len(), 1);
         assert!(b.queue().pending(&lease("192.0.2.1", 0).net));
+    }
+
+    #[test]
+    fn a_full_queue_takes_no_new_address_but_still_updates_queued_ones_and_log_positions() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = offline_with_limit(dir.path(), 2);
+        b.put(&lease("192.0.2.1", far())).unwrap();
+        b.put(&lease("192.0.2.2", far())).unwrap();
+        b.put_with_meta(&lease("192.0.2.3", far()), "pos", b"7")
+            .unwrap();
+        b.remove(&lease("192.0.2.4", 0).net).unwrap();
+        assert_eq!(b.queue().len(), 2);
+        assert!(!b.queue().pending(&lease("192.0.2.3", 0).net));
+        assert_eq!(b.get_meta("pos").unwrap().as_deref(), Some(&b"7"[..]));
+        assert_eq!(b.queue().dropped.load(Ordering::Relaxed), 2);
+        b.remove(&lease("192.0.2.1", 0).net).unwrap();
+        let last = b.queue().entries().into_iter().next().map(|(_, _, c)| c);
+        assert!(matches!(last, Some(Change::Del { .. })), "{last:?}");
+        // Once Redis is back the count is reported and the next overflow warns again.
+        b.shared.set_up(true);
+        assert_eq!(b.queue().dropped.load(Ordering::Relaxed), 0);
+        assert!(!b.queue().overflowed.load(Ordering::Relaxed));
     }
 
     #[test]
