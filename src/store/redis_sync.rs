@@ -21,7 +21,7 @@ use crate::lease::{Lease, now_ms};
 
 /// Any one exchange with Redis that takes longer than this counts as an outage.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
-/// Between reconnection attempts: doubling from the first to the second.
+/// Between reconnection attempts: the first, doubling up to the second.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// A quiet connection is checked this often (a Redis host that vanished sends no reset).
@@ -206,7 +206,9 @@ async fn drain<C: ConnectionLike + Send>(sh: &Shared, conn: &mut C) -> Result<us
         for (_, _, change) in chunk {
             match change {
                 Change::Put { lease, force } if lease.is_live(now) => {
-                    let json = serde_json::to_string(lease).unwrap_or_default();
+                    let Ok(json) = serde_json::to_string(lease) else {
+                        continue;
+                    };
                     pipe.cmd("EVAL")
                         .arg(PUT_SCRIPT)
                         .arg(1)
