@@ -68,7 +68,11 @@ fuzz_target!(|data: &[u8]| {
     let custom = settings & 0x10 != 0;
     let mut parser = LineParser::new(
         pinned,
-        if custom { patterns().to_vec() } else { Vec::new() },
+        if custom {
+            patterns().to_vec()
+        } else {
+            Vec::new()
+        },
     );
     let mut start = 0;
     for line in log.split(|&b| b == b'\n') {

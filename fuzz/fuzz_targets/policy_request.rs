@@ -27,7 +27,11 @@ enum End {
 /// Take every complete request from `buf`, as the policy server's loop does.
 fn drain(buf: &mut Vec<u8>, out: &mut Vec<Request>) -> Result<(), ProtoError> {
     while let Some((req, used)) = parse_request(buf)? {
-        assert!(used > 0 && used <= buf.len(), "consumed {used} of {}", buf.len());
+        assert!(
+            used > 0 && used <= buf.len(),
+            "consumed {used} of {}",
+            buf.len()
+        );
         assert!(used <= MAX_REQUEST, "consumed {used}, over the cap");
         assert_eq!(buf[used - 1], b'\n', "a request ends with its empty line");
         check(&req);
@@ -54,7 +58,10 @@ fn check(req: &Request) {
     let Some(ip) = client_ip(req) else {
         return;
     };
-    let text = req.client_address.as_deref().expect("an address from nothing");
+    let text = req
+        .client_address
+        .as_deref()
+        .expect("an address from nothing");
     assert!(text.is_ascii(), "{ip} from a non-ASCII value {text:?}");
     let t = text.trim();
     let t = t
@@ -121,5 +128,8 @@ fuzz_target!(|data: &[u8]| {
     let end_piecewise = end_piecewise.unwrap_or(End::Waiting(buf));
 
     assert_eq!(at_once, piecewise, "requests differ with the split");
-    assert_eq!(end_at_once, end_piecewise, "the stream ends differently with the split");
+    assert_eq!(
+        end_at_once, end_piecewise,
+        "the stream ends differently with the split"
+    );
 });

@@ -15,10 +15,15 @@ use relaylease::answers::cdb;
 use relaylease::answers::tcprules::{build_rules, lookup, parse_rules};
 
 fn leases() -> Vec<IpNet> {
-    ["192.0.2.7/32", "10.1.0.0/23", "2001:db8:1:2::/64", "2001:db8::7/128"]
-        .iter()
-        .map(|s| s.parse().expect("a valid lease"))
-        .collect()
+    [
+        "192.0.2.7/32",
+        "10.1.0.0/23",
+        "2001:db8:1:2::/64",
+        "2001:db8::7/128",
+    ]
+    .iter()
+    .map(|s| s.parse().expect("a valid lease"))
+    .collect()
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -44,7 +49,13 @@ fuzz_target!(|data: &[u8]| {
         }
         if with_leases {
             // Every lease key is in the cdb, as the static rule when one has that key.
-            for key in ["192.0.2.7", "10.1.0.", "10.1.1.", "2001:db8:1:2:", "2001:db8::7"] {
+            for key in [
+                "192.0.2.7",
+                "10.1.0.",
+                "10.1.1.",
+                "2001:db8:1:2:",
+                "2001:db8::7",
+            ] {
                 let got = cdb::get(&built, key.as_bytes()).expect("each lease key is written");
                 if !seen.contains(key.as_bytes()) {
                     assert_eq!(got, b"+RELAYCLIENT=\0", "{key}");
@@ -55,7 +66,12 @@ fuzz_target!(|data: &[u8]| {
     for rule in &rules {
         if let Ok(line) = rule.to_line() {
             let back = parse_rules(&line).expect("a rule's own line parses");
-            assert_eq!(back, vec![rule.clone()], "{:?}", String::from_utf8_lossy(&line));
+            assert_eq!(
+                back,
+                vec![rule.clone()],
+                "{:?}",
+                String::from_utf8_lossy(&line)
+            );
         }
     }
 });
