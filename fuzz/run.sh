@@ -10,8 +10,9 @@
 #
 # Exits non-zero when a target crashes, fails an assertion, hangs on one input (-timeout) or
 # runs out of memory (-rss_limit_mb); the input that did it is left in fuzz/artifacts/TARGET/.
-# Each run is also killed SECONDS + 120 s after it starts, so the total stays bounded:
-# the build (a few minutes the first time), then 4 x SECONDS.
+# Every step has a time limit, so the total is bounded: installing cargo-fuzz (at most 20 min;
+# 1-3 min here), building the targets (at most 30 min; 5-10 min from scratch on 2 cores, seconds
+# after that), then each target for SECONDS (killed at SECONDS + 120 s if it overruns).
 set -euo pipefail
 
 secs=${1:-60}
@@ -27,11 +28,16 @@ readonly TARGETS=(logline policy_request control_request tcprules_base)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "== installing cargo-fuzz $CARGO_FUZZ_VERSION"
-    cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
+    timeout 1200 cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
 fi
 if ! command -v c++ >/dev/null; then
-    echo "fuzz/run.sh: no C++ compiler (c++): libfuzzer-sys needs one (Debian: apt-get install g++)" >&2
-    exit 2
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        echo "== installing g++ (libfuzzer-sys builds libFuzzer with it)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ >/dev/null
+    else
+        echo "fuzz/run.sh: no C++ compiler (c++): libfuzzer-sys needs one (Debian: apt-get install g++)" >&2
+        exit 2
+    fi
 fi
 
 # The log lines of the parser tests seed the log-line target: each line alone, and runs of
@@ -58,7 +64,7 @@ seed_logs() {
 seed_logs
 
 echo "== building the fuzz targets"
-cargo fuzz build
+timeout 1800 cargo fuzz build
 
 mkdir -p logs
 failed=()
