@@ -21,6 +21,17 @@ use relaylease::lease::{
 use relaylease::sources::logparse::{Event, Format, LineParser};
 use relaylease::store::{Answer, Leases, Opened, Outcome, SledBackend};
 
+/// `n` cases, times `PROPERTIES_SCALE` (default 1) for a longer run by hand:
+/// `PROPERTIES_SCALE=50 cargo test --release --test properties`.
+fn cases(n: u32) -> ProptestConfig {
+    let scale = std::env::var("PROPERTIES_SCALE")
+        .ok()
+        .and_then(|s| s.parse::<u32>().ok())
+        .unwrap_or(1)
+        .max(1);
+    ProptestConfig::with_cases(n.saturating_mul(scale))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Addresses
 
@@ -208,7 +219,7 @@ fn parse_both(format: Format, line: &str) -> [Event; 2] {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(cases(2000))]
 
     /// Whatever the user name holds, a login's address is the real client's; a line the
     /// parser cannot read safely grants nothing.
@@ -255,7 +266,7 @@ proptest! {
 // Address normalisation
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(cases(2000))]
 
     /// A key shown to the administrator and typed back is the same key, and normalising a
     /// second time changes nothing.
@@ -475,7 +486,7 @@ fn probe() -> impl Strategy<Value = (u8, usize, Ipv6Addr, Ipv4Addr)> {
 
 proptest! {
     // Each case starts tcprules once and tcprulescheck a dozen times.
-    #![proptest_config(ProptestConfig::with_cases(32))]
+    #![proptest_config(cases(32))]
 
     #[test]
     fn every_cdb_reads_back_through_tcprulescheck_as_its_rules(
@@ -630,7 +641,7 @@ fn key(who: usize) -> IpNet {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(cases(2000))]
 
     /// A login's deadline counts from its time but never runs past now + window.
     #[test]
@@ -648,7 +659,7 @@ proptest! {
 
 proptest! {
     // Each case opens a sled database (and reopens it at every Restart).
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(cases(64))]
 
     /// Whatever happens in whatever order, at whatever clock readings: an address may relay
     /// only before the latest deadline any lease on its key ever had, and the table agrees
