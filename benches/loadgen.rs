@@ -832,7 +832,7 @@ fn store(quick: bool) {
             )
             .expect("login");
         done += 1;
-        if done % report_every == 0 || done == total {
+        if done.is_multiple_of(report_every) || done == total {
             let (disk, apparent) = disk_usage(&db);
             max_disk = max_disk.max(disk);
             println!(

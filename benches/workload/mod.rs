@@ -125,7 +125,7 @@ pub fn mail_log(lines: usize, clients: &[Client], seed: u64) -> (Vec<u8>, LogSta
         // Two hours of a busy server, starting on a Nov 22 night.
         sec: 3 * 3600,
         pid: 20_000,
-        users: (0..5000).map(|i| user_name(i)).collect(),
+        users: (0..5000).map(user_name).collect(),
     };
     while g.stats.lines < lines {
         // A POP3/IMAP event averages ~1.45 lines (sessions joined over several lines), so
