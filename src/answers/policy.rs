@@ -2,12 +2,14 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, watch};
 
-use super::policy_proto::{Action, MAX_REQUEST, Request, client_ip, parse_request, reply};
+use super::policy_proto::{
+    Action, MAX_REQUEST, ProtoError, Request, client_ip, parse_request, reply,
+};
 use crate::lease::{Millis, now_ms};
 use crate::listen::{Conn, Listener};
 use crate::store::{Leases, Stats};
@@ -21,7 +23,7 @@ pub const IDLE: Duration = Duration::from_secs(600);
 /// The answer for one request. Never OK unless the client address parses and may relay.
 pub fn decide(leases: &Leases, req: &Request, now: Millis) -> Action {
     match client_ip(req) {
-        Some(ip) if leases.check(ip, now).allowed() => {
+        Some(ip) if leases.allowed(ip, now) => {
             Stats::bump(&leases.stats.policy_ok);
             tracing::debug!(addr = %ip, "policy: OK");
             Action::Ok
@@ -86,38 +88,39 @@ async fn connection(mut conn: Box<dyn Conn>, leases: Arc<Leases>, mut stop: watc
     // Bytes of `buf` known to hold no end of request: a client sending one byte at a time
     // costs a scan of each byte once, not of the whole buffer on every read.
     let mut scanned = 0;
+    // One timer and one shutdown watch for the whole connection, not one per read: both
+    // register with state shared by every connection, which would cost each request a
+    // lock or two. The idle timer is pushed back only when it fires.
+    let idle = tokio::time::sleep(IDLE);
+    tokio::pin!(idle);
+    let mut last_read = Instant::now();
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     loop {
-        if !has_blank_line(&buf, scanned) {
-            if buf.len() > MAX_REQUEST {
-                Stats::bump(&leases.stats.errors);
-                tracing::warn!(
-                    limit = MAX_REQUEST,
-                    "policy: request too large, closing without a reply (Postfix uses its default_action)"
-                );
-                return;
-            }
-            scanned = buf.len();
-        }
-        // Answer every complete request already buffered (Postfix may pipeline).
-        let mut used = 0;
-        while has_blank_line(&buf[used..], 0) {
-            match parse_request(&buf[used..]) {
-                Ok(Some((req, n))) => {
-                    used += n;
-                    out.extend_from_slice(reply(decide(&leases, &req, now_ms())));
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    Stats::bump(&leases.stats.errors);
-                    tracing::warn!(error = %e, "policy: malformed request, closing without a reply (Postfix uses its default_action)");
-                    return;
+        if has_blank_line(&buf, scanned) {
+            // Answer every complete request already buffered (Postfix may pipeline). What
+            // is left after them holds no complete request.
+            let mut used = 0;
+            loop {
+                match parse_request(&buf[used..]) {
+                    Ok(Some((req, n))) => {
+                        used += n;
+                        out.extend_from_slice(reply(decide(&leases, &req, now_ms())));
+                    }
+                    Ok(None) => break,
+                    Err(ProtoError::TooLarge) => return too_large(&leases),
+                    Err(e) => {
+                        Stats::bump(&leases.stats.errors);
+                        tracing::warn!(error = %e, "policy: malformed request, closing without a reply (Postfix uses its default_action)");
+                        return;
+                    }
                 }
             }
-        }
-        if used > 0 {
             buf.drain(..used);
-            scanned = 0;
+        } else if buf.len() > MAX_REQUEST {
+            return too_large(&leases);
         }
+        scanned = buf.len();
         if !out.is_empty() {
             if conn.write_all(&out).await.is_err() {
                 return;
@@ -125,17 +128,33 @@ async fn connection(mut conn: Box<dyn Conn>, leases: Arc<Leases>, mut stop: watc
             out.clear();
         }
         let n = tokio::select! {
-            r = tokio::time::timeout(IDLE, conn.read(&mut chunk)) => match r {
-                Ok(Ok(n)) => n,
-                Ok(Err(_)) | Err(_) => return,
+            r = conn.read(&mut chunk) => match r {
+                Ok(n) => n,
+                Err(_) => return,
             },
-            _ = stop.changed(), if buf.is_empty() => return,
+            _ = &mut idle => {
+                if last_read.elapsed() >= IDLE {
+                    return;
+                }
+                idle.as_mut().reset((last_read + IDLE).into());
+                continue;
+            }
+            _ = &mut stopped, if buf.is_empty() => return,
         };
         if n == 0 {
             return;
         }
+        last_read = Instant::now();
         buf.extend_from_slice(&chunk[..n]);
     }
+}
+
+fn too_large(leases: &Leases) {
+    Stats::bump(&leases.stats.errors);
+    tracing::warn!(
+        limit = MAX_REQUEST,
+        "policy: request too large, closing without a reply (Postfix uses its default_action)"
+    );
 }
 
 /// Does `buf` hold an empty line (the end of a request) that ends at or after `from`?

@@ -360,6 +360,25 @@ impl Leases {
         self.check_key(&net, now)
     }
 
+    /// Whether [`Leases::check`] would allow `ip`, without copying the lease or the rules:
+    /// the policy service asks this for every request, from every worker thread at once.
+    pub fn allowed(&self, ip: IpAddr, now: Millis) -> bool {
+        let net = {
+            let rules = match self.rules.read() {
+                Ok(r) => r,
+                Err(p) => p.into_inner(),
+            };
+            if rules.static_net(ip).is_some() {
+                return true;
+            }
+            lease_key(ip, rules.v6_prefix)
+        };
+        match self.table.read() {
+            Ok(t) => t.get(&net).is_some_and(|l| l.is_live(now)),
+            Err(_) => false,
+        }
+    }
+
     /// The live lease on exactly this key.
     pub fn check_key(&self, net: &IpNet, now: Millis) -> Answer {
         let Ok(t) = self.table.read() else {
@@ -536,6 +555,30 @@ mod tests {
         ));
         assert!(l.check(ip, T0 + 39 * MIN).allowed());
         assert!(!l.check(ip, T0 + 40 * MIN).allowed());
+    }
+
+    #[test]
+    fn allowed_agrees_with_check() {
+        let rules = Rules {
+            allow: vec!["10.0.0.0/8".parse().unwrap()],
+            ..Rules::default()
+        };
+        let l = Leases::open(Box::new(Mem::default()), rules, T0).unwrap();
+        l.login(&login("192.0.2.7", T0), T0, false, None).unwrap();
+        l.login(&login("2001:db8::1", T0), T0, false, None).unwrap();
+        for ip in [
+            "192.0.2.7",
+            "192.0.2.8",
+            "10.1.2.3",
+            "2001:db8::99",
+            "2001:db9::1",
+        ] {
+            let ip = parse_ip(ip).unwrap();
+            for now in [T0, T0 + 29 * MIN, T0 + 30 * MIN] {
+                assert_eq!(l.allowed(ip, now), l.check(ip, now).allowed(), "{ip} {now}");
+            }
+        }
+        assert!(l.allowed(parse_ip("::ffff:192.0.2.7").unwrap(), T0));
     }
 
     #[test]
