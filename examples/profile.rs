@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Workloads: `logparse N` (N log lines), `policy N` (N requests parsed and decided),
-//! `tcprules N` (one rebuild with N leases).
+//! `tcprules N` (one rebuild with N leases), `store DIR N` (open a database of N leases).
 
 #[path = "../benches/workload/mod.rs"]
 mod workload;
@@ -48,6 +48,26 @@ impl Backend for Nowhere {
     fn put_meta(&self, _: &str, _: &[u8]) -> relaylease::Result<()> {
         Ok(())
     }
+}
+
+fn open(dir: &std::path::Path) -> relaylease::store::SledBackend {
+    match relaylease::store::SledBackend::open(dir).expect("open") {
+        relaylease::store::Opened::Fine(b) => b,
+        relaylease::store::Opened::Quarantined(..) => panic!("database reported corrupt"),
+    }
+}
+
+/// This process's resident and peak resident memory.
+fn rss() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let get = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_string())
+            .unwrap_or_default()
+    };
+    format!("RSS {} KiB, peak {} KiB", get("VmRSS:"), get("VmHWM:"))
 }
 
 fn main() {
@@ -119,6 +139,56 @@ fn main() {
                 t.elapsed().as_secs_f64()
             );
         }
-        other => eprintln!("unknown workload '{other}' (logparse, policy, tcprules)"),
+        "store" => {
+            // `store DIR N`: fill DIR with N leases if it is empty, then time and size what
+            // opening it costs: sled's open, Backend::load, and Leases::open.
+            let dir = std::path::PathBuf::from(
+                args.get(1)
+                    .map(String::as_str)
+                    .unwrap_or("/tmp/store-profile"),
+            );
+            let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(100_000);
+            let now = now_ms();
+            if !dir.exists() {
+                let t = Instant::now();
+                let b = open(&dir);
+                for c in workload::clients(n, 31) {
+                    let ip: IpAddr = c.text.parse().expect("address");
+                    let login = Login {
+                        ip,
+                        user: Some("alice".into()),
+                        at: now,
+                        source: "/var/log/mail.log".into(),
+                    };
+                    b.put(&Lease::new(lease_key(ip, 64), &login, now + 3_600_000))
+                        .expect("put");
+                }
+                b.sync().expect("sync");
+                eprintln!("filled {n} in {:.2} s", t.elapsed().as_secs_f64());
+            }
+            eprintln!("start: {}", rss());
+            let t = Instant::now();
+            let b = open(&dir);
+            eprintln!("sled open {:.3} s: {}", t.elapsed().as_secs_f64(), rss());
+            let t = Instant::now();
+            let all = b.load().expect("load");
+            eprintln!(
+                "load {} leases {:.3} s: {}",
+                all.len(),
+                t.elapsed().as_secs_f64(),
+                rss()
+            );
+            drop(all);
+            eprintln!("dropped the loaded leases: {}", rss());
+            let t = Instant::now();
+            let leases = Leases::open(Box::new(b), Rules::default(), now).expect("open");
+            eprintln!(
+                "Leases::open {} leases {:.3} s: {}",
+                leases.len(),
+                t.elapsed().as_secs_f64(),
+                rss()
+            );
+        }
+        other => eprintln!("unknown workload '{other}' (logparse, policy, tcprules, store)"),
     }
 }

@@ -1,6 +1,7 @@
 //! The lease table: an in-memory index that answers questions, written through to a durable
 //! backend (sled here; a shared one later) behind the small [`Backend`] trait.
 
+mod index;
 mod sled_store;
 mod table;
 
@@ -19,11 +20,20 @@ pub use table::Table;
 
 use crate::error::{Error, Result};
 use crate::lease::{Lease, Login, Millis, Rules, SOURCE_MANUAL, Verdict, lease_key, show_key};
+use index::Index;
 
 /// Where leases live when the process stops.
 pub trait Backend: Send + Sync {
     /// Every stored lease, expired ones included (the caller drops those).
     fn load(&self) -> Result<Vec<Lease>>;
+    /// [`Backend::load`] one lease at a time, so that opening a large table does not hold
+    /// every lease twice.
+    fn load_each(&self, each: &mut dyn FnMut(Lease)) -> Result<()> {
+        for lease in self.load()? {
+            each(lease);
+        }
+        Ok(())
+    }
     fn put(&self, lease: &Lease) -> Result<()>;
     fn remove(&self, net: &IpNet) -> Result<()>;
     fn clear(&self) -> Result<()>;
@@ -125,7 +135,7 @@ pub struct StatsSnapshot {
 /// The lease table shared by every source and answer in the daemon (and by the commands
 /// when they work on the database directly).
 pub struct Leases {
-    table: RwLock<Table>,
+    table: RwLock<Index>,
     backend: Box<dyn Backend>,
     rules: RwLock<Arc<Rules>>,
     /// Bumped on every change to the set of leased keys, for answers that rebuild a file.
@@ -143,16 +153,19 @@ impl Leases {
     /// Load the backend's leases, dropping (and deleting) those already past their deadline:
     /// a restart never brings back an expired lease.
     pub fn open(backend: Box<dyn Backend>, rules: Rules, now: Millis) -> Result<Self> {
-        let mut table = Table::default();
-        let mut dropped = 0usize;
-        for lease in backend.load()? {
+        let mut table = Index::default();
+        let mut expired = Vec::new();
+        backend.load_each(&mut |lease| {
             if lease.is_live(now) {
                 table.upsert(lease);
             } else {
-                backend.remove(&lease.net)?;
-                dropped += 1;
+                expired.push(lease.net);
             }
+        })?;
+        for net in &expired {
+            backend.remove(net)?;
         }
+        let dropped = expired.len();
         if dropped > 0 {
             tracing::info!(count = dropped, "dropped leases that expired while stopped");
         }
@@ -201,7 +214,7 @@ impl Leases {
 
     /// Insert a lease, writing it through to the backend while the table is locked so the
     /// two never disagree about which version is newest.
-    fn store(&self, lease: Lease, meta: Option<(&str, &[u8])>) -> Result<Option<Lease>> {
+    fn store(&self, lease: Lease, meta: Option<(&str, &[u8])>) -> Result<()> {
         let mut t = self.table.write().map_err(|_| poisoned())?;
         let earliest = t.next_deadline();
         match meta {
@@ -209,15 +222,15 @@ impl Leases {
             None => self.backend.put(&lease)?,
         }
         let deadline = lease.deadline;
-        let old = t.upsert(lease);
+        let replaced = t.upsert(lease);
         drop(t);
         if earliest.is_none_or(|e| deadline < e) {
             self.sooner.notify_one();
         }
-        if old.is_none() {
+        if !replaced {
             self.changed();
         }
-        Ok(old)
+        Ok(())
     }
 
     /// Record a successful login. `durable` makes the lease survive a crash before this
@@ -261,8 +274,7 @@ impl Leases {
         let lease = {
             let t = self.table.read().map_err(|_| poisoned())?;
             match t.get(&net) {
-                Some(old) if old.is_live(now) => {
-                    let mut l = old.clone();
+                Some(mut l) if l.is_live(now) => {
                     l.renew(login, deadline);
                     l
                 }
@@ -301,8 +313,7 @@ impl Leases {
         let lease = {
             let t = self.table.read().map_err(|_| poisoned())?;
             match t.get(&net) {
-                Some(old) if old.is_live(now) => {
-                    let mut l = old.clone();
+                Some(mut l) if l.is_live(now) => {
                     l.renew(&login, deadline);
                     l.deadline = deadline;
                     l
@@ -374,7 +385,7 @@ impl Leases {
             lease_key(ip, rules.v6_prefix)
         };
         match self.table.read() {
-            Ok(t) => t.get(&net).is_some_and(|l| l.is_live(now)),
+            Ok(t) => t.allows(&net, now),
             Err(_) => false,
         }
     }
@@ -385,7 +396,7 @@ impl Leases {
             return Answer::No;
         };
         match t.get(net) {
-            Some(l) if l.is_live(now) => Answer::Lease(l.clone()),
+            Some(l) if l.is_live(now) => Answer::Lease(l),
             _ => Answer::No,
         }
     }
@@ -393,11 +404,7 @@ impl Leases {
     /// Live leases, soonest deadline first.
     pub fn list(&self, now: Millis) -> Vec<Lease> {
         match self.table.read() {
-            Ok(t) => t
-                .in_deadline_order()
-                .filter(|l| l.is_live(now))
-                .cloned()
-                .collect(),
+            Ok(t) => t.live(now),
             Err(_) => Vec::new(),
         }
     }

@@ -1,0 +1,224 @@
+//! The lease table's in-memory index in compact form: what a daemon with a million leases
+//! holds, so every byte per lease counts (see BENCHMARKS.md).
+//!
+//! The same questions as [`super::Table`] answers, with leases kept as fixed-size records
+//! in one vector: the source name (a log path, `hook`, `manual`) is stored once and
+//! referred to by number, the address map holds only a record number, and the deadline
+//! order holds `(deadline, record number)`. A [`Lease`] is made on demand for the callers
+//! that want one; the policy check ([`Index::allows`]) makes none.
+
+use std::collections::{BTreeSet, HashMap};
+
+use ipnet::IpNet;
+
+use crate::lease::{Lease, Millis};
+
+/// One lease without its source name (which is `sources[source]`).
+#[derive(Debug)]
+struct Rec {
+    net: IpNet,
+    source: u32,
+    deadline: Millis,
+    first_login: Millis,
+    last_login: Millis,
+    logins: u64,
+    user: Option<Box<str>>,
+}
+
+#[derive(Default, Debug)]
+pub(crate) struct Index {
+    recs: Vec<Rec>,
+    /// Record numbers whose record is not in use (removed leases), reused first.
+    free: Vec<u32>,
+    by_net: HashMap<IpNet, u32>,
+    by_deadline: BTreeSet<(Millis, u32)>,
+    sources: Vec<Box<str>>,
+    source_ids: HashMap<Box<str>, u32>,
+}
+
+impl Index {
+    fn lease(&self, r: &Rec) -> Lease {
+        Lease {
+            net: r.net,
+            deadline: r.deadline,
+            first_login: r.first_login,
+            last_login: r.last_login,
+            user: r.user.as_deref().map(str::to_string),
+            source: self
+                .sources
+                .get(r.source as usize)
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+            logins: r.logins,
+        }
+    }
+
+    fn source_id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.source_ids.get(name) {
+            return id;
+        }
+        let id = self.sources.len() as u32;
+        self.sources.push(name.into());
+        self.source_ids.insert(name.into(), id);
+        id
+    }
+
+    pub(crate) fn get(&self, net: &IpNet) -> Option<Lease> {
+        let &i = self.by_net.get(net)?;
+        Some(self.lease(&self.recs[i as usize]))
+    }
+
+    /// Is there a lease on `net` that is live at `now`?
+    pub(crate) fn allows(&self, net: &IpNet, now: Millis) -> bool {
+        self.by_net
+            .get(net)
+            .is_some_and(|&i| self.recs[i as usize].deadline > now)
+    }
+
+    /// Insert or replace a lease; true when it replaced one.
+    pub(crate) fn upsert(&mut self, lease: Lease) -> bool {
+        let source = self.source_id(&lease.source);
+        let rec = Rec {
+            net: lease.net,
+            source,
+            deadline: lease.deadline,
+            first_login: lease.first_login,
+            last_login: lease.last_login,
+            logins: lease.logins,
+            user: lease.user.map(String::into_boxed_str),
+        };
+        if let Some(&i) = self.by_net.get(&lease.net) {
+            let old = &mut self.recs[i as usize];
+            self.by_deadline.remove(&(old.deadline, i));
+            self.by_deadline.insert((rec.deadline, i));
+            *old = rec;
+            return true;
+        }
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.recs[i as usize] = rec;
+                i
+            }
+            None => {
+                self.recs.push(rec);
+                (self.recs.len() - 1) as u32
+            }
+        };
+        self.by_net.insert(lease.net, i);
+        self.by_deadline.insert((lease.deadline, i));
+        false
+    }
+
+    fn release(&mut self, i: u32) -> Lease {
+        let r = &self.recs[i as usize];
+        let lease = self.lease(r);
+        self.by_net.remove(&r.net);
+        self.by_deadline.remove(&(r.deadline, i));
+        self.recs[i as usize].user = None;
+        self.free.push(i);
+        lease
+    }
+
+    pub(crate) fn remove(&mut self, net: &IpNet) -> Option<Lease> {
+        let &i = self.by_net.get(net)?;
+        Some(self.release(i))
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Millis> {
+        self.by_deadline.first().map(|(d, _)| *d)
+    }
+
+    /// Remove and return every lease whose deadline is at or before `now`.
+    pub(crate) fn take_expired(&mut self, now: Millis) -> Vec<Lease> {
+        let mut out = Vec::new();
+        while let Some(&(deadline, i)) = self.by_deadline.first() {
+            if deadline > now {
+                break;
+            }
+            out.push(self.release(i));
+        }
+        out
+    }
+
+    /// The leases live at `now`, soonest deadline first.
+    pub(crate) fn live(&self, now: Millis) -> Vec<Lease> {
+        self.by_deadline
+            .range((now.saturating_add(1), 0)..)
+            .map(|&(_, i)| self.lease(&self.recs[i as usize]))
+            .collect()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.by_net.len()
+    }
+
+    pub(crate) fn clear(&mut self) -> usize {
+        let n = self.len();
+        let sources = std::mem::take(&mut self.sources);
+        let source_ids = std::mem::take(&mut self.source_ids);
+        *self = Index {
+            sources,
+            source_ids,
+            ..Index::default()
+        };
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lease::{Login, lease_key, parse_ip};
+
+    fn lease(ip: &str, deadline: Millis, source: &str) -> Lease {
+        let login = Login {
+            ip: parse_ip(ip).unwrap(),
+            user: Some(format!("u-{ip}")),
+            at: 0,
+            source: source.into(),
+        };
+        Lease::new(lease_key(login.ip, 64), &login, deadline)
+    }
+
+    #[test]
+    fn leases_come_back_as_they_went_in() {
+        let mut t = Index::default();
+        let a = lease("192.0.2.1", 100, "/var/log/mail.log");
+        let mut b = lease("2001:db8::1", 200, "hook");
+        b.user = None;
+        b.logins = 7;
+        assert!(!t.upsert(a.clone()));
+        assert!(!t.upsert(b.clone()));
+        assert_eq!(t.get(&a.net), Some(a.clone()));
+        assert_eq!(t.get(&b.net), Some(b.clone()));
+        assert_eq!(t.live(0), vec![a.clone(), b.clone()]);
+        assert_eq!(t.live(100), vec![b.clone()]);
+        assert!(t.allows(&a.net, 99) && !t.allows(&a.net, 100));
+        assert_eq!(t.sources.len(), 2);
+    }
+
+    #[test]
+    fn renewal_moves_the_deadline_and_reuses_the_record() {
+        let mut t = Index::default();
+        t.upsert(lease("192.0.2.1", 100, "s"));
+        t.upsert(lease("192.0.2.2", 200, "s"));
+        assert!(t.upsert(lease("192.0.2.1", 300, "s")));
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.next_deadline(), Some(200));
+        let gone = t.take_expired(250);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].net, lease("192.0.2.2", 0, "s").net);
+        assert_eq!(t.next_deadline(), Some(300));
+        // The freed record is reused, not appended.
+        t.upsert(lease("192.0.2.3", 400, "s"));
+        assert_eq!(t.recs.len(), 2);
+        assert_eq!(t.len(), 2);
+        let removed = t.remove(&lease("192.0.2.1", 0, "s").net).unwrap();
+        assert_eq!(removed.deadline, 300);
+        assert_eq!(t.remove(&removed.net), None);
+        assert_eq!(t.live(0).len(), 1);
+        assert_eq!(t.clear(), 1);
+        assert_eq!((t.len(), t.next_deadline()), (0, None));
+        assert!(t.get(&removed.net).is_none());
+    }
+}
