@@ -11,8 +11,11 @@ use crate::lease::{Lease, now_ms};
 const LEASES: &str = "leases";
 const META: &str = "meta";
 
-/// sled's default page cache is 1 GiB; leases are small and mostly read from memory.
-const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+/// sled's default page cache is 1 GiB; leases are read from the in-memory index, and the
+/// database is read through only once, at start. A small cache keeps a large table's RSS
+/// down (1,000,000 leases: 140 MiB of sled memory after the first read with 16 MiB, 111 MiB
+/// with 2 MiB).
+const CACHE_BYTES: u64 = 2 * 1024 * 1024;
 
 pub struct SledBackend {
     path: PathBuf,
