@@ -8,6 +8,7 @@
 //! that want one; the policy check ([`Index::allows`]) makes none.
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasher, RandomState};
 
 use ipnet::IpNet;
 
@@ -30,13 +31,17 @@ pub(crate) struct Index {
     recs: Vec<Rec>,
     /// Record numbers whose record is not in use (removed leases), reused first.
     free: Vec<u32>,
-    by_net: HashMap<IpNet, u32>,
+    by_net: Slots,
     by_deadline: BTreeSet<(Millis, u32)>,
     sources: Vec<Box<str>>,
     source_ids: HashMap<Box<str>, u32>,
 }
 
 impl Index {
+    fn find(&self, net: &IpNet) -> Option<u32> {
+        self.by_net.find(net, &self.recs).map(|(_, i)| i)
+    }
+
     fn lease(&self, r: &Rec) -> Lease {
         Lease {
             net: r.net,
@@ -64,15 +69,14 @@ impl Index {
     }
 
     pub(crate) fn get(&self, net: &IpNet) -> Option<Lease> {
-        let &i = self.by_net.get(net)?;
+        let i = self.find(net)?;
         Some(self.lease(&self.recs[i as usize]))
     }
 
     /// Is there a lease on `net` that is live at `now`?
     pub(crate) fn allows(&self, net: &IpNet, now: Millis) -> bool {
-        self.by_net
-            .get(net)
-            .is_some_and(|&i| self.recs[i as usize].deadline > now)
+        self.find(net)
+            .is_some_and(|i| self.recs[i as usize].deadline > now)
     }
 
     /// Insert or replace a lease; true when it replaced one.
@@ -87,7 +91,7 @@ impl Index {
             logins: lease.logins,
             user: lease.user.map(String::into_boxed_str),
         };
-        if let Some(&i) = self.by_net.get(&lease.net) {
+        if let Some(i) = self.find(&lease.net) {
             let old = &mut self.recs[i as usize];
             self.by_deadline.remove(&(old.deadline, i));
             self.by_deadline.insert((rec.deadline, i));
@@ -104,7 +108,7 @@ impl Index {
                 (self.recs.len() - 1) as u32
             }
         };
-        self.by_net.insert(lease.net, i);
+        self.by_net.insert(i, &self.recs);
         self.by_deadline.insert((lease.deadline, i));
         false
     }
@@ -112,7 +116,7 @@ impl Index {
     fn release(&mut self, i: u32) -> Lease {
         let r = &self.recs[i as usize];
         let lease = self.lease(r);
-        self.by_net.remove(&r.net);
+        self.by_net.remove(&r.net, &self.recs);
         self.by_deadline.remove(&(r.deadline, i));
         self.recs[i as usize].user = None;
         self.free.push(i);
@@ -120,7 +124,7 @@ impl Index {
     }
 
     pub(crate) fn remove(&mut self, net: &IpNet) -> Option<Lease> {
-        let &i = self.by_net.get(net)?;
+        let i = self.find(net)?;
         Some(self.release(i))
     }
 
@@ -149,7 +153,7 @@ impl Index {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.by_net.len()
+        self.by_net.len
     }
 
     pub(crate) fn clear(&mut self) -> usize {
@@ -162,6 +166,104 @@ impl Index {
             ..Index::default()
         };
         n
+    }
+}
+
+/// The record numbers, by address: an open-addressing table (linear probing) of 4-byte
+/// record numbers whose keys are read from the records, where a `HashMap<IpNet, u32>`
+/// would take 24 bytes a slot. SipHash with a random key, as `HashMap`'s: the addresses
+/// come from clients.
+#[derive(Debug)]
+struct Slots {
+    slots: Vec<u32>,
+    len: usize,
+    hasher: RandomState,
+}
+
+const NONE: u32 = u32::MAX;
+
+impl Default for Slots {
+    fn default() -> Self {
+        Slots {
+            slots: vec![NONE; 16],
+            len: 0,
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl Slots {
+    fn home(&self, net: &IpNet) -> usize {
+        (self.hasher.hash_one(net) as usize) & (self.slots.len() - 1)
+    }
+
+    /// The slot and record number holding `net`.
+    fn find(&self, net: &IpNet, recs: &[Rec]) -> Option<(usize, u32)> {
+        let mask = self.slots.len() - 1;
+        let mut at = self.home(net);
+        loop {
+            let i = self.slots[at];
+            if i == NONE {
+                return None;
+            }
+            if recs[i as usize].net == *net {
+                return Some((at, i));
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// Add record `i`, whose address is not in the table yet.
+    fn insert(&mut self, i: u32, recs: &[Rec]) {
+        // At most two thirds full, so that probe runs stay short.
+        if (self.len + 1) * 3 > self.slots.len() * 2 {
+            let bigger = vec![NONE; self.slots.len() * 2];
+            let old = std::mem::replace(&mut self.slots, bigger);
+            for j in old.into_iter().filter(|&j| j != NONE) {
+                self.place(j, recs);
+            }
+        }
+        self.place(i, recs);
+        self.len += 1;
+    }
+
+    fn place(&mut self, i: u32, recs: &[Rec]) {
+        let mask = self.slots.len() - 1;
+        let mut at = self.home(&recs[i as usize].net);
+        while self.slots[at] != NONE {
+            at = (at + 1) & mask;
+        }
+        self.slots[at] = i;
+    }
+
+    /// Remove `net`, shifting later entries of its probe run back so that none is cut off
+    /// from its home slot (no tombstones).
+    fn remove(&mut self, net: &IpNet, recs: &[Rec]) {
+        let Some((mut hole, _)) = self.find(net, recs) else {
+            return;
+        };
+        let mask = self.slots.len() - 1;
+        let mut at = hole;
+        loop {
+            at = (at + 1) & mask;
+            let i = self.slots[at];
+            if i == NONE {
+                break;
+            }
+            let home = self.home(&recs[i as usize].net);
+            // Entry `at` may move to `hole` unless its home lies cyclically in (hole, at].
+            let stays = if hole <= at {
+                hole < home && home <= at
+            } else {
+                hole < home || home <= at
+            };
+            if !stays {
+                self.slots[hole] = i;
+                hole = at;
+            }
+        }
+        self.slots[hole] = NONE;
+        self.len -= 1;
     }
 }
 
@@ -195,6 +297,36 @@ mod tests {
         assert_eq!(t.live(100), vec![b.clone()]);
         assert!(t.allows(&a.net, 99) && !t.allows(&a.net, 100));
         assert_eq!(t.sources.len(), 2);
+    }
+
+    #[test]
+    fn many_inserts_and_removals_keep_every_lookup_right() {
+        // Enough keys to grow the slot table several times and to make long probe runs,
+        // removed in an order that exercises the backward shift.
+        let mut t = Index::default();
+        let ips: Vec<String> = (0..5000u32)
+            .map(|i| format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255))
+            .collect();
+        for (n, ip) in ips.iter().enumerate() {
+            t.upsert(lease(ip, 1000 + n as u64, "s"));
+        }
+        for (n, ip) in ips.iter().enumerate() {
+            if n % 3 != 1 {
+                assert!(t.remove(&lease(ip, 0, "s").net).is_some(), "{ip}");
+            }
+        }
+        for (n, ip) in ips.iter().enumerate() {
+            let net = lease(ip, 0, "s").net;
+            assert_eq!(t.get(&net).is_some(), n % 3 == 1, "{ip}");
+        }
+        assert_eq!(t.len(), (0..ips.len()).filter(|n| n % 3 == 1).count());
+        assert_eq!(t.live(0).len(), t.len());
+        for ip in &ips {
+            t.upsert(lease(ip, 1, "s"));
+        }
+        assert_eq!(t.len(), ips.len());
+        assert_eq!(t.take_expired(1).len(), ips.len());
+        assert_eq!(t.len(), 0);
     }
 
     #[test]
