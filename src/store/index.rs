@@ -169,23 +169,26 @@ impl Index {
     }
 }
 
-/// The record numbers, by address: an open-addressing table (linear probing) of 4-byte
-/// record numbers whose keys are read from the records, where a `HashMap<IpNet, u32>`
-/// would take 24 bytes a slot. SipHash with a random key, as `HashMap`'s: the addresses
-/// come from clients.
+/// The record numbers, by address: an open-addressing table (linear probing) of record
+/// numbers whose keys are read from the records, where a `HashMap<IpNet, u32>` would take
+/// 24 bytes a slot. Each slot also keeps 32 bits of its key's hash, so a probe past another
+/// key rarely has to read that key's record. SipHash with a random key, as `HashMap`'s: the
+/// addresses come from clients.
 #[derive(Debug)]
 struct Slots {
-    slots: Vec<u32>,
+    /// (hash bits, record number); the record number is [`NONE`] in an empty slot.
+    slots: Vec<(u32, u32)>,
     len: usize,
     hasher: RandomState,
 }
 
 const NONE: u32 = u32::MAX;
+const EMPTY: (u32, u32) = (0, NONE);
 
 impl Default for Slots {
     fn default() -> Self {
         Slots {
-            slots: vec![NONE; 16],
+            slots: vec![EMPTY; 16],
             len: 0,
             hasher: RandomState::new(),
         }
@@ -193,20 +196,26 @@ impl Default for Slots {
 }
 
 impl Slots {
-    fn home(&self, net: &IpNet) -> usize {
-        (self.hasher.hash_one(net) as usize) & (self.slots.len() - 1)
+    fn hash(&self, net: &IpNet) -> u64 {
+        self.hasher.hash_one(net)
+    }
+
+    fn home(&self, h: u64) -> usize {
+        (h as usize) & (self.slots.len() - 1)
     }
 
     /// The slot and record number holding `net`.
     fn find(&self, net: &IpNet, recs: &[Rec]) -> Option<(usize, u32)> {
+        let h = self.hash(net);
+        let tag = (h >> 32) as u32;
         let mask = self.slots.len() - 1;
-        let mut at = self.home(net);
+        let mut at = self.home(h);
         loop {
-            let i = self.slots[at];
+            let (t, i) = self.slots[at];
             if i == NONE {
                 return None;
             }
-            if recs[i as usize].net == *net {
+            if t == tag && recs[i as usize].net == *net {
                 return Some((at, i));
             }
             at = (at + 1) & mask;
@@ -217,9 +226,9 @@ impl Slots {
     fn insert(&mut self, i: u32, recs: &[Rec]) {
         // At most two thirds full, so that probe runs stay short.
         if (self.len + 1) * 3 > self.slots.len() * 2 {
-            let bigger = vec![NONE; self.slots.len() * 2];
+            let bigger = vec![EMPTY; self.slots.len() * 2];
             let old = std::mem::replace(&mut self.slots, bigger);
-            for j in old.into_iter().filter(|&j| j != NONE) {
+            for (_, j) in old.into_iter().filter(|&(_, j)| j != NONE) {
                 self.place(j, recs);
             }
         }
@@ -228,12 +237,13 @@ impl Slots {
     }
 
     fn place(&mut self, i: u32, recs: &[Rec]) {
+        let h = self.hash(&recs[i as usize].net);
         let mask = self.slots.len() - 1;
-        let mut at = self.home(&recs[i as usize].net);
-        while self.slots[at] != NONE {
+        let mut at = self.home(h);
+        while self.slots[at].1 != NONE {
             at = (at + 1) & mask;
         }
-        self.slots[at] = i;
+        self.slots[at] = ((h >> 32) as u32, i);
     }
 
     /// Remove `net`, shifting later entries of its probe run back so that none is cut off
@@ -246,11 +256,11 @@ impl Slots {
         let mut at = hole;
         loop {
             at = (at + 1) & mask;
-            let i = self.slots[at];
+            let (_, i) = self.slots[at];
             if i == NONE {
                 break;
             }
-            let home = self.home(&recs[i as usize].net);
+            let home = self.home(self.hash(&recs[i as usize].net));
             // Entry `at` may move to `hole` unless its home lies cyclically in (hole, at].
             let stays = if hole <= at {
                 hole < home && home <= at
@@ -258,11 +268,11 @@ impl Slots {
                 hole < home || home <= at
             };
             if !stays {
-                self.slots[hole] = i;
+                self.slots[hole] = self.slots[at];
                 hole = at;
             }
         }
-        self.slots[hole] = NONE;
+        self.slots[hole] = EMPTY;
         self.len -= 1;
     }
 }
