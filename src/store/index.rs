@@ -35,6 +35,8 @@ pub(crate) struct Index {
     by_deadline: BTreeSet<(Millis, u32)>,
     sources: Vec<Box<str>>,
     source_ids: HashMap<Box<str>, u32>,
+    /// The last source looked up, as (length, number): most lookups are for it.
+    last_source: Option<(usize, u32)>,
 }
 
 impl Index {
@@ -59,13 +61,74 @@ impl Index {
     }
 
     fn source_id(&mut self, name: &str) -> u32 {
+        // Leases come in runs from one source (a log file's logins, a database's load).
+        if let Some(&(len, id)) = self.last_source.as_ref()
+            && len == name.len()
+            && *self.sources[id as usize] == *name
+        {
+            return id;
+        }
         if let Some(&id) = self.source_ids.get(name) {
+            self.last_source = Some((name.len(), id));
             return id;
         }
         let id = self.sources.len() as u32;
         self.sources.push(name.into());
         self.source_ids.insert(name.into(), id);
+        self.last_source = Some((name.len(), id));
         id
+    }
+
+    fn rec(&mut self, lease: Lease) -> Rec {
+        Rec {
+            net: lease.net,
+            source: self.source_id(&lease.source),
+            deadline: lease.deadline,
+            first_login: lease.first_login,
+            last_login: lease.last_login,
+            logins: lease.logins,
+            user: lease.user.map(String::into_boxed_str),
+        }
+    }
+
+    /// Build an index of `leases` all at once (opening a database): the records first, then
+    /// the address table at its final size and the deadline order from one sort, where
+    /// inserting one by one would grow and rehash the one and rebalance the other a
+    /// million times. A later lease for an address replaces an earlier one, as with
+    /// [`Index::upsert`].
+    pub(crate) fn build(leases: impl FnOnce(&mut dyn FnMut(Lease))) -> Index {
+        let mut t = Index::default();
+        leases(&mut |lease| {
+            let r = t.rec(lease);
+            t.recs.push(r);
+        });
+        t.by_net = Slots::with_capacity(t.recs.len());
+        let mut replaced = Vec::new();
+        for i in 0..t.recs.len() as u32 {
+            match t.by_net.find(&t.recs[i as usize].net, &t.recs) {
+                Some((_, earlier)) => {
+                    t.recs.swap(earlier as usize, i as usize);
+                    replaced.push(i);
+                }
+                None => t.by_net.insert(i, &t.recs),
+            }
+        }
+        let mut order: Vec<(Millis, u32)> = Vec::with_capacity(t.recs.len());
+        let mut skip = replaced.iter().peekable();
+        for (i, r) in t.recs.iter().enumerate() {
+            if skip.peek() == Some(&&(i as u32)) {
+                skip.next();
+                continue;
+            }
+            order.push((r.deadline, i as u32));
+        }
+        order.sort_unstable();
+        t.by_deadline = order.into_iter().collect();
+        for i in replaced {
+            t.recs[i as usize].user = None;
+            t.free.push(i);
+        }
+        t
     }
 
     pub(crate) fn get(&self, net: &IpNet) -> Option<Lease> {
@@ -81,17 +144,9 @@ impl Index {
 
     /// Insert or replace a lease; true when it replaced one.
     pub(crate) fn upsert(&mut self, lease: Lease) -> bool {
-        let source = self.source_id(&lease.source);
-        let rec = Rec {
-            net: lease.net,
-            source,
-            deadline: lease.deadline,
-            first_login: lease.first_login,
-            last_login: lease.last_login,
-            logins: lease.logins,
-            user: lease.user.map(String::into_boxed_str),
-        };
-        if let Some(i) = self.find(&lease.net) {
+        let net = lease.net;
+        let rec = self.rec(lease);
+        if let Some(i) = self.find(&net) {
             let old = &mut self.recs[i as usize];
             self.by_deadline.remove(&(old.deadline, i));
             self.by_deadline.insert((rec.deadline, i));
@@ -109,7 +164,7 @@ impl Index {
             }
         };
         self.by_net.insert(i, &self.recs);
-        self.by_deadline.insert((lease.deadline, i));
+        self.by_deadline.insert((self.recs[i as usize].deadline, i));
         false
     }
 
@@ -163,6 +218,7 @@ impl Index {
         *self = Index {
             sources,
             source_ids,
+            last_source: self.last_source,
             ..Index::default()
         };
         n
@@ -196,6 +252,14 @@ impl Default for Slots {
 }
 
 impl Slots {
+    /// Room for `n` keys without growing.
+    fn with_capacity(n: usize) -> Slots {
+        Slots {
+            slots: vec![EMPTY; (n * 3 / 2 + 1).next_power_of_two().max(16)],
+            ..Slots::default()
+        }
+    }
+
     fn hash(&self, net: &IpNet) -> u64 {
         self.hasher.hash_one(net)
     }
@@ -337,6 +401,44 @@ mod tests {
         assert_eq!(t.len(), ips.len());
         assert_eq!(t.take_expired(1).len(), ips.len());
         assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn built_at_once_equals_built_one_by_one() {
+        let mut leases: Vec<Lease> = (0..3000u32)
+            .map(|i| {
+                let ip = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255);
+                lease(
+                    &ip,
+                    1000 + u64::from(i * 7919 % 3000),
+                    ["a", "b"][i as usize % 2],
+                )
+            })
+            .collect();
+        // Later copies of an address replace earlier ones.
+        let mut again = leases[10].clone();
+        again.deadline = 99_999;
+        leases.push(again);
+        leases.push(leases[20].clone());
+        let mut one_by_one = Index::default();
+        for l in &leases {
+            one_by_one.upsert(l.clone());
+        }
+        let at_once = Index::build(|each| leases.iter().cloned().for_each(each));
+        assert_eq!(at_once.len(), 3000);
+        assert_eq!(at_once.live(0), one_by_one.live(0));
+        assert_eq!(at_once.get(&leases[10].net).unwrap().deadline, 99_999);
+        for l in &leases[..3000] {
+            assert!(at_once.allows(&l.net, 999));
+        }
+        // The duplicates' records are free for reuse, and removal works on the result.
+        assert_eq!(at_once.free.len(), 2);
+        let mut t = at_once;
+        assert_eq!(
+            t.take_expired(1500).len(),
+            one_by_one.take_expired(1500).len()
+        );
+        assert_eq!(t.live(0), one_by_one.live(0));
     }
 
     #[test]

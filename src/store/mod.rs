@@ -153,15 +153,18 @@ impl Leases {
     /// Load the backend's leases, dropping (and deleting) those already past their deadline:
     /// a restart never brings back an expired lease.
     pub fn open(backend: Box<dyn Backend>, rules: Rules, now: Millis) -> Result<Self> {
-        let mut table = Index::default();
         let mut expired = Vec::new();
-        backend.load_each(&mut |lease| {
-            if lease.is_live(now) {
-                table.upsert(lease);
-            } else {
-                expired.push(lease.net);
-            }
-        })?;
+        let mut loaded = Ok(());
+        let table = Index::build(|each| {
+            loaded = backend.load_each(&mut |lease| {
+                if lease.is_live(now) {
+                    each(lease);
+                } else {
+                    expired.push(lease.net);
+                }
+            });
+        });
+        loaded?;
         for net in &expired {
             backend.remove(net)?;
         }
