@@ -1,6 +1,7 @@
 //! The embedded durable backend: one sled database under `--db DIR`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use ipnet::IpNet;
 
@@ -231,6 +232,87 @@ fn decode(k: &[u8], v: &[u8]) -> Option<Lease> {
     })
 }
 
+/// Which end of the tree a reader starts from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Front,
+    Back,
+}
+
+/// How far each reader has got: the last key the front reader took and the last (lowest)
+/// key the back reader took. A reader takes only keys the other has not reached.
+#[derive(Default)]
+struct Claims {
+    front: Option<sled::IVec>,
+    back: Option<sled::IVec>,
+}
+
+/// Records read per batch, between looks at the other reader's progress.
+const BATCH: usize = 1024;
+
+impl SledBackend {
+    /// Read leases from one end until meeting the other reader; sends them in batches and
+    /// returns the keys of records that could not be read.
+    fn scan(
+        &self,
+        side: Side,
+        claims: &Mutex<Claims>,
+        tx: std::sync::mpsc::SyncSender<Vec<Lease>>,
+    ) -> std::result::Result<Vec<sled::IVec>, sled::Error> {
+        let mut it = self.leases.iter();
+        let mut unreadable = Vec::new();
+        loop {
+            let mut batch = Vec::with_capacity(BATCH);
+            while batch.len() < BATCH {
+                let item = match side {
+                    Side::Front => it.next(),
+                    Side::Back => it.next_back(),
+                };
+                match item {
+                    Some(kv) => batch.push(kv?),
+                    None => break,
+                }
+            }
+            let ended = batch.len() < BATCH;
+            let met = {
+                let mut c = claims.lock().unwrap_or_else(|p| p.into_inner());
+                let c = &mut *c;
+                let (mine, theirs) = match side {
+                    Side::Front => (&mut c.front, &c.back),
+                    Side::Back => (&mut c.back, &c.front),
+                };
+                let cut = theirs.as_ref().and_then(|t| {
+                    batch.iter().position(|(k, _)| match side {
+                        Side::Front => k >= t,
+                        Side::Back => k <= t,
+                    })
+                });
+                if let Some(n) = cut {
+                    batch.truncate(n);
+                }
+                if let Some((k, _)) = batch.last() {
+                    *mine = Some(k.clone());
+                }
+                cut.is_some()
+            };
+            let mut leases = Vec::with_capacity(batch.len());
+            for (k, v) in batch {
+                match decode(&k, &v) {
+                    Some(l) => leases.push(l),
+                    None => unreadable.push(k),
+                }
+            }
+            if !leases.is_empty() && tx.send(leases).is_err() {
+                break;
+            }
+            if met || ended {
+                break;
+            }
+        }
+        Ok(unreadable)
+    }
+}
+
 impl Backend for SledBackend {
     fn load(&self) -> Result<Vec<Lease>> {
         let mut out = Vec::new();
@@ -238,14 +320,27 @@ impl Backend for SledBackend {
         Ok(out)
     }
 
+    /// Two threads read the tree, one from each end, and meet in the middle: opening a
+    /// database of a million leases is mostly sled's reading, and there are two cores.
     fn load_each(&self, each: &mut dyn FnMut(Lease)) -> Result<()> {
-        let mut unreadable = Vec::new();
-        for item in self.leases.iter() {
-            let (k, v) = item.map_err(self.err("read leases"))?;
-            match decode(&k, &v) {
-                Some(l) => each(l),
-                None => unreadable.push(k),
+        let claims = Mutex::new(Claims::default());
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Lease>>(16);
+        let (fwd, back) = std::thread::scope(|scope| {
+            let claims = &claims;
+            let tx2 = tx.clone();
+            let fwd = scope.spawn(move || self.scan(Side::Front, claims, tx2));
+            let back = scope.spawn(move || self.scan(Side::Back, claims, tx));
+            for batch in rx {
+                batch.into_iter().for_each(&mut *each);
             }
+            (fwd.join(), back.join())
+        });
+        let mut unreadable = Vec::new();
+        for side in [fwd, back] {
+            let keys = side
+                .map_err(|_| Error::invalid("internal error: a database reader panicked"))?
+                .map_err(self.err("read leases"))?;
+            unreadable.extend(keys);
         }
         for k in unreadable {
             tracing::warn!("dropping an unreadable lease record");
@@ -359,6 +454,30 @@ mod tests {
         let at = bad_utf8.len() - 1;
         bad_utf8[at] = 0xff;
         assert_eq!(decode(&k, &bad_utf8), None);
+    }
+
+    #[test]
+    fn both_readers_together_load_every_lease_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let Ok(Opened::Fine(b)) = SledBackend::open(&dir.path().join("db")) else {
+            panic!("open");
+        };
+        for n in [0usize, 1, 2, BATCH - 1, BATCH, 2 * BATCH + 1, 5 * BATCH + 7] {
+            b.clear().unwrap();
+            let mut want = Vec::new();
+            for i in 0..n as u32 {
+                let l = lease(
+                    &format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
+                    None,
+                );
+                b.put(&l).unwrap();
+                want.push(l);
+            }
+            let mut got = b.load().unwrap();
+            got.sort_by_key(|l| l.net);
+            want.sort_by_key(|l| l.net);
+            assert_eq!(got, want, "{n} leases");
+        }
     }
 
     #[test]
