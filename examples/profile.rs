@@ -17,8 +17,8 @@ use std::hint::black_box;
 use std::net::IpAddr;
 use std::time::Instant;
 
-use relaylease::answers::policy::decide;
-use relaylease::answers::policy_proto::{parse_request, reply};
+use relaylease::answers::policy::decide_ref;
+use relaylease::answers::policy_proto::{parse_request_ref, reply};
 use relaylease::answers::tcprules::build_rules;
 use relaylease::lease::{Lease, Login, Rules, lease_key, now_ms};
 use relaylease::sources::logparse::LineParser;
@@ -113,11 +113,12 @@ fn main() {
             let t = Instant::now();
             let mut ok = 0;
             for i in 0..n {
-                let (req, _) = parse_request(&reqs[i % reqs.len()])
+                // What the policy service does for each request.
+                let (req, _) = parse_request_ref(&reqs[i % reqs.len()])
                     .ok()
                     .flatten()
                     .expect("request");
-                if reply(decide(&leases, &req, now)).starts_with(b"action=OK") {
+                if reply(decide_ref(&leases, &req, now)).starts_with(b"action=OK") {
                     ok += 1;
                 }
             }

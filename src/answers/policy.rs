@@ -1,6 +1,7 @@
 //! The Postfix policy service: `action=OK` for a leased or `--allow`ed client, else `DUNNO`.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -8,7 +9,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, watch};
 
 use super::policy_proto::{
-    Action, MAX_REQUEST, ProtoError, Request, client_ip, parse_request, reply,
+    Action, MAX_REQUEST, ProtoError, Request, RequestRef, client_ip, client_ip_bytes,
+    parse_request_ref, reply,
 };
 use crate::lease::{Millis, now_ms};
 use crate::listen::{Conn, Listener};
@@ -22,7 +24,23 @@ pub const IDLE: Duration = Duration::from_secs(600);
 
 /// The answer for one request. Never OK unless the client address parses and may relay.
 pub fn decide(leases: &Leases, req: &Request, now: Millis) -> Action {
-    match client_ip(req) {
+    judge(leases, client_ip(req), req.client_address.as_deref(), now)
+}
+
+/// [`decide`] for a request still in the read buffer; what the service itself calls.
+pub fn decide_ref(leases: &Leases, req: &RequestRef<'_>, now: Millis) -> Action {
+    let raw = req.client_address();
+    let ip = client_ip_bytes(raw);
+    if ip.is_some() {
+        return judge(leases, ip, None, now);
+    }
+    let shown = raw.map(String::from_utf8_lossy);
+    judge(leases, None, shown.as_deref(), now)
+}
+
+/// `client_address` is only for the warning about an unusable one.
+fn judge(leases: &Leases, ip: Option<IpAddr>, client_address: Option<&str>, now: Millis) -> Action {
+    match ip {
         Some(ip) if leases.allowed(ip, now) => {
             Stats::bump(&leases.stats.policy_ok);
             tracing::debug!(addr = %ip, "policy: OK");
@@ -35,7 +53,7 @@ pub fn decide(leases: &Leases, req: &Request, now: Millis) -> Action {
         None => {
             Stats::bump(&leases.stats.policy_dunno);
             tracing::warn!(
-                client_address = req.client_address.as_deref().unwrap_or(""),
+                client_address = client_address.unwrap_or(""),
                 "policy request without a usable client_address: DUNNO"
             );
             Action::Dunno
@@ -102,10 +120,10 @@ async fn connection(mut conn: Box<dyn Conn>, leases: Arc<Leases>, mut stop: watc
             // is left after them holds no complete request.
             let mut used = 0;
             loop {
-                match parse_request(&buf[used..]) {
+                match parse_request_ref(&buf[used..]) {
                     Ok(Some((req, n))) => {
                         used += n;
-                        out.extend_from_slice(reply(decide(&leases, &req, now_ms())));
+                        out.extend_from_slice(reply(decide_ref(&leases, &req, now_ms())));
                     }
                     Ok(None) => break,
                     Err(ProtoError::TooLarge) => return too_large(&leases),
