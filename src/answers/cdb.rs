@@ -67,43 +67,122 @@ pub fn build(records: &[(&[u8], &[u8])]) -> Result<Vec<u8>, Error> {
             .iter()
             .map(|(k, d)| (k.len() as u64, d.len() as u64)),
     )?;
-    // `planned_size` proved every position below fits in a u32 (and so in usize).
-    let mut out = Vec::with_capacity(size as usize);
-    out.resize(HEADER as usize, 0);
-
-    // (hash, position) of each record, grouped by table in file order.
-    let mut tables: Vec<Vec<(u32, u32)>> = vec![Vec::new(); 256];
+    // `planned_size` proved every position fits in a u32 (and so in usize).
+    let mut b = Builder::with_capacity(records.len(), size as usize);
     for (key, data) in records {
-        let h = hash(key);
-        tables[(h & 255) as usize].push((h, out.len() as u32));
-        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        out.extend_from_slice(key);
-        out.extend_from_slice(data);
+        b.push(key, data)?;
     }
-
-    let mut slots: Vec<(u32, u32)> = Vec::new();
-    for (i, table) in tables.iter().enumerate() {
-        let len = table.len() * 2;
-        let pos = out.len() as u32;
-        out[i * 8..i * 8 + 4].copy_from_slice(&pos.to_le_bytes());
-        out[i * 8 + 4..i * 8 + 8].copy_from_slice(&(len as u32).to_le_bytes());
-        slots.clear();
-        slots.resize(len, (0, 0));
-        for &(h, p) in table {
-            let mut at = (h >> 8) as usize % len;
-            while slots[at].1 != 0 {
-                at = (at + 1) % len;
-            }
-            slots[at] = (h, p);
-        }
-        for &(h, p) in &slots {
-            out.extend_from_slice(&h.to_le_bytes());
-            out.extend_from_slice(&p.to_le_bytes());
-        }
-    }
+    let out = b.finish();
     debug_assert_eq!(out.len() as u64, size);
     Ok(out)
+}
+
+/// Builds a cdb one record at a time, for callers that make their records on the fly
+/// (the tcprules rebuild) rather than holding them all first. Same bytes as [`build`].
+pub struct Builder {
+    out: Vec<u8>,
+    /// (hash, position) of every record, in file order.
+    entries: Vec<(u32, u32)>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::with_capacity(0, 0)
+    }
+}
+
+impl Builder {
+    /// Room for `records` records and `bytes` bytes of file, allocated up front.
+    pub fn with_capacity(records: usize, bytes: usize) -> Builder {
+        let mut out = Vec::with_capacity(bytes.max(HEADER as usize));
+        out.resize(HEADER as usize, 0);
+        Builder {
+            out,
+            entries: Vec::with_capacity(records),
+        }
+    }
+
+    /// Append a record; returns its position, or an error when the file would pass
+    /// [`MAX_SIZE`] (checked with the slots this record adds, as [`planned_size`] does).
+    pub fn push(&mut self, key: &[u8], data: &[u8]) -> Result<u32, Error> {
+        let count = self.entries.len() as u64 + 1;
+        let size = (self.out.len() as u64)
+            .checked_add(RECORD_HEAD)
+            .and_then(|s| s.checked_add(key.len() as u64))
+            .and_then(|s| s.checked_add(data.len() as u64))
+            .and_then(|s| s.checked_add(SLOTS_PER_RECORD * count))
+            .filter(|&s| s <= MAX_SIZE)
+            .ok_or_else(|| too_big(count))?;
+        debug_assert!(size <= MAX_SIZE);
+        let pos = self.out.len() as u32;
+        self.entries.push((hash(key), pos));
+        self.out
+            .extend_from_slice(&(key.len() as u32).to_le_bytes());
+        self.out
+            .extend_from_slice(&(data.len() as u32).to_le_bytes());
+        self.out.extend_from_slice(key);
+        self.out.extend_from_slice(data);
+        Ok(pos)
+    }
+
+    /// The key of the record at `pos` (a value [`Builder::push`] returned).
+    pub fn key_at(&self, pos: u32) -> &[u8] {
+        let p = pos as usize;
+        let klen = u32_at(&self.out, p).unwrap_or(0) as usize;
+        self.out.get(p + 8..p + 8 + klen).unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Write the hash tables and the header; the finished file.
+    pub fn finish(self) -> Vec<u8> {
+        let Builder { mut out, entries } = self;
+        // Group the records by table, keeping file order within each (a stable counting
+        // sort): the order the slots are filled in decides which duplicate key wins.
+        let mut starts = [0usize; 257];
+        for &(h, _) in &entries {
+            starts[(h & 255) as usize + 1] += 1;
+        }
+        for i in 0..256 {
+            starts[i + 1] += starts[i];
+        }
+        let mut next = starts;
+        let mut grouped = vec![(0u32, 0u32); entries.len()];
+        for &(h, p) in &entries {
+            let t = (h & 255) as usize;
+            grouped[next[t]] = (h, p);
+            next[t] += 1;
+        }
+        out.reserve(entries.len() * SLOTS_PER_RECORD as usize);
+        let mut slots: Vec<(u32, u32)> = Vec::new();
+        for i in 0..256 {
+            let table = &grouped[starts[i]..starts[i + 1]];
+            let len = table.len() * 2;
+            let pos = out.len() as u32;
+            out[i * 8..i * 8 + 4].copy_from_slice(&pos.to_le_bytes());
+            out[i * 8 + 4..i * 8 + 8].copy_from_slice(&(len as u32).to_le_bytes());
+            slots.clear();
+            slots.resize(len, (0, 0));
+            for &(h, p) in table {
+                let mut at = (h >> 8) as usize % len;
+                while slots[at].1 != 0 {
+                    at = (at + 1) % len;
+                }
+                slots[at] = (h, p);
+            }
+            for &(h, p) in &slots {
+                out.extend_from_slice(&h.to_le_bytes());
+                out.extend_from_slice(&p.to_le_bytes());
+            }
+        }
+        out
+    }
 }
 
 fn u32_at(cdb: &[u8], pos: usize) -> Option<u32> {

@@ -1,13 +1,17 @@
 //! The Postfix policy service: `action=OK` for a leased or `--allow`ed client, else `DUNNO`.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, watch};
 
-use super::policy_proto::{Action, MAX_REQUEST, Request, client_ip, parse_request, reply};
+use super::policy_proto::{
+    Action, MAX_REQUEST, ProtoError, Request, RequestRef, client_ip, client_ip_bytes,
+    parse_request_ref, reply,
+};
 use crate::lease::{Millis, now_ms};
 use crate::listen::{Conn, Listener};
 use crate::store::{Leases, Stats};
@@ -20,8 +24,24 @@ pub const IDLE: Duration = Duration::from_secs(600);
 
 /// The answer for one request. Never OK unless the client address parses and may relay.
 pub fn decide(leases: &Leases, req: &Request, now: Millis) -> Action {
-    match client_ip(req) {
-        Some(ip) if leases.check(ip, now).allowed() => {
+    judge(leases, client_ip(req), req.client_address.as_deref(), now)
+}
+
+/// [`decide`] for a request still in the read buffer; what the service itself calls.
+pub fn decide_ref(leases: &Leases, req: &RequestRef<'_>, now: Millis) -> Action {
+    let raw = req.client_address();
+    let ip = client_ip_bytes(raw);
+    if ip.is_some() {
+        return judge(leases, ip, None, now);
+    }
+    let shown = raw.map(String::from_utf8_lossy);
+    judge(leases, None, shown.as_deref(), now)
+}
+
+/// `client_address` is only for the warning about an unusable one.
+fn judge(leases: &Leases, ip: Option<IpAddr>, client_address: Option<&str>, now: Millis) -> Action {
+    match ip {
+        Some(ip) if leases.allowed(ip, now) => {
             Stats::bump(&leases.stats.policy_ok);
             tracing::debug!(addr = %ip, "policy: OK");
             Action::Ok
@@ -33,7 +53,7 @@ pub fn decide(leases: &Leases, req: &Request, now: Millis) -> Action {
         None => {
             Stats::bump(&leases.stats.policy_dunno);
             tracing::warn!(
-                client_address = req.client_address.as_deref().unwrap_or(""),
+                client_address = client_address.unwrap_or(""),
                 "policy request without a usable client_address: DUNNO"
             );
             Action::Dunno
@@ -86,38 +106,39 @@ async fn connection(mut conn: Box<dyn Conn>, leases: Arc<Leases>, mut stop: watc
     // Bytes of `buf` known to hold no end of request: a client sending one byte at a time
     // costs a scan of each byte once, not of the whole buffer on every read.
     let mut scanned = 0;
+    // One timer and one shutdown watch for the whole connection, not one per read: both
+    // register with state shared by every connection, which would cost each request a
+    // lock or two. The idle timer is pushed back only when it fires.
+    let idle = tokio::time::sleep(IDLE);
+    tokio::pin!(idle);
+    let mut last_read = Instant::now();
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     loop {
-        if !has_blank_line(&buf, scanned) {
-            if buf.len() > MAX_REQUEST {
-                Stats::bump(&leases.stats.errors);
-                tracing::warn!(
-                    limit = MAX_REQUEST,
-                    "policy: request too large, closing without a reply (Postfix uses its default_action)"
-                );
-                return;
-            }
-            scanned = buf.len();
-        }
-        // Answer every complete request already buffered (Postfix may pipeline).
-        let mut used = 0;
-        while has_blank_line(&buf[used..], 0) {
-            match parse_request(&buf[used..]) {
-                Ok(Some((req, n))) => {
-                    used += n;
-                    out.extend_from_slice(reply(decide(&leases, &req, now_ms())));
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    Stats::bump(&leases.stats.errors);
-                    tracing::warn!(error = %e, "policy: malformed request, closing without a reply (Postfix uses its default_action)");
-                    return;
+        if has_blank_line(&buf, scanned) {
+            // Answer every complete request already buffered (Postfix may pipeline). What
+            // is left after them holds no complete request.
+            let mut used = 0;
+            loop {
+                match parse_request_ref(&buf[used..]) {
+                    Ok(Some((req, n))) => {
+                        used += n;
+                        out.extend_from_slice(reply(decide_ref(&leases, &req, now_ms())));
+                    }
+                    Ok(None) => break,
+                    Err(ProtoError::TooLarge) => return too_large(&leases),
+                    Err(e) => {
+                        Stats::bump(&leases.stats.errors);
+                        tracing::warn!(error = %e, "policy: malformed request, closing without a reply (Postfix uses its default_action)");
+                        return;
+                    }
                 }
             }
-        }
-        if used > 0 {
             buf.drain(..used);
-            scanned = 0;
+        } else if buf.len() > MAX_REQUEST {
+            return too_large(&leases);
         }
+        scanned = buf.len();
         if !out.is_empty() {
             if conn.write_all(&out).await.is_err() {
                 return;
@@ -125,17 +146,33 @@ async fn connection(mut conn: Box<dyn Conn>, leases: Arc<Leases>, mut stop: watc
             out.clear();
         }
         let n = tokio::select! {
-            r = tokio::time::timeout(IDLE, conn.read(&mut chunk)) => match r {
-                Ok(Ok(n)) => n,
-                Ok(Err(_)) | Err(_) => return,
+            r = conn.read(&mut chunk) => match r {
+                Ok(n) => n,
+                Err(_) => return,
             },
-            _ = stop.changed(), if buf.is_empty() => return,
+            _ = &mut idle => {
+                if last_read.elapsed() >= IDLE {
+                    return;
+                }
+                idle.as_mut().reset((last_read + IDLE).into());
+                continue;
+            }
+            _ = &mut stopped, if buf.is_empty() => return,
         };
         if n == 0 {
             return;
         }
+        last_read = Instant::now();
         buf.extend_from_slice(&chunk[..n]);
     }
+}
+
+fn too_large(leases: &Leases) {
+    Stats::bump(&leases.stats.errors);
+    tracing::warn!(
+        limit = MAX_REQUEST,
+        "policy: request too large, closing without a reply (Postfix uses its default_action)"
+    );
 }
 
 /// Does `buf` hold an empty line (the end of a request) that ends at or after `from`?

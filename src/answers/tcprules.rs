@@ -365,15 +365,25 @@ pub struct LeaseKeys {
 /// An IPv4-mapped IPv6 network is its IPv4 network. A `/0` is refused: its key would be the
 /// empty key, which is every client of either family.
 pub fn lease_keys(net: &IpNet) -> Result<LeaseKeys, Error> {
+    let mut keys = Vec::new();
+    let complete = each_key(net, &mut Vec::new(), &mut |k| {
+        keys.push(String::from_utf8_lossy(k).into_owned())
+    })?;
+    Ok(LeaseKeys { keys, complete })
+}
+
+/// [`lease_keys`] without the allocations: each key is handed to `f` in turn, built in
+/// `buf`. Returns `complete`. The tcprules rebuild calls this for every lease.
+fn each_key(net: &IpNet, buf: &mut Vec<u8>, f: &mut dyn FnMut(&[u8])) -> Result<bool, Error> {
     match *net {
-        IpNet::V4(n) => v4_keys(n),
+        IpNet::V4(n) => v4_keys(n, buf, f),
         IpNet::V6(n) => match n.addr().to_ipv4_mapped() {
             Some(v4) if n.prefix_len() >= 96 => {
                 let n4 = Ipv4Net::new(v4, n.prefix_len() - 96)
                     .map_err(|_| Error::invalid(format!("invalid lease {net}")))?;
-                v4_keys(n4)
+                v4_keys(n4, buf, f)
             }
-            _ => v6_keys(n),
+            _ => v6_keys(n, buf, f),
         },
     }
 }
@@ -384,7 +394,31 @@ fn refuse_everything(net: &IpNet) -> Error {
     ))
 }
 
-fn v4_keys(net: Ipv4Net) -> Result<LeaseKeys, Error> {
+/// Decimal digits of an octet, as `u8::to_string` writes them.
+fn push_dec(buf: &mut Vec<u8>, v: u8) {
+    if v >= 100 {
+        buf.push(b'0' + v / 100);
+    }
+    if v >= 10 {
+        buf.push(b'0' + v / 10 % 10);
+    }
+    buf.push(b'0' + v % 10);
+}
+
+/// Lower-case hex digits of a group without leading zeros, as `{:x}` writes them.
+fn push_hex(buf: &mut Vec<u8>, v: u16) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut started = false;
+    for shift in [12, 8, 4, 0] {
+        let d = (v >> shift) & 15;
+        if d != 0 || started || shift == 0 {
+            buf.push(HEX[d as usize]);
+            started = true;
+        }
+    }
+}
+
+fn v4_keys(net: Ipv4Net, buf: &mut Vec<u8>, f: &mut dyn FnMut(&[u8])) -> Result<bool, Error> {
     let net = net.trunc();
     let p = net.prefix_len();
     if p == 0 {
@@ -394,28 +428,24 @@ fn v4_keys(net: Ipv4Net) -> Result<LeaseKeys, Error> {
     let base = u32::from(net.network());
     let step = 1u64 << (32 - whole);
     let count = 1u64 << (whole - p);
-    let keys = (0..count)
-        .map(|i| {
-            let o = Ipv4Addr::from((u64::from(base) + i * step) as u32).octets();
-            let shown = &o[..usize::from(whole / 8)];
-            let mut k = shown
-                .iter()
-                .map(u8::to_string)
-                .collect::<Vec<_>>()
-                .join(".");
-            if whole < 32 {
-                k.push('.');
+    for i in 0..count {
+        let o = Ipv4Addr::from((u64::from(base) + i * step) as u32).octets();
+        buf.clear();
+        for (j, &octet) in o[..usize::from(whole / 8)].iter().enumerate() {
+            if j > 0 {
+                buf.push(b'.');
             }
-            k
-        })
-        .collect();
-    Ok(LeaseKeys {
-        keys,
-        complete: true,
-    })
+            push_dec(buf, octet);
+        }
+        if whole < 32 {
+            buf.push(b'.');
+        }
+        f(buf);
+    }
+    Ok(true)
 }
 
-fn v6_keys(net: Ipv6Net) -> Result<LeaseKeys, Error> {
+fn v6_keys(net: Ipv6Net, buf: &mut Vec<u8>, f: &mut dyn FnMut(&[u8])) -> Result<bool, Error> {
     let net = net.trunc();
     let p = net.prefix_len();
     if p == 0 {
@@ -430,8 +460,13 @@ fn v6_keys(net: Ipv6Net) -> Result<LeaseKeys, Error> {
         1u128 << (128 - whole)
     };
     let n = usize::from(whole / 16);
-    let mut keys = Vec::new();
     let mut complete = true;
+    let hex = |buf: &mut Vec<u8>, gs: &[u16]| {
+        for &g in gs {
+            push_hex(buf, g);
+            buf.push(b':');
+        }
+    };
     for i in 0..count {
         let g = Ipv6Addr::from(base + i * step).segments();
         if n == 8 {
@@ -441,22 +476,24 @@ fn v6_keys(net: Ipv6Net) -> Result<LeaseKeys, Error> {
             if text.ends_with(':') {
                 complete = false;
             } else {
-                keys.push(text);
+                f(text.as_bytes());
             }
             continue;
         }
-        let hex = |gs: &[u16]| gs.iter().map(|x| format!("{x:x}:")).collect::<String>();
-        keys.push(hex(&g[..n]));
+        buf.clear();
+        hex(buf, &g[..n]);
+        f(buf);
         if g[n - 1] == 0 && (n == 1 || g[n - 2] != 0) {
-            let mut k = hex(&g[..n - 1]);
-            k.push_str(if n == 1 { "::" } else { ":" });
-            keys.push(k);
+            buf.clear();
+            hex(buf, &g[..n - 1]);
+            buf.extend_from_slice(if n == 1 { b"::" } else { b":" });
+            f(buf);
         }
         if g[..n - 1].contains(&0) {
             complete = false;
         }
     }
-    Ok(LeaseKeys { keys, complete })
+    Ok(complete)
 }
 
 /// The rules leases add to `base`: `KEY:allow` with `env` (`RELAYCLIENT=""` when `env` is
@@ -468,18 +505,14 @@ pub fn lease_rules(
     leases: &[IpNet],
     env: &[(String, String)],
 ) -> Result<Vec<Rule>, Error> {
-    let env: Vec<(Vec<u8>, Vec<u8>)> = if env.is_empty() {
-        vec![(b"RELAYCLIENT".to_vec(), Vec::new())]
-    } else {
-        env.iter()
-            .map(|(n, v)| check_var(n, v).map(|()| (n.as_bytes().to_vec(), v.as_bytes().to_vec())))
-            .collect::<Result<_, _>>()?
-    };
+    let env = lease_env(env)?;
     let mut seen: HashSet<Vec<u8>> = base.iter().map(|r| r.key.clone()).collect();
     let mut added = Vec::new();
+    let mut buf = Vec::new();
     for net in leases {
-        for key in lease_keys(net)?.keys {
-            let key = key.into_bytes();
+        let mut keys = Vec::new();
+        each_key(net, &mut buf, &mut |k| keys.push(k.to_vec()))?;
+        for key in keys {
             if seen.insert(key.clone()) {
                 added.push(Rule {
                     key,
@@ -490,6 +523,19 @@ pub fn lease_rules(
         }
     }
     Ok(added)
+}
+
+/// A variable tcpserver sets: (name, value).
+type Var = (Vec<u8>, Vec<u8>);
+
+/// The variables a lease sets: `env` checked, or `RELAYCLIENT=""` when it is empty.
+fn lease_env(env: &[(String, String)]) -> Result<Vec<Var>, Error> {
+    if env.is_empty() {
+        return Ok(vec![(b"RELAYCLIENT".to_vec(), Vec::new())]);
+    }
+    env.iter()
+        .map(|(n, v)| check_var(n, v).map(|()| (n.as_bytes().to_vec(), v.as_bytes().to_vec())))
+        .collect()
 }
 
 /// A variable tcpserver can set and tcprules can write: `NAME=` would end the name early, NUL
@@ -510,19 +556,117 @@ fn check_var(name: &str, value: &str) -> Result<(), Error> {
 
 /// The cdb tcpserver reads: `base` as written, then [`lease_rules`]. Byte for byte what
 /// `tcprules` writes for the base text followed by those rules' lines.
+///
+/// Runs on every change to the leased set, so it makes the records straight into the cdb:
+/// no [`Rule`] per lease, and the keys already written serve as the set of keys seen.
 pub fn build_rules(
     base: &[Rule],
     leases: &[IpNet],
     env: &[(String, String)],
 ) -> Result<Vec<u8>, Error> {
-    let added = lease_rules(base, leases, env)?;
-    let data: Vec<(&[u8], Vec<u8>)> = base
-        .iter()
-        .chain(&added)
-        .map(|r| (r.key.as_slice(), r.data()))
-        .collect();
-    let records: Vec<(&[u8], &[u8])> = data.iter().map(|(k, d)| (*k, d.as_slice())).collect();
-    cdb::build(&records)
+    let data = Rule {
+        key: Vec::new(),
+        access: Access::Allow,
+        env: lease_env(env)?,
+    }
+    .data();
+    // Most leases are one key of at most 15 (IPv4) or 20 (IPv6 /64) bytes.
+    let records = base.len() + leases.len();
+    let mut cdb = cdb::Builder::with_capacity(records, 2048 + records * (8 + 20 + 16 + data.len()));
+    let mut seen = KeySet::with_capacity(records);
+    for r in base {
+        let pos = cdb.push(&r.key, &r.data())?;
+        seen.insert_new(&cdb, &r.key, pos);
+    }
+    let mut buf = Vec::with_capacity(64);
+    let mut failed = None;
+    for net in leases {
+        each_key(net, &mut buf, &mut |key| {
+            if failed.is_some() {
+                return;
+            }
+            let h = cdb::hash(key);
+            if seen.contains(&cdb, key, h) {
+                return;
+            }
+            match cdb.push(key, &data) {
+                Ok(pos) => seen.insert(h, pos),
+                Err(e) => failed = Some(e),
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+    }
+    Ok(cdb.finish())
+}
+
+/// The keys already in a [`cdb::Builder`], by record position: an open-addressing table of
+/// `(cdb hash, position)` whose keys are read back from the builder, so no key is copied.
+struct KeySet {
+    slots: Vec<(u32, u32)>,
+    len: usize,
+}
+
+/// Marks an empty slot; no record starts at 0 (the header is there).
+const EMPTY: u32 = 0;
+
+impl KeySet {
+    fn with_capacity(n: usize) -> KeySet {
+        KeySet {
+            slots: vec![(0, EMPTY); (n * 2).next_power_of_two().max(16)],
+            len: 0,
+        }
+    }
+
+    fn home(&self, h: u32) -> usize {
+        // The cdb hash's low byte picks the cdb table; mix so the slot uses every bit.
+        (h.wrapping_mul(0x9e37_79b1).rotate_left(16) as usize) & (self.slots.len() - 1)
+    }
+
+    fn contains(&self, cdb: &cdb::Builder, key: &[u8], h: u32) -> bool {
+        let mask = self.slots.len() - 1;
+        let mut at = self.home(h);
+        loop {
+            let (sh, pos) = self.slots[at];
+            if pos == EMPTY {
+                return false;
+            }
+            if sh == h && cdb.key_at(pos) == key {
+                return true;
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// Add a key known not to be in the set yet.
+    fn insert(&mut self, h: u32, pos: u32) {
+        if (self.len + 1) * 2 > self.slots.len() {
+            let old = std::mem::take(&mut self.slots);
+            self.slots = vec![(0, EMPTY); old.len() * 2];
+            self.len = 0;
+            for (oh, opos) in old {
+                if opos != EMPTY {
+                    self.insert(oh, opos);
+                }
+            }
+        }
+        let mask = self.slots.len() - 1;
+        let mut at = self.home(h);
+        while self.slots[at].1 != EMPTY {
+            at = (at + 1) & mask;
+        }
+        self.slots[at] = (h, pos);
+        self.len += 1;
+    }
+
+    /// Add a key unless an equal one is there (base rules may repeat a key).
+    fn insert_new(&mut self, cdb: &cdb::Builder, key: &[u8], pos: u32) {
+        let h = cdb::hash(key);
+        if !self.contains(cdb, key, h) {
+            self.insert(h, pos);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -905,6 +1049,51 @@ joe@192.0.2.9:allow,RELAYCLIENT=\"\"
             ours,
             real_tcprules(&equivalent_text(&base, &leases, &env)).unwrap()
         );
+    }
+
+    #[test]
+    fn build_rules_writes_exactly_base_then_lease_rules() {
+        // Overlapping leases, a lease key the base already has, repeated base keys, every
+        // key shape: the single-pass rebuild must equal the two-step definition.
+        let base =
+            parse_rules(b"10.0.1.:deny\n10.0.1.:allow\n192.0.2.7:allow,X=\"1\"\n:deny\n").unwrap();
+        let leases: Vec<IpNet> = [
+            "10.0.0.0/23",
+            "10.0.1.0/24",
+            "192.0.2.7/32",
+            "192.0.2.8/32",
+            "192.0.2.8/32",
+            "2001:db8:1::/64",
+            "2001:db8::/56",
+            "2001:db8:0:5::/64",
+            "2001:db8::5/128",
+            "2001:db8:1::/128",
+            "::ffff:198.51.100.0/120",
+            "10.0.0.0/9",
+        ]
+        .iter()
+        .map(|s| net(s))
+        .chain(many_leases(300))
+        .collect();
+        for env in [vec![], vec![("RELAYCLIENT".to_string(), "@x".to_string())]] {
+            let added = lease_rules(&base, &leases, &env).unwrap();
+            let datas: Vec<(Vec<u8>, Vec<u8>)> = base
+                .iter()
+                .chain(&added)
+                .map(|r| (r.key.clone(), r.data()))
+                .collect();
+            let records: Vec<(&[u8], &[u8])> = datas
+                .iter()
+                .map(|(k, d)| (k.as_slice(), d.as_slice()))
+                .collect();
+            assert_eq!(
+                build_rules(&base, &leases, &env).unwrap(),
+                cdb::build(&records).unwrap()
+            );
+        }
+        assert!(build_rules(&[], &[net("0.0.0.0/0")], &[]).is_err());
+        let bad_env = [("A=B".to_string(), String::new())];
+        assert!(build_rules(&[], &leases, &bad_env).is_err());
     }
 
     #[test]

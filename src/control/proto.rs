@@ -166,7 +166,8 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
     if text.is_empty() {
         return Err("empty request".into());
     }
-    let req: Request = serde_json::from_str(text).map_err(|e| format!("bad request: {e}"))?;
+    let req: Request =
+        serde_json::from_str(text).map_err(|e| format!("bad request: {}", one_line(&e)))?;
     if req.v != VERSION {
         return Err(format!(
             "unsupported protocol version {} (this daemon speaks {VERSION})",
@@ -174,6 +175,20 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
         ));
     }
     Ok(req)
+}
+
+/// serde's message quotes the offending value, and a JSON string can hold any control
+/// character: escape them, so the reason stays one line in the reply and in the log.
+fn one_line(e: &serde_json::Error) -> String {
+    let mut s = String::new();
+    for c in e.to_string().chars() {
+        if c.is_control() {
+            s.extend(c.escape_default());
+        } else {
+            s.push(c);
+        }
+    }
+    s
 }
 
 /// One line of JSON with its newline.
@@ -257,6 +272,26 @@ mod tests {
             let e = parse_request(input).unwrap_err();
             assert!(e.contains(want), "{input:?}: {e}");
             assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
+    /// Found by the control_request fuzz target: serde quotes the offending value, and a JSON
+    /// string may hold any control character, so an unescaped reason broke onto a second line
+    /// (of the daemon's log, too).
+    #[test]
+    fn a_quoted_value_never_breaks_the_reason_onto_two_lines() {
+        let cases: &[(&[u8], &str)] = &[
+            (br#"{"op":"flr\r\ndv"}"#, r"unknown variant `flr\r\ndv`"),
+            (
+                br#"{"v":"1\n2","op":"list"}"#,
+                r#"invalid type: string "1\n2""#,
+            ),
+            (br#"{"op":"x\u0000y"}"#, r"unknown variant `x\u{0}y`"),
+        ];
+        for (input, want) in cases {
+            let e = parse_request(input).unwrap_err();
+            assert!(e.contains(want), "{e}");
+            assert!(!e.chars().any(char::is_control), "{e:?}");
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The lease table: an in-memory index that answers questions, written through to a durable
 //! backend (sled, or Redis shared by a site's hosts) behind the small [`Backend`] trait.
 
+mod index;
 mod redis_store;
 pub mod redis_sync;
 mod sled_store;
@@ -22,11 +23,20 @@ pub use table::Table;
 
 use crate::error::{Error, Result};
 use crate::lease::{Lease, Login, Millis, Rules, SOURCE_MANUAL, Verdict, lease_key, show_key};
+use index::Index;
 
 /// Where leases live when the process stops.
 pub trait Backend: Send + Sync {
     /// Every stored lease, expired ones included (the caller drops those).
     fn load(&self) -> Result<Vec<Lease>>;
+    /// [`Backend::load`] one lease at a time, so that opening a large table does not hold
+    /// every lease twice.
+    fn load_each(&self, each: &mut dyn FnMut(Lease)) -> Result<()> {
+        for lease in self.load()? {
+            each(lease);
+        }
+        Ok(())
+    }
     fn put(&self, lease: &Lease) -> Result<()>;
     fn remove(&self, net: &IpNet) -> Result<()>;
     fn clear(&self) -> Result<()>;
@@ -133,7 +143,7 @@ pub struct StatsSnapshot {
 /// The lease table shared by every source and answer in the daemon (and by the commands
 /// when they work on the database directly).
 pub struct Leases {
-    table: RwLock<Table>,
+    table: RwLock<Index>,
     backend: Box<dyn Backend>,
     rules: RwLock<Arc<Rules>>,
     /// Bumped on every change to the set of leased keys, for answers that rebuild a file.
@@ -151,16 +161,22 @@ impl Leases {
     /// Load the backend's leases, dropping (and deleting) those already past their deadline:
     /// a restart never brings back an expired lease.
     pub fn open(backend: Box<dyn Backend>, rules: Rules, now: Millis) -> Result<Self> {
-        let mut table = Table::default();
-        let mut dropped = 0usize;
-        for lease in backend.load()? {
-            if lease.is_live(now) {
-                table.upsert(lease);
-            } else {
-                backend.remove(&lease.net)?;
-                dropped += 1;
-            }
+        let mut expired = Vec::new();
+        let mut loaded = Ok(());
+        let table = Index::build(|each| {
+            loaded = backend.load_each(&mut |lease| {
+                if lease.is_live(now) {
+                    each(lease);
+                } else {
+                    expired.push(lease.net);
+                }
+            });
+        });
+        loaded?;
+        for net in &expired {
+            backend.remove(net)?;
         }
+        let dropped = expired.len();
         if dropped > 0 {
             tracing::info!(count = dropped, "dropped leases that expired while stopped");
         }
@@ -209,7 +225,7 @@ impl Leases {
 
     /// Insert a lease, writing it through to the backend while the table is locked so the
     /// two never disagree about which version is newest.
-    fn store(&self, lease: Lease, meta: Option<(&str, &[u8])>) -> Result<Option<Lease>> {
+    fn store(&self, lease: Lease, meta: Option<(&str, &[u8])>) -> Result<()> {
         let mut t = self.table.write().map_err(|_| poisoned())?;
         let earliest = t.next_deadline();
         match meta {
@@ -217,15 +233,15 @@ impl Leases {
             None => self.backend.put(&lease)?,
         }
         let deadline = lease.deadline;
-        let old = t.upsert(lease);
+        let replaced = t.upsert(lease);
         drop(t);
         if earliest.is_none_or(|e| deadline < e) {
             self.sooner.notify_one();
         }
-        if old.is_none() {
+        if !replaced {
             self.changed();
         }
-        Ok(old)
+        Ok(())
     }
 
     /// Record a successful login. `durable` makes the lease survive a crash before this
@@ -269,8 +285,7 @@ impl Leases {
         let lease = {
             let t = self.table.read().map_err(|_| poisoned())?;
             match t.get(&net) {
-                Some(old) if old.is_live(now) => {
-                    let mut l = old.clone();
+                Some(mut l) if l.is_live(now) => {
                     l.renew(login, deadline);
                     l
                 }
@@ -309,8 +324,7 @@ impl Leases {
         let lease = {
             let t = self.table.read().map_err(|_| poisoned())?;
             match t.get(&net) {
-                Some(old) if old.is_live(now) => {
-                    let mut l = old.clone();
+                Some(mut l) if l.is_live(now) => {
                     l.renew(&login, deadline);
                     l.deadline = deadline;
                     l
@@ -368,13 +382,32 @@ impl Leases {
         self.check_key(&net, now)
     }
 
+    /// Whether [`Leases::check`] would allow `ip`, without copying the lease or the rules:
+    /// the policy service asks this for every request, from every worker thread at once.
+    pub fn allowed(&self, ip: IpAddr, now: Millis) -> bool {
+        let net = {
+            let rules = match self.rules.read() {
+                Ok(r) => r,
+                Err(p) => p.into_inner(),
+            };
+            if rules.static_net(ip).is_some() {
+                return true;
+            }
+            lease_key(ip, rules.v6_prefix)
+        };
+        match self.table.read() {
+            Ok(t) => t.allows(&net, now),
+            Err(_) => false,
+        }
+    }
+
     /// The live lease on exactly this key.
     pub fn check_key(&self, net: &IpNet, now: Millis) -> Answer {
         let Ok(t) = self.table.read() else {
             return Answer::No;
         };
         match t.get(net) {
-            Some(l) if l.is_live(now) => Answer::Lease(l.clone()),
+            Some(l) if l.is_live(now) => Answer::Lease(l),
             _ => Answer::No,
         }
     }
@@ -382,11 +415,7 @@ impl Leases {
     /// Live leases, soonest deadline first.
     pub fn list(&self, now: Millis) -> Vec<Lease> {
         match self.table.read() {
-            Ok(t) => t
-                .in_deadline_order()
-                .filter(|l| l.is_live(now))
-                .cloned()
-                .collect(),
+            Ok(t) => t.live(now),
             Err(_) => Vec::new(),
         }
     }
@@ -447,12 +476,12 @@ impl Leases {
         };
         let earliest = t.next_deadline();
         let deadline = lease.deadline;
-        let old = t.upsert(lease);
+        let replaced = t.upsert(lease);
         drop(t);
         if earliest.is_none_or(|e| deadline < e) {
             self.sooner.notify_one();
         }
-        if old.is_none() {
+        if !replaced {
             self.changed();
         }
     }
@@ -471,19 +500,20 @@ impl Leases {
         let Ok(mut t) = self.table.write() else {
             return;
         };
-        let mut next = Table::default();
+        let mut next = Index::default();
         for l in fresh {
             if l.is_live(now) && !keep_local(&l.net) {
                 next.upsert(l);
             }
         }
-        for l in t.in_deadline_order() {
+        // Every lease the table holds, due or not: `live(0)` is all of them.
+        for l in t.live(0) {
             if keep_local(&l.net) {
-                next.upsert(l.clone());
+                next.upsert(l);
             }
         }
         let same_keys =
-            t.len() == next.len() && next.in_deadline_order().all(|l| t.get(&l.net).is_some());
+            t.len() == next.len() && next.live(0).iter().all(|l| t.get(&l.net).is_some());
         *t = next;
         drop(t);
         self.sooner.notify_one();
@@ -604,6 +634,30 @@ mod tests {
         ));
         assert!(l.check(ip, T0 + 39 * MIN).allowed());
         assert!(!l.check(ip, T0 + 40 * MIN).allowed());
+    }
+
+    #[test]
+    fn allowed_agrees_with_check() {
+        let rules = Rules {
+            allow: vec!["10.0.0.0/8".parse().unwrap()],
+            ..Rules::default()
+        };
+        let l = Leases::open(Box::new(Mem::default()), rules, T0).unwrap();
+        l.login(&login("192.0.2.7", T0), T0, false, None).unwrap();
+        l.login(&login("2001:db8::1", T0), T0, false, None).unwrap();
+        for ip in [
+            "192.0.2.7",
+            "192.0.2.8",
+            "10.1.2.3",
+            "2001:db8::99",
+            "2001:db9::1",
+        ] {
+            let ip = parse_ip(ip).unwrap();
+            for now in [T0, T0 + 29 * MIN, T0 + 30 * MIN] {
+                assert_eq!(l.allowed(ip, now), l.check(ip, now).allowed(), "{ip} {now}");
+            }
+        }
+        assert!(l.allowed(parse_ip("::ffff:192.0.2.7").unwrap(), T0));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The embedded durable backend: one sled database under `--db DIR`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use ipnet::IpNet;
 
@@ -11,8 +12,11 @@ use crate::lease::{Lease, now_ms};
 const LEASES: &str = "leases";
 const META: &str = "meta";
 
-/// sled's default page cache is 1 GiB; leases are small and mostly read from memory.
-const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+/// sled's default page cache is 1 GiB; leases are read from the in-memory index, and the
+/// database is read through only once, at start. A small cache keeps a large table's RSS
+/// down (1,000,000 leases: 140 MiB of sled memory after the first read with 16 MiB, 111 MiB
+/// with 2 MiB).
+const CACHE_BYTES: u64 = 2 * 1024 * 1024;
 
 pub struct SledBackend {
     path: PathBuf,
@@ -196,26 +200,204 @@ pub(super) fn key_bytes(net: &IpNet) -> Vec<u8> {
     k
 }
 
+/// The version byte that starts every lease record.
+const RECORD_V1: u8 = 1;
+
+/// A lease record: the version, the four numbers (little-endian u64: deadline, first and last
+/// login, logins), then the source and the user as u32 length and bytes, the user's length
+/// `u32::MAX` when there is none. The address is the record's key. About 60 bytes for a
+/// typical lease where JSON took 150, which matters to a database rewritten on every login.
+fn encode(l: &Lease) -> Vec<u8> {
+    let user = l.user.as_deref().unwrap_or("");
+    let mut v = Vec::with_capacity(1 + 32 + 8 + l.source.len() + user.len());
+    v.push(RECORD_V1);
+    for n in [l.deadline, l.first_login, l.last_login, l.logins] {
+        v.extend_from_slice(&n.to_le_bytes());
+    }
+    v.extend_from_slice(&(l.source.len() as u32).to_le_bytes());
+    v.extend_from_slice(l.source.as_bytes());
+    match &l.user {
+        Some(u) => {
+            v.extend_from_slice(&(u.len() as u32).to_le_bytes());
+            v.extend_from_slice(u.as_bytes());
+        }
+        None => v.extend_from_slice(&u32::MAX.to_le_bytes()),
+    }
+    v
+}
+
+/// A u32 length and that many bytes of UTF-8; `Some(None)` for the "no text" length.
+fn text(r: &mut &[u8]) -> Option<Option<String>> {
+    let (b, rest) = r.split_first_chunk::<4>()?;
+    let len = u32::from_le_bytes(*b);
+    if len == u32::MAX {
+        *r = rest;
+        return Some(None);
+    }
+    let len = usize::try_from(len).ok()?;
+    let s = std::str::from_utf8(rest.get(..len)?).ok()?.to_string();
+    *r = &rest[len..];
+    Some(Some(s))
+}
+
+/// The lease stored under key `k` as `v`, or `None` when either is not what [`encode`] and
+/// [`key_bytes`] write (the caller drops such a record).
+fn decode(k: &[u8], v: &[u8]) -> Option<Lease> {
+    let net = match k {
+        [4, p, a @ ..] if a.len() == 4 => {
+            let a: [u8; 4] = a.try_into().ok()?;
+            IpNet::V4(ipnet::Ipv4Net::new(a.into(), *p).ok()?)
+        }
+        [6, p, a @ ..] if a.len() == 16 => {
+            let a: [u8; 16] = a.try_into().ok()?;
+            IpNet::V6(ipnet::Ipv6Net::new(a.into(), *p).ok()?)
+        }
+        _ => return None,
+    };
+    let mut r = v.strip_prefix(&[RECORD_V1])?;
+    let mut u64s = [0u64; 4];
+    for n in &mut u64s {
+        let (b, rest) = r.split_first_chunk::<8>()?;
+        *n = u64::from_le_bytes(*b);
+        r = rest;
+    }
+    let source = text(&mut r)??;
+    let user = text(&mut r)?;
+    if !r.is_empty() {
+        return None;
+    }
+    let [deadline, first_login, last_login, logins] = u64s;
+    Some(Lease {
+        net,
+        deadline,
+        first_login,
+        last_login,
+        user,
+        source,
+        logins,
+    })
+}
+
+/// Which end of the tree a reader starts from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Front,
+    Back,
+}
+
+/// How far each reader has got: the last key the front reader took and the last (lowest)
+/// key the back reader took. A reader takes only keys the other has not reached.
+#[derive(Default)]
+struct Claims {
+    front: Option<sled::IVec>,
+    back: Option<sled::IVec>,
+}
+
+/// Records read per batch, between looks at the other reader's progress.
+const BATCH: usize = 1024;
+
+impl SledBackend {
+    /// Read leases from one end until meeting the other reader; sends them in batches and
+    /// returns the keys of records that could not be read.
+    fn scan(
+        &self,
+        side: Side,
+        claims: &Mutex<Claims>,
+        tx: std::sync::mpsc::SyncSender<Vec<Lease>>,
+    ) -> std::result::Result<Vec<sled::IVec>, sled::Error> {
+        let mut it = self.leases.iter();
+        let mut unreadable = Vec::new();
+        loop {
+            let mut batch = Vec::with_capacity(BATCH);
+            while batch.len() < BATCH {
+                let item = match side {
+                    Side::Front => it.next(),
+                    Side::Back => it.next_back(),
+                };
+                match item {
+                    Some(kv) => batch.push(kv?),
+                    None => break,
+                }
+            }
+            let ended = batch.len() < BATCH;
+            let met = {
+                let mut c = claims.lock().unwrap_or_else(|p| p.into_inner());
+                let c = &mut *c;
+                let (mine, theirs) = match side {
+                    Side::Front => (&mut c.front, &c.back),
+                    Side::Back => (&mut c.back, &c.front),
+                };
+                let cut = theirs.as_ref().and_then(|t| {
+                    batch.iter().position(|(k, _)| match side {
+                        Side::Front => k >= t,
+                        Side::Back => k <= t,
+                    })
+                });
+                if let Some(n) = cut {
+                    batch.truncate(n);
+                }
+                if let Some((k, _)) = batch.last() {
+                    *mine = Some(k.clone());
+                }
+                cut.is_some()
+            };
+            let mut leases = Vec::with_capacity(batch.len());
+            for (k, v) in batch {
+                match decode(&k, &v) {
+                    Some(l) => leases.push(l),
+                    None => unreadable.push(k),
+                }
+            }
+            if !leases.is_empty() && tx.send(leases).is_err() {
+                break;
+            }
+            if met || ended {
+                break;
+            }
+        }
+        Ok(unreadable)
+    }
+}
+
 impl Backend for SledBackend {
     fn load(&self) -> Result<Vec<Lease>> {
         let mut out = Vec::new();
-        for item in self.leases.iter() {
-            let (k, v) = item.map_err(self.err("read leases"))?;
-            match serde_json::from_slice::<Lease>(&v) {
-                Ok(l) => out.push(l),
-                Err(e) => {
-                    tracing::warn!(error = %e, "dropping an unreadable lease record");
-                    self.leases.remove(k).map_err(self.err("remove lease"))?;
-                }
-            }
-        }
+        self.load_each(&mut |l| out.push(l))?;
         Ok(out)
     }
 
+    /// Two threads read the tree, one from each end, and meet in the middle: opening a
+    /// database of a million leases is mostly sled's reading, and there are two cores.
+    fn load_each(&self, each: &mut dyn FnMut(Lease)) -> Result<()> {
+        let claims = Mutex::new(Claims::default());
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Lease>>(16);
+        let (fwd, back) = std::thread::scope(|scope| {
+            let claims = &claims;
+            let tx2 = tx.clone();
+            let fwd = scope.spawn(move || self.scan(Side::Front, claims, tx2));
+            let back = scope.spawn(move || self.scan(Side::Back, claims, tx));
+            for batch in rx {
+                batch.into_iter().for_each(&mut *each);
+            }
+            (fwd.join(), back.join())
+        });
+        let mut unreadable = Vec::new();
+        for side in [fwd, back] {
+            let keys = side
+                .map_err(|_| Error::invalid("internal error: a database reader panicked"))?
+                .map_err(self.err("read leases"))?;
+            unreadable.extend(keys);
+        }
+        for k in unreadable {
+            tracing::warn!("dropping an unreadable lease record");
+            self.leases.remove(k).map_err(self.err("remove lease"))?;
+        }
+        Ok(())
+    }
+
     fn put(&self, lease: &Lease) -> Result<()> {
-        let v = serde_json::to_vec(lease).map_err(|e| Error::invalid(e.to_string()))?;
         self.leases
-            .insert(key_bytes(&lease.net), v)
+            .insert(key_bytes(&lease.net), encode(lease))
             .map_err(self.err("write lease"))?;
         Ok(())
     }
@@ -238,7 +420,7 @@ impl Backend for SledBackend {
 
     fn put_with_meta(&self, lease: &Lease, key: &str, value: &[u8]) -> Result<()> {
         use sled::Transactional;
-        let v = serde_json::to_vec(lease).map_err(|e| Error::invalid(e.to_string()))?;
+        let v = encode(lease);
         let k = key_bytes(&lease.net);
         (&self.leases, &self.meta)
             .transaction(|(leases, meta)| {
@@ -267,5 +449,95 @@ impl Backend for SledBackend {
             .insert(key.as_bytes(), value)
             .map_err(self.err("write"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lease::{Login, lease_key, parse_ip};
+
+    fn lease(ip: &str, user: Option<&str>) -> Lease {
+        let login = Login {
+            ip: parse_ip(ip).unwrap(),
+            user: user.map(str::to_string),
+            at: 1_795_316_997_000,
+            source: "/var/log/mail.log".into(),
+        };
+        let mut l = Lease::new(lease_key(login.ip, 64), &login, login.at + 1_800_000);
+        l.logins = 12;
+        l
+    }
+
+    #[test]
+    fn records_round_trip() {
+        for l in [
+            lease("192.0.2.7", Some("alice@example.net")),
+            lease("2001:db8::7", None),
+            lease("192.0.2.8", Some("")),
+            lease("192.0.2.9", Some("ünïcode")),
+        ] {
+            let v = encode(&l);
+            assert_eq!(decode(&key_bytes(&l.net), &v), Some(l.clone()));
+        }
+        assert_eq!(encode(&lease("192.0.2.7", Some("alice"))).len(), 63);
+    }
+
+    #[test]
+    fn damaged_records_decode_to_none() {
+        let l = lease("192.0.2.7", Some("alice"));
+        let (k, v) = (key_bytes(&l.net), encode(&l));
+        for cut in 0..v.len() {
+            assert_eq!(decode(&k, &v[..cut]), None, "cut at {cut}");
+        }
+        let mut longer = v.clone();
+        longer.push(0);
+        assert_eq!(decode(&k, &longer), None);
+        assert_eq!(decode(&k[..5], &v), None);
+        assert_eq!(decode(&[4, 33, 1, 2, 3, 4], &v), None, "prefix too long");
+        assert_eq!(decode(&k, br#"{"net":"192.0.2.7/32"}"#), None);
+        let mut bad_utf8 = v.clone();
+        let at = bad_utf8.len() - 1;
+        bad_utf8[at] = 0xff;
+        assert_eq!(decode(&k, &bad_utf8), None);
+    }
+
+    #[test]
+    fn both_readers_together_load_every_lease_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let Ok(Opened::Fine(b)) = SledBackend::open(&dir.path().join("db")) else {
+            panic!("open");
+        };
+        for n in [0usize, 1, 2, BATCH - 1, BATCH, 2 * BATCH + 1, 5 * BATCH + 7] {
+            b.clear().unwrap();
+            let mut want = Vec::new();
+            for i in 0..n as u32 {
+                let l = lease(
+                    &format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
+                    None,
+                );
+                b.put(&l).unwrap();
+                want.push(l);
+            }
+            let mut got = b.load().unwrap();
+            got.sort_by_key(|l| l.net);
+            want.sort_by_key(|l| l.net);
+            assert_eq!(got, want, "{n} leases");
+        }
+    }
+
+    #[test]
+    fn unreadable_records_are_dropped_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let Ok(Opened::Fine(b)) = SledBackend::open(&dir.path().join("db")) else {
+            panic!("open");
+        };
+        let good = lease("192.0.2.7", Some("alice"));
+        b.put(&good).unwrap();
+        b.leases
+            .insert(&[4, 32, 192, 0, 2, 8][..], &b"junk"[..])
+            .unwrap();
+        assert_eq!(b.load().unwrap(), vec![good]);
+        assert_eq!(b.leases.len(), 1, "the junk record is gone");
     }
 }

@@ -1,0 +1,917 @@
+//! Load generator for the socket-facing parts, run against the real daemon binary.
+//!
+//! `cargo bench --bench loadgen [-- SECTION...]` measures; sections are `policy`, `log`,
+//! `hook`, `tcprules`, `memory` and `store` (all of them when none is named).
+//! `cargo bench --bench loadgen -- --test` (or `--quick`, or `cargo test --benches`) runs
+//! every section briefly (about a second each) on small workloads, to check it still works.
+//!
+//! Everything talks to sockets in a temporary directory; every loop is bounded in count and
+//! time.
+
+mod workload;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use relaylease::answers::cdbfile::write_atomically;
+use relaylease::answers::tcprules::{build_rules, lease_rules};
+use relaylease::lease::{Lease, Login, Rules, lease_key, now_ms};
+use relaylease::store::{Backend, Leases, Opened, SledBackend};
+
+const BIN: &str = env!("CARGO_BIN_EXE_relaylease");
+const SECTIONS: [&str; 6] = ["policy", "log", "hook", "tcprules", "memory", "store"];
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("__responder") {
+        responder(Path::new(&args[1]));
+        return;
+    }
+    let quick = workload::quick();
+    let _ = QUICK.set(quick);
+    let named: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    for s in &named {
+        assert!(
+            SECTIONS.contains(s),
+            "unknown section '{s}' (known: {SECTIONS:?})"
+        );
+    }
+    let run = |s: &str| named.is_empty() || named.contains(&s);
+    println!(
+        "loadgen: {} mode, daemon {BIN}",
+        if quick { "quick (smoke)" } else { "full" }
+    );
+    let started = Instant::now();
+    if run("policy") {
+        policy(quick);
+    }
+    if run("log") {
+        log_latency(quick);
+    }
+    if run("hook") {
+        hook_latency(quick);
+    }
+    if run("tcprules") {
+        tcprules(quick);
+    }
+    if run("memory") {
+        memory(quick);
+    }
+    if run("store") {
+        store(quick);
+    }
+    println!("loadgen: done in {:.1} s", started.elapsed().as_secs_f64());
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+
+fn tempdir() -> tempfile::TempDir {
+    // On the disk, like /var/lib: fsync costs what it costs in production.
+    tempfile::Builder::new()
+        .prefix("relaylease-bench.")
+        .tempdir_in(std::env::var_os("RELAYLEASE_BENCH_DIR").unwrap_or_else(|| "/tmp".into()))
+        .expect("temporary directory")
+}
+
+struct Daemon {
+    child: Child,
+    policy: PathBuf,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    /// Start `relaylease daemon` and wait until its policy socket answers; returns the
+    /// daemon and how long that took.
+    fn start(dir: &Path, db: &Path, watch: Option<&Path>) -> (Daemon, Duration) {
+        let policy = dir.join("policy.sock");
+        let socket = dir.join("control.sock");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("daemon")
+            .arg("--db")
+            .arg(db)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--policy")
+            .arg(format!("unix:{}", policy.display()));
+        if let Some(w) = watch {
+            cmd.arg("--watch").arg(w);
+        }
+        let log = File::create(dir.join("daemon.log")).expect("daemon log");
+        let t0 = Instant::now();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start the daemon");
+        let mut d = Daemon {
+            child,
+            policy,
+            socket,
+        };
+        let deadline = t0 + Duration::from_secs(120);
+        loop {
+            if let Ok(mut c) = PolicyConn::connect(&d.policy)
+                && c.ask("192.0.2.1").is_some()
+            {
+                break;
+            }
+            if let Ok(Some(st)) = d.child.try_wait() {
+                let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
+                panic!("daemon exited with {st}:\n{log}");
+            }
+            assert!(Instant::now() < deadline, "daemon not ready after 120 s");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let ready = t0.elapsed();
+        (d, ready)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident and peak resident memory in KiB, from /proc.
+    fn rss_kib(&self) -> (u64, u64) {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One blocking policy connection, for latency probes.
+struct PolicyConn {
+    s: UnixStream,
+    n: u64,
+    buf: Vec<u8>,
+}
+
+impl PolicyConn {
+    fn connect(path: &Path) -> std::io::Result<PolicyConn> {
+        let s = UnixStream::connect(path)?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        Ok(PolicyConn {
+            s,
+            n: 0,
+            buf: Vec::with_capacity(64),
+        })
+    }
+
+    /// Some(true) for OK, Some(false) for DUNNO, None when the connection failed.
+    fn ask(&mut self, client: &str) -> Option<bool> {
+        self.n += 1;
+        self.s
+            .write_all(&workload::policy_request(client, self.n))
+            .ok()?;
+        self.buf.clear();
+        let mut chunk = [0u8; 64];
+        while !self.buf.ends_with(b"\n\n") {
+            let n = self.s.read(&mut chunk).ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+        Some(self.buf.starts_with(b"action=OK"))
+    }
+
+    /// Ask until the answer is OK; the time it took, or None after `limit`.
+    fn until_ok(&mut self, client: &str, since: Instant, limit: Duration) -> Option<Duration> {
+        loop {
+            if self.ask(client)? {
+                return Some(since.elapsed());
+            }
+            if since.elapsed() > limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+}
+
+#[derive(Default)]
+struct Dist(Vec<u64>);
+
+impl Dist {
+    fn add(&mut self, d: Duration) {
+        self.0.push(d.as_nanos() as u64);
+    }
+    fn pct(&mut self, p: f64) -> Duration {
+        if self.0.is_empty() {
+            return Duration::ZERO;
+        }
+        self.0.sort_unstable();
+        let i = ((self.0.len() as f64 * p) as usize).min(self.0.len() - 1);
+        Duration::from_nanos(self.0[i])
+    }
+    fn show(&mut self) -> String {
+        format!(
+            "n={} p50={} p90={} p99={} max={}",
+            self.0.len(),
+            ms(self.pct(0.50)),
+            ms(self.pct(0.90)),
+            ms(self.pct(0.99)),
+            ms(self.pct(1.0))
+        )
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3}ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Set once in `main`: smoke runs print figures but judge nothing.
+static QUICK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+fn verdict(ok: bool) -> &'static str {
+    if QUICK.get().copied().unwrap_or(false) {
+        "(smoke run: not judged)"
+    } else if ok {
+        "MEETS"
+    } else {
+        "MISSES"
+    }
+}
+
+/// A lease database filled through the library's store API: `n` live leases.
+fn populate(db: &Path, n: usize, seed: u64) -> Vec<IpAddr> {
+    let Opened::Fine(b) = SledBackend::open(db).expect("open db") else {
+        panic!("fresh database reported corrupt");
+    };
+    let now = now_ms();
+    let ips: Vec<IpAddr> = workload::clients(n, seed)
+        .iter()
+        .map(|c| c.text.parse().expect("address"))
+        .collect();
+    for ip in &ips {
+        let login = Login {
+            ip: *ip,
+            user: Some("alice".into()),
+            at: now,
+            source: "/var/log/mail.log".into(),
+        };
+        let lease = Lease::new(lease_key(*ip, 64), &login, now + 3_600_000);
+        b.put(&lease).expect("put");
+    }
+    b.sync().expect("sync");
+    ips
+}
+
+/// Bytes the files under `dir` take on disk (allocated blocks) and their apparent size.
+fn disk_usage(dir: &Path) -> (u64, u64) {
+    let mut used = 0;
+    let mut apparent = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                used += m.blocks() * 512;
+                apparent += m.len();
+            }
+        }
+    }
+    (used, apparent)
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / 1048576.0)
+}
+
+// ---------------------------------------------------------------------------------------
+// The do-nothing responder: what a policy service costs with no work at all.
+
+fn responder(path: &Path) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _ = std::fs::remove_file(path);
+        let l = tokio::net::UnixListener::bind(path).expect("bind");
+        // Bounded: the parent kills us, and we give up after ten minutes regardless.
+        let stop = tokio::time::sleep(Duration::from_secs(600));
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                r = l.accept() => {
+                    let Ok((mut s, _)) = r else { continue };
+                    tokio::spawn(async move {
+                        let mut buf = [0u8; 8192];
+                        let mut out = Vec::with_capacity(256);
+                        let mut last_nl = false;
+                        loop {
+                            let n = match s.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            // Count request ends ("\n\n"), also across reads; no parsing.
+                            for &b in &buf[..n] {
+                                if b == b'\n' {
+                                    if last_nl {
+                                        out.extend_from_slice(b"action=DUNNO\n\n");
+                                        last_nl = false;
+                                        continue;
+                                    }
+                                    last_nl = true;
+                                } else {
+                                    last_nl = false;
+                                }
+                            }
+                            if !out.is_empty() {
+                                if s.write_all(&out).await.is_err() {
+                                    return;
+                                }
+                                out.clear();
+                            }
+                        }
+                    });
+                }
+                _ = &mut stop => return,
+            }
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// policy: throughput and latency with 64 connections and with 1.
+
+#[derive(Default)]
+struct LoadResult {
+    requests: u64,
+    secs: f64,
+    lat: Dist,
+    ok: u64,
+    /// CPU time the server process used meanwhile (all its threads).
+    server_cpu: Duration,
+}
+
+impl LoadResult {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.secs
+    }
+
+    fn absorb(&mut self, other: LoadResult) {
+        self.requests += other.requests;
+        self.secs += other.secs;
+        self.lat.0.extend(other.lat.0);
+        self.ok += other.ok;
+        self.server_cpu += other.server_cpu;
+    }
+
+    fn cpu_per_req(&self) -> f64 {
+        self.server_cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
+    }
+}
+
+/// User and system CPU time of a process, all threads, from /proc (clock-tick resolution).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_micros(ticks * 1_000_000 / hz)
+}
+
+/// `conns` connections, each sending one request and waiting for its answer, for `dur`.
+fn load(path: &Path, conns: usize, dur: Duration, clients: &[String]) -> LoadResult {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let clients = std::sync::Arc::new(clients.to_vec());
+    rt.block_on(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let start = Instant::now();
+        let end = start + dur;
+        let mut tasks = Vec::new();
+        for c in 0..conns {
+            let path = path.to_path_buf();
+            let clients = clients.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut s = tokio::net::UnixStream::connect(&path)
+                    .await
+                    .expect("connect");
+                // Requests made up front: the client's own cost stays out of the figures.
+                let reqs: Vec<Vec<u8>> = (0..64u64)
+                    .map(|i| {
+                        let cl = &clients[(c * 64 + i as usize) % clients.len()];
+                        workload::policy_request(cl, i)
+                    })
+                    .collect();
+                let mut lat = Vec::with_capacity(1 << 16);
+                let mut buf = [0u8; 256];
+                let mut ok = 0u64;
+                let mut i = 0usize;
+                // Bounded by time and by count.
+                while Instant::now() < end && lat.len() < 5_000_000 {
+                    let t = Instant::now();
+                    s.write_all(&reqs[i % reqs.len()]).await.expect("write");
+                    let mut got = 0;
+                    loop {
+                        let n = s.read(&mut buf[got..]).await.expect("read");
+                        assert!(n > 0, "policy service closed the connection");
+                        got += n;
+                        if buf[..got].ends_with(b"\n\n") {
+                            break;
+                        }
+                    }
+                    if buf.starts_with(b"action=OK") {
+                        ok += 1;
+                    }
+                    lat.push(t.elapsed().as_nanos() as u64);
+                    i += 1;
+                }
+                (lat, ok)
+            }));
+        }
+        let mut all = Vec::new();
+        let mut ok = 0;
+        for t in tasks {
+            let (l, o) = t.await.expect("client task");
+            all.extend(l);
+            ok += o;
+        }
+        LoadResult {
+            requests: all.len() as u64,
+            secs: start.elapsed().as_secs_f64(),
+            lat: Dist(all),
+            ok,
+            server_cpu: Duration::ZERO,
+        }
+    })
+}
+
+fn policy(quick: bool) {
+    println!("\n== policy service: Postfix 3.7 requests over a Unix socket");
+    let dir = tempdir();
+    let leases = if quick { 2_000 } else { 100_000 };
+    let db = dir.path().join("db");
+    let leased = populate(&db, leases, 11);
+    let (daemon, _) = Daemon::start(dir.path(), &db, None);
+    let rdir = dir.path().join("r");
+    std::fs::create_dir(&rdir).expect("dir");
+    let rsock = rdir.join("responder.sock");
+    let mut resp = Command::new(std::env::current_exe().expect("exe"))
+        .arg("__responder")
+        .arg(&rsock)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start responder");
+    let t = Instant::now();
+    while UnixStream::connect(&rsock).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(10), "responder not up");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A third of the requests come from leased clients, the rest from strangers.
+    let mut clients: Vec<String> = Vec::new();
+    for (i, c) in workload::clients(3000, 12).into_iter().enumerate() {
+        if i % 3 == 0 {
+            clients.push(leased[i % leased.len()].to_string());
+        } else {
+            clients.push(c.text);
+        }
+    }
+    let dur = if quick {
+        Duration::from_millis(250)
+    } else {
+        Duration::from_secs(5)
+    };
+    // The machine is shared: short slices, alternating, so that a busy moment costs both
+    // sides alike; the figures are sums over the slices.
+    let slices = if quick { 1 } else { 10 };
+    let slice = dur / slices;
+    let rpid = resp.id();
+    for conns in [64usize, 1] {
+        let mut d = LoadResult::default();
+        let mut r = LoadResult::default();
+        for i in 0..slices {
+            let order = if i % 2 == 0 { [0, 1] } else { [1, 0] };
+            for which in order {
+                if which == 0 {
+                    let c0 = cpu_time(rpid);
+                    let mut x = load(&rsock, conns, slice, &clients);
+                    x.server_cpu = cpu_time(rpid).saturating_sub(c0);
+                    r.absorb(x);
+                } else {
+                    let c0 = cpu_time(daemon.pid());
+                    let mut x = load(&daemon.policy, conns, slice, &clients);
+                    x.server_cpu = cpu_time(daemon.pid()).saturating_sub(c0);
+                    d.absorb(x);
+                }
+            }
+        }
+        assert!(d.ok > 0, "no request from a leased client was answered OK");
+        let ratio = d.rps() / r.rps();
+        println!(
+            "{conns:>2} conn: do-nothing responder {:>8.0} req/s  {}  server CPU {:.1} us/req",
+            r.rps(),
+            r.lat.show(),
+            r.cpu_per_req()
+        );
+        println!(
+            "{conns:>2} conn: relaylease daemon    {:>8.0} req/s  {}  server CPU {:.1} us/req  ({} OK)",
+            d.rps(),
+            d.lat.show(),
+            d.cpu_per_req(),
+            d.ok
+        );
+        if conns == 64 {
+            println!(
+                "   target: throughput >= 80% of the responder: {:.1}% {}; p99 <= 2 ms: {} {}",
+                ratio * 100.0,
+                verdict(ratio >= 0.8),
+                ms(d.lat.pct(0.99)),
+                verdict(d.lat.pct(0.99) <= Duration::from_millis(2))
+            );
+        } else {
+            let p = d.lat.pct(0.5).as_secs_f64() / r.lat.pct(0.5).as_secs_f64();
+            println!(
+                "   target: p50 within 1.5x the responder's: {p:.2}x {}",
+                verdict(p <= 1.5)
+            );
+        }
+    }
+    let _ = resp.kill();
+    let _ = resp.wait();
+    daemon.stop();
+}
+
+// ---------------------------------------------------------------------------------------
+// log: a login line written to a watched log until the policy service answers OK.
+
+fn log_latency(quick: bool) {
+    println!("\n== login to relay through a watched log");
+    let dir = tempdir();
+    let logfile = dir.path().join("mail.log");
+    File::create(&logfile).expect("log");
+    let db = dir.path().join("db");
+    let (daemon, _) = Daemon::start(dir.path(), &db, Some(&logfile));
+    let mut out = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&logfile)
+        .expect("open log");
+    let mut probe = PolicyConn::connect(&daemon.policy).expect("policy");
+    // Between logins the log carries the usual traffic: ~9 other lines per POP3/IMAP one.
+    let noise_clients = workload::clients(500, 21);
+    let (noise, _) = workload::mail_log(20_000, &noise_clients, 22);
+    let noise_lines: Vec<&[u8]> = noise.split_inclusive(|&b| b == b'\n').collect();
+    let n = if quick { 30 } else { 1000 };
+    let mut dist = Dist::default();
+    let mut missed = 0;
+    let t_all = Instant::now();
+    for i in 0..n {
+        let ip = format!("10.200.{}.{}", i / 250, 1 + i % 250);
+        let mut chunk = Vec::new();
+        for j in 0..9 {
+            chunk.extend_from_slice(noise_lines[(i * 9 + j) % noise_lines.len()]);
+        }
+        let stamp = chrono_like_stamp();
+        chunk.extend_from_slice(
+            format!(
+                "{stamp} mx1 dovecot: imap-login: Login: user=<bench{i}>, method=PLAIN, rip={ip}, lip=10.0.0.1, mpid={}, TLS, session=<bEnCh{i:011}>\n",
+                30_000 + i
+            )
+            .as_bytes(),
+        );
+        let t0 = Instant::now();
+        out.write_all(&chunk).expect("append");
+        match probe.until_ok(&ip, t0, Duration::from_secs(2)) {
+            Some(d) => dist.add(d),
+            None => missed += 1,
+        }
+        // Logins arrive a few ms apart, not back to back.
+        std::thread::sleep(Duration::from_millis(if quick { 1 } else { 3 }));
+        if t_all.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+    }
+    let p99 = dist.pct(0.99);
+    println!("write -> policy OK: {}  missed={missed}", dist.show());
+    println!(
+        "   target: p99 <= 50 ms: {} {}",
+        ms(p99),
+        verdict(p99 <= Duration::from_millis(50) && missed == 0)
+    );
+    daemon.stop();
+}
+
+/// The current local time as syslog writes it (`Nov 22 03:09:57`), so the login is not stale.
+fn chrono_like_stamp() -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let t = (now_ms() / 1000) as libc::time_t;
+    // SAFETY: localtime_r writes only into the zeroed struct it is given.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    unsafe { libc::localtime_r(&t, &mut tm) };
+    format!(
+        "{} {:2} {:02}:{:02}:{:02}",
+        MONTHS[tm.tm_mon as usize % 12],
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// hook: `relaylease hook --ip` until the policy service answers OK.
+
+fn hook_latency(quick: bool) {
+    println!("\n== login to relay through the hook");
+    let dir = tempdir();
+    let db = dir.path().join("db");
+    let (daemon, _) = Daemon::start(dir.path(), &db, None);
+    let mut probe = PolicyConn::connect(&daemon.policy).expect("policy");
+    let n = if quick { 20 } else { 300 };
+    let mut total = Dist::default();
+    let mut hook_only = Dist::default();
+    let mut missed = 0;
+    for i in 0..n {
+        let ip = format!("10.201.{}.{}", i / 250, 1 + i % 250);
+        let t0 = Instant::now();
+        let st = Command::new(BIN)
+            .args(["hook", "--ip", &ip, "--user", "bench", "--socket"])
+            .arg(&daemon.socket)
+            .stdin(Stdio::null())
+            .status()
+            .expect("run hook");
+        assert!(st.success(), "hook failed: {st}");
+        hook_only.add(t0.elapsed());
+        match probe.until_ok(&ip, t0, Duration::from_secs(2)) {
+            Some(d) => total.add(d),
+            None => missed += 1,
+        }
+    }
+    println!("hook process (start to exit): {}", hook_only.show());
+    println!(
+        "hook start -> policy OK:      {}  missed={missed}",
+        total.show()
+    );
+    let p99 = total.pct(0.99);
+    let p50 = total.pct(0.5);
+    println!(
+        "   target: <= 5 ms: p50 {} {}, p99 {} {}",
+        ms(p50),
+        verdict(p50 <= Duration::from_millis(5)),
+        ms(p99),
+        verdict(p99 <= Duration::from_millis(5))
+    );
+    daemon.stop();
+}
+
+// ---------------------------------------------------------------------------------------
+// tcprules: the cdb rebuild for 100,000 leases against ucspi-tcp's tcprules.
+
+fn tcprules(quick: bool) {
+    println!("\n== tcprules cdb rebuild");
+    let n = if quick { 2_000 } else { 100_000 };
+    let reps = if quick { 2 } else { 15 };
+    let dir = tempdir();
+    let nets: Vec<_> = workload::clients(n, 4)
+        .iter()
+        .map(|c| lease_key(c.text.parse().expect("address"), 64))
+        .collect();
+    let ours = dir.path().join("ours.cdb");
+    let mut build = Dist::default();
+    let mut total = Dist::default();
+    let mut bytes = Vec::new();
+    for _ in 0..reps {
+        let t0 = Instant::now();
+        bytes = build_rules(&[], &nets, &[]).expect("build");
+        build.add(t0.elapsed());
+        write_atomically(&ours, &bytes).expect("write");
+        total.add(t0.elapsed());
+    }
+    // The same rules as text, for tcprules.
+    let mut text = Vec::new();
+    for r in lease_rules(&[], &nets, &[]).expect("rules") {
+        text.extend_from_slice(&r.to_line().expect("line"));
+        text.push(b'\n');
+    }
+    let text_path = dir.path().join("rules.txt");
+    std::fs::write(&text_path, &text).expect("write rules");
+    println!(
+        "{n} leases -> {} records, {} of rules text, cdb {}",
+        text.iter().filter(|&&b| b == b'\n').count(),
+        mib(text.len() as u64),
+        mib(bytes.len() as u64)
+    );
+    println!("build_rules:               {}", build.show());
+    println!("build_rules + write+fsync: {}", total.show());
+    let tcprules = Path::new("/usr/bin/tcprules");
+    if !tcprules.exists() {
+        println!("   /usr/bin/tcprules not installed: no comparison (apt-get install ucspi-tcp)");
+        return;
+    }
+    let theirs = dir.path().join("theirs.cdb");
+    let mut dj = Dist::default();
+    for _ in 0..reps {
+        let t0 = Instant::now();
+        let st = Command::new(tcprules)
+            .arg(&theirs)
+            .arg(dir.path().join("theirs.tmp"))
+            .stdin(File::open(&text_path).expect("rules"))
+            .status()
+            .expect("tcprules");
+        dj.add(t0.elapsed());
+        assert!(st.success(), "tcprules failed");
+    }
+    let same = std::fs::read(&theirs).expect("read") == bytes;
+    println!(
+        "ucspi-tcp tcprules:        {}  (identical output: {same})",
+        dj.show()
+    );
+    let (o, t) = (total.pct(0.5), dj.pct(0.5));
+    println!(
+        "   target: <= 100 ms: {} {}; no slower than tcprules ({}): {}",
+        ms(o),
+        verdict(o <= Duration::from_millis(100)),
+        ms(t),
+        verdict(o <= t)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// memory: RSS and startup with 100,000 and 1,000,000 leases.
+
+fn memory(quick: bool) {
+    println!("\n== daemon memory and startup");
+    let sizes: &[(usize, u64, f64)] = if quick {
+        &[(5_000, 64, 2.0)]
+    } else {
+        &[(100_000, 64, 2.0), (1_000_000, 256, 2.0)]
+    };
+    for &(n, limit_mib, start_limit) in sizes {
+        let dir = tempdir();
+        let db = dir.path().join("db");
+        let t0 = Instant::now();
+        let ips = populate(&db, n, 31);
+        let filled = t0.elapsed();
+        let (disk, _) = disk_usage(&db);
+        let (d, ready) = Daemon::start(dir.path(), &db, None);
+        let (rss_ready, _) = d.rss_kib();
+        // Some policy traffic, so the figure is of a daemon at work, not just loaded.
+        let clients: Vec<String> = ips.iter().take(5000).map(|i| i.to_string()).collect();
+        let r = load(&d.policy, 16, Duration::from_millis(500), &clients);
+        assert_eq!(r.ok, r.requests, "every leased client must get OK");
+        let (rss, hwm) = d.rss_kib();
+        println!(
+            "{n:>9} leases: db {} (filled in {:.1} s); startup to first policy answer {:.2} s; RSS {} after start, {} under load, peak {}",
+            mib(disk),
+            filled.as_secs_f64(),
+            ready.as_secs_f64(),
+            mib(rss_ready * 1024),
+            mib(rss * 1024),
+            mib(hwm * 1024)
+        );
+        println!(
+            "   target: RSS <= {limit_mib} MiB: {}; startup <= {start_limit} s: {}",
+            verdict(hwm <= limit_mib * 1024),
+            verdict(ready.as_secs_f64() <= start_limit)
+        );
+        d.stop();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// store: the database's size after many renewals.
+
+fn store(quick: bool) {
+    println!(
+        "\n== store size under renewals (Leases::login with a log position, as the follower does)"
+    );
+    let (addrs, total) = if quick {
+        (2_000usize, 20_000u64)
+    } else {
+        (100_000, 10_000_000)
+    };
+    let limit = Duration::from_secs(
+        std::env::var("RELAYLEASE_BENCH_STORE_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(if quick { 5 } else { 1800 }),
+    );
+    let dir = tempdir();
+    let db = dir.path().join("db");
+    let Opened::Fine(b) = SledBackend::open(&db).expect("open") else {
+        panic!("fresh database reported corrupt");
+    };
+    let t0_ms = now_ms();
+    let leases = Leases::open(Box::new(b), Rules::default(), t0_ms).expect("leases");
+    let ips: Vec<IpAddr> = workload::clients(addrs, 41)
+        .iter()
+        .map(|c| c.text.parse().expect("address"))
+        .collect();
+    let start = Instant::now();
+    let report_every = (total / 10).max(1);
+    let mut done = 0u64;
+    let mut max_disk = 0;
+    while done < total {
+        let i = done as usize % addrs;
+        // Simulated time: 1 ms per login, so each address renews every `addrs` ms.
+        let now = t0_ms + done;
+        let login = Login {
+            ip: ips[i],
+            user: Some("alice".into()),
+            at: now,
+            source: "/var/log/mail.log".into(),
+        };
+        let pos = format!(
+            "{{\"dev\":2049,\"ino\":131090,\"offset\":{},\"fingerprint\":1469598103934665603,\"fp_len\":256}}",
+            done * 130
+        );
+        leases
+            .login(
+                &login,
+                now,
+                false,
+                Some(("pos:/var/log/mail.log", pos.as_bytes())),
+            )
+            .expect("login");
+        done += 1;
+        if done.is_multiple_of(report_every) || done == total {
+            let (disk, apparent) = disk_usage(&db);
+            max_disk = max_disk.max(disk);
+            println!(
+                "{done:>9} renewals  {:>7.1} s  {:>7.0}/s  db on disk {} (apparent {})",
+                start.elapsed().as_secs_f64(),
+                done as f64 / start.elapsed().as_secs_f64(),
+                mib(disk),
+                mib(apparent)
+            );
+        }
+        if start.elapsed() > limit {
+            println!("stopped at the time limit ({limit:?}): {done} renewals");
+            break;
+        }
+    }
+    leases.sync().expect("sync");
+    let (disk, apparent) = disk_usage(&db);
+    max_disk = max_disk.max(disk);
+    println!(
+        "after {done} renewals across {addrs} addresses: db {} on disk (apparent {}), peak {}",
+        mib(disk),
+        mib(apparent),
+        mib(max_disk)
+    );
+    println!(
+        "   target: < 100 MB after 10,000,000 renewals: {}{}",
+        verdict(max_disk < 100_000_000),
+        if done < 10_000_000 {
+            " (fewer renewals than the target's)"
+        } else {
+            ""
+        }
+    );
+}

@@ -1,0 +1,181 @@
+//! Benchmarks of the pure parts: log-line parsing, the policy protocol, the tcprules cdb.
+//!
+//! `cargo bench --bench pure` measures; `cargo bench --bench pure -- --test` (and
+//! `cargo test --benches`) only checks each benchmark runs, on a small workload.
+
+mod workload;
+
+use std::hint::black_box;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ipnet::IpNet;
+
+use relaylease::answers::policy::decide;
+use relaylease::answers::policy_proto::{parse_request, reply};
+use relaylease::answers::tcprules::build_rules;
+use relaylease::lease::{Lease, Login, Rules, lease_key, now_ms};
+use relaylease::sources::logparse::{Event, LineParser};
+use relaylease::store::{Backend, Leases};
+
+/// The mix: 1,000,000 lines from 50,000 client addresses.
+const LOG_LINES: usize = 1_000_000;
+const LOG_CLIENTS: usize = 50_000;
+/// Leases in the table behind the policy decision and in the tcprules rebuild.
+const LEASES: usize = 100_000;
+
+fn log_parse(c: &mut Criterion) {
+    let (lines, clients) = if workload::quick() {
+        (20_000, 2_000)
+    } else {
+        (LOG_LINES, LOG_CLIENTS)
+    };
+    let clients = workload::clients(clients, 1);
+    let (log, stats) = workload::mail_log(lines, &clients, 2);
+    // Line boundaries found once: the benchmark is of the parser, not of memchr.
+    let mut spans = Vec::with_capacity(lines);
+    let mut start = 0;
+    for i in memchr::memchr_iter(b'\n', &log) {
+        spans.push((start, i));
+        start = i + 1;
+    }
+    // Check the parser reads the generated log as intended before timing it.
+    let mut p = LineParser::new(None, Vec::new());
+    let (mut logins, mut failures, mut odd) = (0, 0, 0);
+    for &(s, e) in &spans {
+        match p.parse(&log[s..e]) {
+            Event::Login(l) if l.ip.is_some() => logins += 1,
+            Event::Login(_) => odd += 1,
+            Event::Failure(_) => failures += 1,
+            Event::LooksLikeLogin => odd += 1,
+            Event::Nothing => {}
+        }
+    }
+    eprintln!(
+        "log workload: {} lines, {} bytes ({:.1} bytes/line), {} POP3/IMAP lines ({:.1}%), {} logins with an address, {} failures",
+        stats.lines,
+        stats.bytes,
+        stats.bytes as f64 / stats.lines as f64,
+        stats.mail_access_lines,
+        100.0 * stats.mail_access_lines as f64 / stats.lines as f64,
+        stats.logins_with_address,
+        stats.failures
+    );
+    assert_eq!(
+        (logins, failures, odd),
+        (stats.logins_with_address, stats.failures, 0),
+        "the parser must find every generated login and failure, and nothing else"
+    );
+
+    let mut g = c.benchmark_group("logparse");
+    g.throughput(Throughput::ElementsAndBytes {
+        elements: stats.lines as u64,
+        bytes: stats.bytes as u64,
+    });
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(8));
+    g.bench_function("LineParser::parse/mixed_log", |b| {
+        let mut p = LineParser::new(None, Vec::new());
+        b.iter(|| {
+            for &(s, e) in &spans {
+                black_box(p.parse(black_box(&log[s..e])));
+            }
+        })
+    });
+    g.finish();
+}
+
+/// A backend that keeps nothing, so the policy benchmark measures the table and protocol.
+struct Nowhere;
+
+impl Backend for Nowhere {
+    fn load(&self) -> relaylease::Result<Vec<Lease>> {
+        Ok(Vec::new())
+    }
+    fn put(&self, _: &Lease) -> relaylease::Result<()> {
+        Ok(())
+    }
+    fn remove(&self, _: &IpNet) -> relaylease::Result<()> {
+        Ok(())
+    }
+    fn clear(&self) -> relaylease::Result<()> {
+        Ok(())
+    }
+    fn sync(&self) -> relaylease::Result<()> {
+        Ok(())
+    }
+    fn get_meta(&self, _: &str) -> relaylease::Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+    fn put_meta(&self, _: &str, _: &[u8]) -> relaylease::Result<()> {
+        Ok(())
+    }
+}
+
+fn policy(c: &mut Criterion) {
+    let n = if workload::quick() { 2_000 } else { LEASES };
+    let now = now_ms();
+    let leases = Leases::open(Box::new(Nowhere), Rules::default(), now).expect("open");
+    let clients = workload::clients(n, 3);
+    for cl in &clients {
+        let ip: IpAddr = cl.text.parse().expect("generated address");
+        let login = Login {
+            ip,
+            user: Some("alice".into()),
+            at: now,
+            source: "/var/log/mail.log".into(),
+        };
+        leases.login(&login, now, false, None).expect("login");
+    }
+    let leased = workload::policy_request(&clients[n / 2].text, 7);
+    let stranger = workload::policy_request("192.0.2.77", 8);
+
+    let mut g = c.benchmark_group("policy");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("parse_request/postfix37", |b| {
+        b.iter(|| parse_request(black_box(&leased)))
+    });
+    g.bench_function("parse+decide+reply/leased", |b| {
+        b.iter(|| {
+            let (req, _) = parse_request(black_box(&leased))
+                .ok()
+                .flatten()
+                .expect("request");
+            reply(decide(&leases, &req, now))
+        })
+    });
+    g.bench_function("parse+decide+reply/unknown", |b| {
+        b.iter(|| {
+            let (req, _) = parse_request(black_box(&stranger))
+                .ok()
+                .flatten()
+                .expect("request");
+            reply(decide(&leases, &req, now))
+        })
+    });
+    g.finish();
+}
+
+/// 100,000 lease keys as the store holds them: 90% IPv4 hosts, 10% IPv6 /64s.
+pub fn lease_nets(n: usize) -> Vec<IpNet> {
+    workload::clients(n, 4)
+        .iter()
+        .map(|c| lease_key(c.text.parse().expect("generated address"), 64))
+        .collect()
+}
+
+fn tcprules(c: &mut Criterion) {
+    let n = if workload::quick() { 2_000 } else { LEASES };
+    let nets = lease_nets(n);
+    let mut g = c.benchmark_group("tcprules");
+    g.throughput(Throughput::Elements(n as u64));
+    g.sample_size(10);
+    g.bench_function("build_rules/100k_leases", |b| {
+        b.iter(|| build_rules(&[], black_box(&nets), &[]).expect("build"))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, log_parse, policy, tcprules);
+criterion_main!(benches);
