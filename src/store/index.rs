@@ -1,10 +1,9 @@
 //! The lease table's in-memory index in compact form: what a daemon with a million leases
 //! holds, so every byte per lease counts (see BENCHMARKS.md).
 //!
-//! The same questions as [`super::Table`] answers, with leases kept as fixed-size records
-//! in one vector: the source name (a log path, `hook`, `manual`) is stored once and
-//! referred to by number, the address map holds only a record number, and the deadline
-//! order holds `(deadline, record number)`. A [`Lease`] is made on demand for the callers
+//! Leases are kept as fixed-size records in one vector: the source name (a log path,
+//! `hook`, `manual`) is stored once and referred to by number, the address map holds only a
+//! record number, and the deadline order holds `(deadline, record number)`. A [`Lease`] is made on demand for the callers
 //! that want one; the policy check ([`Index::allows`]) makes none.
 
 use std::collections::{BTreeSet, HashMap};
@@ -464,5 +463,34 @@ mod tests {
         assert_eq!(t.clear(), 1);
         assert_eq!((t.len(), t.next_deadline()), (0, None));
         assert!(t.get(&removed.net).is_none());
+    }
+
+    #[test]
+    fn expiry_takes_exactly_the_due_leases() {
+        let mut t = Index::default();
+        for (i, d) in [50u64, 10, 30, 20, 40].iter().enumerate() {
+            t.upsert(lease(&format!("192.0.2.{i}"), *d, "hook"));
+        }
+        let gone: Vec<Millis> = t.take_expired(30).iter().map(|l| l.deadline).collect();
+        assert_eq!(gone, vec![10, 20, 30]);
+        let left: Vec<Millis> = t.live(0).iter().map(|l| l.deadline).collect();
+        assert_eq!(left, vec![40, 50]);
+        assert!(t.take_expired(39).is_empty());
+    }
+
+    #[test]
+    fn remove_and_clear_keep_both_maps_in_step() {
+        let mut t = Index::default();
+        t.upsert(lease("192.0.2.1", 100, "hook"));
+        t.upsert(lease("2001:db8::1", 50, "hook"));
+        // Another address in the same /64 names the same lease.
+        assert!(
+            t.remove(&lease_key(parse_ip("2001:db8::9").unwrap(), 64))
+                .is_some()
+        );
+        assert_eq!(t.next_deadline(), Some(100));
+        assert_eq!(t.clear(), 1);
+        assert_eq!(t.next_deadline(), None);
+        assert_eq!(t.len(), 0);
     }
 }

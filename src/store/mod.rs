@@ -5,7 +5,6 @@ mod index;
 mod redis_store;
 pub mod redis_sync;
 mod sled_store;
-mod table;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -19,7 +18,6 @@ use tokio::sync::{Notify, watch};
 
 pub use redis_store::{RedisBackend, RedisConfig, RedisLink, STORE_META, drop_queue};
 pub use sled_store::{Opened, SledBackend};
-pub use table::Table;
 
 use crate::error::{Error, Result};
 use crate::lease::{Lease, Login, Millis, Rules, SOURCE_MANUAL, Verdict, lease_key, show_key};
