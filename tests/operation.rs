@@ -170,3 +170,111 @@ fn under_systemd_the_journal_stamps_lines_not_us() {
         "no timestamp: {line}"
     );
 }
+
+/// What ucspi-tcp's `tcprulescheck` says the cdb does for a client at `ip`.
+fn tcprulescheck(cdb: &std::path::Path, ip: &str) -> String {
+    let out = std::process::Command::new("tcprulescheck")
+        .arg(cdb)
+        .env("TCPREMOTEIP", ip)
+        .env_remove("TCPREMOTEINFO")
+        .env_remove("TCPREMOTEHOST")
+        .output()
+        .expect("run tcprulescheck (Debian package ucspi-tcp-ipv6; ./tests/run.sh installs it)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn dovecot_login(log: &std::path::Path, ip: &str) {
+    let now = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+    let line = format!(
+        "{}+00:00 vm dovecot: pop3-login: Login: user=<alice>, method=PLAIN, rip={ip}, lip=127.0.0.1, mpid=4242, session=<abcdEFGH>\n",
+        now.trim_end_matches('Z')
+    );
+    let mut f = std::fs::OpenOptions::new().append(true).open(log).unwrap();
+    f.write_all(line.as_bytes()).unwrap();
+}
+
+#[test]
+fn sighup_rereads_the_base_rules_rebuilds_the_cdb_and_reopens_the_logs() {
+    let env = Env::new();
+    let (cdb, base, log) = (
+        env.path("relay.cdb"),
+        env.path("relay.rules"),
+        env.path("mail.log"),
+    );
+    std::fs::write(&base, "127.0.0.59:allow,RELAYCLIENT=\"static\"\n").unwrap();
+    std::fs::write(&log, "").unwrap();
+    let d = env.start(&[
+        "--tcprules",
+        cdb.to_str().unwrap(),
+        "--tcprules-base",
+        base.to_str().unwrap(),
+        "--watch",
+        log.to_str().unwrap(),
+    ]);
+    let soon = |f: &mut dyn FnMut() -> bool| eventually(Duration::from_secs(5), f);
+    assert!(soon(
+        &mut || tcprulescheck(&cdb, "127.0.0.59").contains("RELAYCLIENT=static")
+    ));
+    dovecot_login(&log, "192.0.2.61");
+    assert!(soon(
+        &mut || tcprulescheck(&cdb, "192.0.2.61").contains("RELAYCLIENT=\n")
+    ));
+
+    // The administrator edits the base file; nothing changes until SIGHUP.
+    std::fs::write(&base, "127.0.0.60:deny\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(tcprulescheck(&cdb, "127.0.0.59").contains("RELAYCLIENT=static"));
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    assert!(
+        soon(&mut || tcprulescheck(&cdb, "127.0.0.60").contains("deny connection")),
+        "{}",
+        d.log_text()
+    );
+    let old = tcprulescheck(&cdb, "127.0.0.59");
+    assert!(
+        old.starts_with("default:"),
+        "old static rule still there: {old}"
+    );
+    assert!(tcprulescheck(&cdb, "192.0.2.61").contains("RELAYCLIENT=\n"));
+    assert!(d.log_text().contains("re-read the tcprules base file"));
+
+    // The watched log was reopened: later lines count, earlier ones are not read again.
+    dovecot_login(&log, "192.0.2.62");
+    assert!(soon(
+        &mut || tcprulescheck(&cdb, "192.0.2.62").contains("RELAYCLIENT=\n")
+    ));
+    let list = env.run(&["list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&list.stdout).expect("list --json");
+    let logins: Vec<(String, u64)> = v["leases"]
+        .as_array()
+        .expect("leases")
+        .iter()
+        .map(|l| {
+            (
+                l["net"].as_str().unwrap_or("").to_string(),
+                l["logins"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        logins
+            .iter()
+            .find(|(n, _)| n == "192.0.2.61/32")
+            .map(|l| l.1),
+        Some(1),
+        "{list:?}"
+    );
+
+    // A base file that no longer parses keeps the rules in force, loudly.
+    std::fs::write(&base, "this is not a rule\n").unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    assert!(
+        soon(&mut || d
+            .log_text()
+            .contains("keeping the previous tcprules base rules")),
+        "{}",
+        d.log_text()
+    );
+    assert!(tcprulescheck(&cdb, "127.0.0.60").contains("deny connection"));
+    assert!(tcprulescheck(&cdb, "192.0.2.62").contains("RELAYCLIENT=\n"));
+}
