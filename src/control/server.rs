@@ -155,16 +155,19 @@ async fn connection(
                     if allowed {
                         let shared = leases.clone();
                         let op = req.op;
-                        match tokio::task::spawn_blocking(move || {
-                            super::handle(&shared, op, now_ms())
-                        })
-                        .await
+                        let name = op.name();
+                        match tokio::task::spawn_blocking(move || super::run(&shared, op, now_ms()))
+                            .await
                         {
-                            Ok(reply) => {
-                                if let super::proto::Reply::Error { error } = &reply {
-                                    tracing::debug!(error = %error, "control request failed");
-                                }
-                                reply.into()
+                            Ok(Ok(reply)) => reply.into(),
+                            Ok(Err(e)) if e.is_storage() => {
+                                Stats::bump(&leases.stats.errors);
+                                tracing::error!(op = name, error = %e, "control request failed: not acknowledged");
+                                Response::error(e.to_string())
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(op = name, error = %e, "control request failed");
+                                Response::error(e.to_string())
                             }
                             Err(e) => {
                                 Stats::bump(&leases.stats.errors);

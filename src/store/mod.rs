@@ -17,6 +17,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
 pub use redis_store::{RedisBackend, RedisConfig, RedisLink, STORE_META, drop_queue};
+pub(crate) use sled_store::describe_sled;
 pub use sled_store::{Opened, SledBackend};
 
 use crate::error::{Error, Result};

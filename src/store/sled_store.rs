@@ -157,6 +157,21 @@ impl SledBackend {
     }
 }
 
+/// "no storage space" rather than `IO error: Os { code: 28, ... }`. sled hands on an I/O
+/// error it met while writing as a new error of the same kind whose text is the old one's
+/// debug form; the kind is what is left to show.
+pub(crate) fn describe_sled(e: &sled::Error) -> String {
+    match e {
+        sled::Error::Io(io)
+            if io.raw_os_error().is_some() || io.kind() == std::io::ErrorKind::Other =>
+        {
+            crate::error::describe_io(io)
+        }
+        sled::Error::Io(io) => io.kind().to_string(),
+        other => other.to_string(),
+    }
+}
+
 /// Move a corrupt database out of the way: to `DIR.corrupt-<time>` beside it, or, where the
 /// parent is not writable (systemd's ProtectSystem=strict leaves only the state directory
 /// writable), into `DIR/corrupt-<time>/`.
