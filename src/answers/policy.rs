@@ -13,7 +13,7 @@ use super::policy_proto::{
     parse_request_ref, reply,
 };
 use crate::lease::{Millis, now_ms};
-use crate::listen::{Conn, Listener};
+use crate::listen::{AcceptFailures, Conn, Listener};
 use crate::store::{Leases, Stats};
 
 /// Connections served at once (each Postfix smtpd process keeps one open).
@@ -71,10 +71,12 @@ pub async fn serve(
     tokio::pin!(shutdown);
     let slots = Arc::new(Semaphore::new(MAX_CONNS));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let mut failures = AcceptFailures::default();
     loop {
         tokio::select! {
             r = listener.accept() => match r {
                 Ok(conn) => {
+                    failures.accepted("policy");
                     let Ok(permit) = slots.clone().try_acquire_owned() else {
                         tracing::warn!(limit = MAX_CONNS, "policy: too many connections, closing one (Postfix uses its default_action)");
                         continue;
@@ -87,7 +89,7 @@ pub async fn serve(
                     });
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "policy: accept failed");
+                    failures.failed("policy", &e);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },

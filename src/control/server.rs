@@ -11,6 +11,7 @@ use tokio::sync::{Semaphore, watch};
 
 use super::proto::{MAX_LINE, Response, encode, parse_request};
 use crate::lease::now_ms;
+use crate::listen::AcceptFailures;
 use crate::store::{Leases, Stats};
 
 /// Connections served at once; further ones are closed at once and logged.
@@ -87,10 +88,12 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(MAX_CONNS));
     let (stop_tx, stop_rx) = watch::channel(false);
     let access = Arc::new(access);
+    let mut failures = AcceptFailures::default();
     loop {
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, _)) => {
+                    failures.accepted("control socket");
                     let Ok(permit) = slots.clone().try_acquire_owned() else {
                         tracing::warn!(limit = MAX_CONNS, "control socket: too many connections, closing one");
                         continue;
@@ -104,7 +107,7 @@ pub async fn serve(
                     });
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "control socket: accept failed");
+                    failures.failed("control socket", &e);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
