@@ -21,7 +21,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The embedded database refused an operation.
-    #[error("database {}: {op}: {source}", path.display())]
+    #[error("database {}: cannot {op}: {}", path.display(), crate::store::describe_sled(source))]
     Db {
         op: &'static str,
         path: PathBuf,
@@ -69,10 +69,18 @@ impl Error {
     pub fn invalid(msg: impl Into<String>) -> Self {
         Error::Invalid(msg.into())
     }
+
+    /// A failure of the lease store itself, not of what the client asked.
+    pub fn is_storage(&self) -> bool {
+        matches!(
+            self,
+            Error::Io { .. } | Error::Db { .. } | Error::DbLocked { .. } | Error::Store { .. }
+        )
+    }
 }
 
 /// "permission denied" rather than "Permission denied (os error 13)".
-fn describe_io(e: &std::io::Error) -> String {
+pub(crate) fn describe_io(e: &std::io::Error) -> String {
     let s = e.to_string();
     let s = match s.find(" (os error") {
         Some(i) => s[..i].to_string(),

@@ -44,6 +44,37 @@ pub fn bind_unix(path: &Path, mode: u32, gid: Option<u32>) -> Result<tokio::net:
     tokio::net::UnixListener::from_std(listener).map_err(|e| Error::io("listen on", path, e))
 }
 
+/// Accepting fails mostly for want of file descriptors, and then again at every retry until
+/// a connection ends: one warning when it starts and one line when it is over, not a line
+/// per retry.
+#[derive(Default)]
+pub struct AcceptFailures {
+    count: u64,
+}
+
+impl AcceptFailures {
+    pub fn failed(&mut self, service: &str, e: &std::io::Error) {
+        if self.count == 0 {
+            let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+                .map(|(soft, _)| soft.to_string())
+                .unwrap_or_else(|_| "?".into());
+            tracing::warn!(error = %crate::error::describe_io(e), open_files_limit = %limit,
+                "{service}: cannot accept connections; new ones wait until a connection ends");
+        }
+        self.count += 1;
+    }
+
+    pub fn accepted(&mut self, service: &str) {
+        if self.count > 0 {
+            tracing::info!(
+                failed_tries = self.count,
+                "{service}: accepting connections again"
+            );
+            self.count = 0;
+        }
+    }
+}
+
 /// Remove a socket file we created, at shutdown.
 pub fn remove_socket(path: &Path) {
     if let Err(e) = std::fs::remove_file(path)

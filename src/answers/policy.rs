@@ -3,23 +3,25 @@
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
 
 use super::policy_proto::{
     Action, MAX_REQUEST, ProtoError, Request, RequestRef, client_ip, client_ip_bytes,
     parse_request_ref, reply,
 };
 use crate::lease::{Millis, now_ms};
-use crate::listen::{Conn, Listener};
+use crate::listen::{AcceptFailures, Conn, Listener};
 use crate::store::{Leases, Stats};
 
 /// Connections served at once (each Postfix smtpd process keeps one open).
 pub const MAX_CONNS: usize = 1024;
 /// Postfix closes idle policy connections after 300 s (`smtpd_policy_service_max_idle`);
-/// we wait longer so that it is always Postfix that decides.
+/// we wait longer so that it is always Postfix that decides. A connection that completes no
+/// request for this long is closed, however slowly its bytes trickle in.
 pub const IDLE: Duration = Duration::from_secs(600);
 
 /// The answer for one request. Never OK unless the client address parses and may relay.
@@ -71,10 +73,12 @@ pub async fn serve(
     tokio::pin!(shutdown);
     let slots = Arc::new(Semaphore::new(MAX_CONNS));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let mut failures = AcceptFailures::default();
     loop {
         tokio::select! {
             r = listener.accept() => match r {
                 Ok(conn) => {
+                    failures.accepted("policy");
                     let Ok(permit) = slots.clone().try_acquire_owned() else {
                         tracing::warn!(limit = MAX_CONNS, "policy: too many connections, closing one (Postfix uses its default_action)");
                         continue;
@@ -87,7 +91,7 @@ pub async fn serve(
                     });
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "policy: accept failed");
+                    failures.failed("policy", &e);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
@@ -111,7 +115,7 @@ async fn connection(mut conn: Box<dyn Conn>, leases: Arc<Leases>, mut stop: watc
     // lock or two. The idle timer is pushed back only when it fires.
     let idle = tokio::time::sleep(IDLE);
     tokio::pin!(idle);
-    let mut last_read = Instant::now();
+    let mut last_answer = Instant::now();
     let stopped = stop.changed();
     tokio::pin!(stopped);
     loop {
@@ -144,6 +148,7 @@ async fn connection(mut conn: Box<dyn Conn>, leases: Arc<Leases>, mut stop: watc
                 return;
             }
             out.clear();
+            last_answer = Instant::now();
         }
         let n = tokio::select! {
             r = conn.read(&mut chunk) => match r {
@@ -151,10 +156,13 @@ async fn connection(mut conn: Box<dyn Conn>, leases: Arc<Leases>, mut stop: watc
                 Err(_) => return,
             },
             _ = &mut idle => {
-                if last_read.elapsed() >= IDLE {
+                if last_answer.elapsed() >= IDLE {
+                    if !buf.is_empty() {
+                        tracing::warn!(idle = ?IDLE, "policy: closing a connection whose request did not complete in time");
+                    }
                     return;
                 }
-                idle.as_mut().reset((last_read + IDLE).into());
+                idle.as_mut().reset(last_answer + IDLE);
                 continue;
             }
             _ = &mut stopped, if buf.is_empty() => return,
@@ -162,7 +170,6 @@ async fn connection(mut conn: Box<dyn Conn>, leases: Arc<Leases>, mut stop: watc
         if n == 0 {
             return;
         }
-        last_read = Instant::now();
         buf.extend_from_slice(&chunk[..n]);
     }
 }
@@ -190,7 +197,9 @@ fn has_blank_line(buf: &[u8], from: usize) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::has_blank_line;
+    use super::*;
+    use crate::lease::Rules;
+    use crate::store::{Opened, SledBackend};
 
     #[test]
     fn blank_lines_end_requests_wherever_the_reads_split_them() {
@@ -204,5 +213,39 @@ mod tests {
         assert!(has_blank_line(b"a=b\r\n\r\n", 5));
         assert!(has_blank_line(b"\n", 0));
         assert!(!has_blank_line(b"a=b\nc=d\n", 0));
+    }
+
+    /// One byte a second on the paused clock: the connection is closed once it has gone
+    /// [`IDLE`] without a complete request, and not before.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_trickling_in_is_closed_after_the_idle_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let Ok(Opened::Fine(b)) = SledBackend::open(&dir.path().join("db")) else {
+            panic!("open");
+        };
+        let leases = Arc::new(Leases::open(Box::new(b), Rules::default(), now_ms()).unwrap());
+        let (mut client, server) = tokio::io::duplex(1024);
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let served = tokio::spawn(connection(Box::new(server), leases, stop_rx));
+        let answered = b"request=smtpd_access_policy\nclient_address=192.0.2.1\n\n";
+        client.write_all(answered).await.unwrap();
+        let mut reply = [0u8; 14];
+        client.read_exact(&mut reply).await.unwrap();
+        assert_eq!(&reply, b"action=DUNNO\n\n");
+        let start = Instant::now();
+        let mut sent = 0u64;
+        while !served.is_finished() && sent < 2 * IDLE.as_secs() {
+            if client.write_all(b"x").await.is_err() {
+                break;
+            }
+            sent += 1;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        assert!(served.is_finished(), "still open after {sent} bytes");
+        let open_for = start.elapsed();
+        assert!(
+            open_for >= IDLE && open_for <= IDLE + Duration::from_secs(2),
+            "closed after {open_for:?}"
+        );
     }
 }

@@ -20,7 +20,8 @@ pub fn handle(leases: &Leases, op: Op, now: Millis) -> Reply {
     }
 }
 
-fn run(leases: &Leases, op: Op, now: Millis) -> crate::Result<Reply> {
+/// [`handle`] with the error still typed, for the daemon to log failures of its own.
+pub(crate) fn run(leases: &Leases, op: Op, now: Millis) -> crate::Result<Reply> {
     let v6_prefix = leases.rules().v6_prefix;
     Ok(match op {
         Op::Login { addr, user } => {

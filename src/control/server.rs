@@ -11,6 +11,7 @@ use tokio::sync::{Semaphore, watch};
 
 use super::proto::{MAX_LINE, Response, encode, parse_request};
 use crate::lease::now_ms;
+use crate::listen::AcceptFailures;
 use crate::store::{Leases, Stats};
 
 /// Connections served at once; further ones are closed at once and logged.
@@ -87,10 +88,12 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(MAX_CONNS));
     let (stop_tx, stop_rx) = watch::channel(false);
     let access = Arc::new(access);
+    let mut failures = AcceptFailures::default();
     loop {
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, _)) => {
+                    failures.accepted("control socket");
                     let Ok(permit) = slots.clone().try_acquire_owned() else {
                         tracing::warn!(limit = MAX_CONNS, "control socket: too many connections, closing one");
                         continue;
@@ -104,7 +107,7 @@ pub async fn serve(
                     });
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "control socket: accept failed");
+                    failures.failed("control socket", &e);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
@@ -155,16 +158,19 @@ async fn connection(
                     if allowed {
                         let shared = leases.clone();
                         let op = req.op;
-                        match tokio::task::spawn_blocking(move || {
-                            super::handle(&shared, op, now_ms())
-                        })
-                        .await
+                        let name = op.name();
+                        match tokio::task::spawn_blocking(move || super::run(&shared, op, now_ms()))
+                            .await
                         {
-                            Ok(reply) => {
-                                if let super::proto::Reply::Error { error } = &reply {
-                                    tracing::debug!(error = %error, "control request failed");
-                                }
-                                reply.into()
+                            Ok(Ok(reply)) => reply.into(),
+                            Ok(Err(e)) if e.is_storage() => {
+                                Stats::bump(&leases.stats.errors);
+                                tracing::error!(op = name, error = %e, "control request failed: not acknowledged");
+                                Response::error(e.to_string())
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(op = name, error = %e, "control request failed");
+                                Response::error(e.to_string())
                             }
                             Err(e) => {
                                 Stats::bump(&leases.stats.errors);

@@ -17,6 +17,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
 pub use redis_store::{RedisBackend, RedisConfig, RedisLink, STORE_META, drop_queue};
+pub(crate) use sled_store::describe_sled;
 pub use sled_store::{Opened, SledBackend};
 
 use crate::error::{Error, Result};
@@ -242,6 +243,37 @@ impl Leases {
         Ok(())
     }
 
+    fn live_lease(&self, net: &IpNet, now: Millis) -> Result<Option<Lease>> {
+        let t = self.table.read().map_err(|_| poisoned())?;
+        Ok(t.get(net).filter(|l| l.is_live(now)))
+    }
+
+    /// A change that could not be made durable is not acknowledged, so nothing may answer
+    /// for it either: put back the lease as it was before (unless a later change replaced
+    /// it meanwhile). The backend is told too, as far as it still listens.
+    fn undo(&self, written: &Lease, before: Option<Lease>) {
+        let Ok(mut t) = self.table.write() else {
+            return;
+        };
+        if t.get(&written.net).as_ref() != Some(written) {
+            return;
+        }
+        match before {
+            Some(old) => {
+                let _ = self.backend.put(&old);
+                t.upsert(old);
+                drop(t);
+                self.sooner.notify_one();
+            }
+            None => {
+                let _ = self.backend.remove(&written.net);
+                t.remove(&written.net);
+                drop(t);
+                self.changed();
+            }
+        }
+    }
+
     /// Record a successful login. `durable` makes the lease survive a crash before this
     /// returns (hook and manual logins are acknowledged only then). `meta` is written with
     /// the lease, atomically (a log file's position just after the login's line).
@@ -280,20 +312,19 @@ impl Leases {
                 return Ok(Outcome::Refused(refused));
             }
         };
-        let lease = {
-            let t = self.table.read().map_err(|_| poisoned())?;
-            match t.get(&net) {
-                Some(mut l) if l.is_live(now) => {
-                    l.renew(login, deadline);
-                    l
-                }
-                _ => Lease::new(net, login, deadline),
+        let before = self.live_lease(&net, now)?;
+        let lease = match before.clone() {
+            Some(mut l) => {
+                l.renew(login, deadline);
+                l
             }
+            None => Lease::new(net, login, deadline),
         };
         let renewed = lease.logins > 1;
         self.store(lease.clone(), meta)?;
-        if durable {
-            self.backend.sync()?;
+        if durable && let Err(e) = self.backend.sync() {
+            self.undo(&lease, before);
+            return Err(e);
         }
         if renewed {
             Stats::bump(&self.stats.renewed);
@@ -319,19 +350,20 @@ impl Leases {
             at: now,
             source: SOURCE_MANUAL.into(),
         };
-        let lease = {
-            let t = self.table.read().map_err(|_| poisoned())?;
-            match t.get(&net) {
-                Some(mut l) if l.is_live(now) => {
-                    l.renew(&login, deadline);
-                    l.deadline = deadline;
-                    l
-                }
-                _ => Lease::new(net, &login, deadline),
+        let before = self.live_lease(&net, now)?;
+        let lease = match before.clone() {
+            Some(mut l) => {
+                l.renew(&login, deadline);
+                l.deadline = deadline;
+                l
             }
+            None => Lease::new(net, &login, deadline),
         };
         self.store(lease.clone(), None)?;
-        self.backend.sync()?;
+        if let Err(e) = self.backend.sync() {
+            self.undo(&lease, before);
+            return Err(e);
+        }
         tracing::info!(addr = %show_key(&net), source = SOURCE_MANUAL,
             expires_in = %crate::lease::show_remaining(deadline, now), "lease added");
         Ok(lease)
@@ -567,6 +599,8 @@ mod tests {
     struct Mem {
         leases: Mutex<BTreeMap<IpNet, Lease>>,
         meta: Mutex<BTreeMap<String, Vec<u8>>>,
+        /// Writes succeed but cannot be made durable (a full disk under sled).
+        sync_fails: std::sync::atomic::AtomicBool,
     }
 
     impl Backend for Mem {
@@ -586,6 +620,9 @@ mod tests {
             Ok(())
         }
         fn sync(&self) -> Result<()> {
+            if self.sync_fails.load(Ordering::Relaxed) {
+                return Err(Error::invalid("no space left"));
+            }
             Ok(())
         }
         fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
@@ -607,6 +644,36 @@ mod tests {
             at,
             source: "/var/log/mail.log".into(),
         }
+    }
+
+    #[test]
+    fn what_could_not_be_made_durable_does_not_relay() {
+        let mem = Mem::default();
+        mem.sync_fails.store(true, Ordering::Relaxed);
+        let l = Leases::open(Box::new(mem), Rules::default(), T0).unwrap();
+        let ip = |s: &str| parse_ip(s).unwrap();
+        // Neither a new hook login nor a manual add answers once its sync failed.
+        assert!(l.login(&login("192.0.2.1", T0), T0, true, None).is_err());
+        assert!(l.add(ip("192.0.2.2"), Duration::from_secs(60), T0).is_err());
+        assert!(!l.allowed(ip("192.0.2.1"), T0));
+        assert!(!l.allowed(ip("192.0.2.2"), T0));
+        assert!(l.is_empty());
+        // A lease from before keeps its old deadline when a renewal fails.
+        let followed = l.login(&login("192.0.2.3", T0), T0, false, None).unwrap();
+        let Outcome::Granted(old) = followed else {
+            panic!("{followed:?}")
+        };
+        let later = T0 + 10 * MIN;
+        assert!(
+            l.login(&login("192.0.2.3", later), later, true, None)
+                .is_err()
+        );
+        assert_eq!(l.check(ip("192.0.2.3"), later), Answer::Lease(old.clone()));
+        assert!(
+            l.add(ip("192.0.2.3"), Duration::from_secs(86_400), later)
+                .is_err()
+        );
+        assert_eq!(l.check(ip("192.0.2.3"), later), Answer::Lease(old));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The embedded durable backend: one sled database under `--db DIR`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
@@ -10,6 +11,9 @@ use crate::error::{Error, Result};
 use crate::lease::{Lease, now_ms};
 
 const LEASES: &str = "leases";
+/// Files every sled database directory holds: its settings and its log.
+const SLED_CONF: &str = "conf";
+const SLED_LOG: &str = "db";
 const META: &str = "meta";
 
 /// sled's default page cache is 1 GiB; leases are read from the in-memory index, and the
@@ -18,11 +22,24 @@ const META: &str = "meta";
 /// with 2 MiB).
 const CACHE_BYTES: u64 = 2 * 1024 * 1024;
 
+/// After a write error, how long to wait before each attempt to reopen the database.
+const REOPEN_EVERY: Duration = Duration::from_secs(2);
+
 pub struct SledBackend {
     path: PathBuf,
+    /// `None` between closing a database that failed a write and reopening it.
+    open: RwLock<Option<Trees>>,
+    /// Set by a write error: when the database was last (re)opened. sled refuses every
+    /// operation after one I/O error, so the way back is closing it and opening it again.
+    failed: Mutex<Option<Instant>>,
+}
+
+struct Trees {
     db: sled::Db,
     leases: sled::Tree,
     meta: sled::Tree,
+    /// sled's log file, for the fsync sled's flush leaves out (see [`Backend::sync`]).
+    log: std::fs::File,
 }
 
 /// How opening the database went, for the caller to report.
@@ -105,24 +122,73 @@ impl SledBackend {
     }
 
     fn from_db(path: &Path, db: sled::Db) -> Result<Self> {
-        let tree = |name: &'static str| {
-            db.open_tree(name).map_err(|e| Error::Db {
-                op: "open tree",
-                path: path.to_path_buf(),
-                source: e,
-            })
-        };
+        let trees = Trees::new(path, db).map_err(|e| Error::Db {
+            op: "open tree",
+            path: path.to_path_buf(),
+            source: e,
+        })?;
         Ok(SledBackend {
             path: path.to_path_buf(),
-            leases: tree(LEASES)?,
-            meta: tree(META)?,
-            db,
+            open: RwLock::new(Some(trees)),
+            failed: Mutex::new(None),
         })
+    }
+
+    /// Run `f` on the open database. An I/O error closes it; a later call reopens it, so
+    /// the daemon writes again once the disk has room or is writable again.
+    fn with<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&Trees) -> std::result::Result<T, sled::Error>,
+    ) -> Result<T> {
+        self.reopen_if_failed();
+        let open = self.open.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(trees) = open.as_ref() else {
+            let closed = std::io::Error::other(format!(
+                "closed after a write error (reopened every {}s until that works)",
+                REOPEN_EVERY.as_secs()
+            ));
+            return Err(self.err(op)(sled::Error::Io(closed)));
+        };
+        let r = f(trees);
+        if let Err(sled::Error::Io(_)) = &r {
+            let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+            failed.get_or_insert_with(Instant::now);
+        }
+        r.map_err(self.err(op))
+    }
+
+    fn reopen_if_failed(&self) {
+        let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        match *failed {
+            Some(at) if at.elapsed() >= REOPEN_EVERY => {}
+            _ => return,
+        }
+        *failed = Some(Instant::now());
+        let mut open = self.open.write().unwrap_or_else(PoisonError::into_inner);
+        // The failed database holds the lock on the directory (and keeps its file system
+        // busy, so that it cannot be unmounted and repaired): close it first.
+        *open = None;
+        // Never create a new database here: an empty directory is a file system not
+        // mounted back yet, and leases written there would be hidden once it is.
+        if !self.path.join(SLED_CONF).is_file() {
+            tracing::warn!(db = %self.path.display(), "cannot reopen the database yet: it is not there");
+            return;
+        }
+        match open_raw(&self.path).and_then(|db| Trees::new(&self.path, db)) {
+            Ok(trees) => {
+                *open = Some(trees);
+                *failed = None;
+                tracing::info!(db = %self.path.display(), "database reopened after a write error: writing again");
+            }
+            Err(e) => tracing::warn!(db = %self.path.display(), error = %describe_sled(&e),
+                "cannot reopen the database yet"),
+        }
     }
 
     /// Another tree of the same database (the shared store's queue of unsent changes).
     pub(super) fn tree(&self, name: &'static str) -> Result<sled::Tree> {
-        self.db.open_tree(name).map_err(self.err("open tree"))
+        self.with("open tree", |t| t.db.open_tree(name))
     }
 
     /// Write `key` in `tree` and a meta record so that a crash keeps both or neither;
@@ -136,16 +202,15 @@ impl SledBackend {
         meta_value: &[u8],
     ) -> Result<Option<sled::IVec>> {
         use sled::Transactional;
-        (tree, &self.meta)
-            .transaction(|(t, meta)| {
-                let old = t.insert(key, value)?;
-                meta.insert(meta_key.as_bytes(), meta_value)?;
-                Ok(old)
-            })
-            .map_err(|e: sled::transaction::TransactionError<()>| match e {
-                sled::transaction::TransactionError::Storage(e) => self.err("write")(e),
-                sled::transaction::TransactionError::Abort(()) => Error::invalid("write aborted"),
-            })
+        self.with("write", |trees| {
+            (tree, &trees.meta)
+                .transaction(|(t, meta)| {
+                    let old = t.insert(key, value)?;
+                    meta.insert(meta_key.as_bytes(), meta_value)?;
+                    Ok(old)
+                })
+                .map_err(storage_error)
+        })
     }
 
     pub(super) fn err(&self, op: &'static str) -> impl FnOnce(sled::Error) -> Error + '_ {
@@ -154,6 +219,42 @@ impl SledBackend {
             path: self.path.clone(),
             source: e,
         }
+    }
+}
+
+impl Trees {
+    fn new(path: &Path, db: sled::Db) -> std::result::Result<Trees, sled::Error> {
+        Ok(Trees {
+            leases: db.open_tree(LEASES)?,
+            meta: db.open_tree(META)?,
+            log: std::fs::File::open(path.join(SLED_LOG))?,
+            db,
+        })
+    }
+}
+
+/// Our transactions never abort, so only the storage error is left.
+fn storage_error(e: sled::transaction::TransactionError<()>) -> sled::Error {
+    match e {
+        sled::transaction::TransactionError::Storage(e) => e,
+        sled::transaction::TransactionError::Abort(()) => {
+            sled::Error::ReportableBug("transaction aborted".into())
+        }
+    }
+}
+
+/// "no storage space" rather than `IO error: Os { code: 28, ... }`. sled hands on an I/O
+/// error it met while writing as a new error of the same kind whose text is the old one's
+/// debug form; the kind is what is left to show.
+pub(crate) fn describe_sled(e: &sled::Error) -> String {
+    match e {
+        sled::Error::Io(io)
+            if io.raw_os_error().is_some() || io.kind() == std::io::ErrorKind::Other =>
+        {
+            crate::error::describe_io(io)
+        }
+        sled::Error::Io(io) => io.kind().to_string(),
+        other => other.to_string(),
     }
 }
 
@@ -300,12 +401,12 @@ impl SledBackend {
     /// Read leases from one end until meeting the other reader; sends them in batches and
     /// returns the keys of records that could not be read.
     fn scan(
-        &self,
+        tree: &sled::Tree,
         side: Side,
         claims: &Mutex<Claims>,
         tx: std::sync::mpsc::SyncSender<Vec<Lease>>,
     ) -> std::result::Result<Vec<sled::IVec>, sled::Error> {
-        let mut it = self.leases.iter();
+        let mut it = tree.iter();
         let mut unreadable = Vec::new();
         loop {
             let mut batch = Vec::with_capacity(BATCH);
@@ -369,52 +470,61 @@ impl Backend for SledBackend {
     /// Two threads read the tree, one from each end, and meet in the middle: opening a
     /// database of a million leases is mostly sled's reading, and there are two cores.
     fn load_each(&self, each: &mut dyn FnMut(Lease)) -> Result<()> {
-        let claims = Mutex::new(Claims::default());
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Lease>>(16);
-        let (fwd, back) = std::thread::scope(|scope| {
-            let claims = &claims;
-            let tx2 = tx.clone();
-            let fwd = scope.spawn(move || self.scan(Side::Front, claims, tx2));
-            let back = scope.spawn(move || self.scan(Side::Back, claims, tx));
-            for batch in rx {
-                batch.into_iter().for_each(&mut *each);
+        let unreadable = self.with("read leases", |trees| {
+            let tree = &trees.leases;
+            let claims = Mutex::new(Claims::default());
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Lease>>(16);
+            let (fwd, back) = std::thread::scope(|scope| {
+                let claims = &claims;
+                let tx2 = tx.clone();
+                let fwd = scope.spawn(move || Self::scan(tree, Side::Front, claims, tx2));
+                let back = scope.spawn(move || Self::scan(tree, Side::Back, claims, tx));
+                for batch in rx {
+                    batch.into_iter().for_each(&mut *each);
+                }
+                (fwd.join(), back.join())
+            });
+            let mut unreadable = Vec::new();
+            for side in [fwd, back] {
+                let keys = side.map_err(|_| {
+                    sled::Error::ReportableBug("a database reader panicked".into())
+                })??;
+                unreadable.extend(keys);
             }
-            (fwd.join(), back.join())
-        });
-        let mut unreadable = Vec::new();
-        for side in [fwd, back] {
-            let keys = side
-                .map_err(|_| Error::invalid("internal error: a database reader panicked"))?
-                .map_err(self.err("read leases"))?;
-            unreadable.extend(keys);
-        }
+            Ok(unreadable)
+        })?;
         for k in unreadable {
             tracing::warn!("dropping an unreadable lease record");
-            self.leases.remove(k).map_err(self.err("remove lease"))?;
+            self.with("remove lease", |t| t.leases.remove(k))?;
         }
         Ok(())
     }
 
     fn put(&self, lease: &Lease) -> Result<()> {
-        self.leases
-            .insert(key_bytes(&lease.net), encode(lease))
-            .map_err(self.err("write lease"))?;
+        self.with("write lease", |t| {
+            t.leases.insert(key_bytes(&lease.net), encode(lease))
+        })?;
         Ok(())
     }
 
     fn remove(&self, net: &IpNet) -> Result<()> {
-        self.leases
-            .remove(key_bytes(net))
-            .map_err(self.err("remove lease"))?;
+        self.with("remove lease", |t| t.leases.remove(key_bytes(net)))?;
         Ok(())
     }
 
     fn clear(&self) -> Result<()> {
-        self.leases.clear().map_err(self.err("clear leases"))
+        self.with("clear leases", |t| t.leases.clear())
     }
 
+    /// sled's flush makes its writes stable with sync_file_range, which leaves the log
+    /// file's size and block map to its next periodic fsync, half a second later: a power
+    /// cut or a file system gone read-only in between loses a lease already acknowledged.
+    /// The fsync here closes that gap.
     fn sync(&self) -> Result<()> {
-        self.db.flush().map_err(self.err("flush"))?;
+        self.with("flush", |t| {
+            t.db.flush()?;
+            t.log.sync_all().map_err(sled::Error::Io)
+        })?;
         Ok(())
     }
 
@@ -422,32 +532,25 @@ impl Backend for SledBackend {
         use sled::Transactional;
         let v = encode(lease);
         let k = key_bytes(&lease.net);
-        (&self.leases, &self.meta)
-            .transaction(|(leases, meta)| {
-                leases.insert(k.as_slice(), v.as_slice())?;
-                meta.insert(key.as_bytes(), value)?;
-                Ok(())
-            })
-            .map_err(|e: sled::transaction::TransactionError<()>| match e {
-                sled::transaction::TransactionError::Storage(e) => self.err("write lease")(e),
-                sled::transaction::TransactionError::Abort(()) => {
-                    Error::invalid("lease write aborted")
-                }
-            })
+        self.with("write lease", |t| {
+            (&t.leases, &t.meta)
+                .transaction(|(leases, meta)| {
+                    leases.insert(k.as_slice(), v.as_slice())?;
+                    meta.insert(key.as_bytes(), value)?;
+                    Ok(())
+                })
+                .map_err(storage_error)
+        })
     }
 
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
         Ok(self
-            .meta
-            .get(key.as_bytes())
-            .map_err(self.err("read"))?
+            .with("read", |t| t.meta.get(key.as_bytes()))?
             .map(|v| v.to_vec()))
     }
 
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<()> {
-        self.meta
-            .insert(key.as_bytes(), value)
-            .map_err(self.err("write"))?;
+        self.with("write", |t| t.meta.insert(key.as_bytes(), value))?;
         Ok(())
     }
 }
@@ -534,10 +637,15 @@ mod tests {
         };
         let good = lease("192.0.2.7", Some("alice"));
         b.put(&good).unwrap();
-        b.leases
-            .insert(&[4, 32, 192, 0, 2, 8][..], &b"junk"[..])
-            .unwrap();
+        b.with("write", |t| {
+            t.leases.insert(&[4, 32, 192, 0, 2, 8][..], &b"junk"[..])
+        })
+        .unwrap();
         assert_eq!(b.load().unwrap(), vec![good]);
-        assert_eq!(b.leases.len(), 1, "the junk record is gone");
+        assert_eq!(
+            b.with("read", |t| Ok(t.leases.len())).unwrap(),
+            1,
+            "the junk record is gone"
+        );
     }
 }

@@ -53,20 +53,24 @@ impl Env {
 
     /// Start `relaylease daemon ARGS` and wait until its control socket answers.
     pub fn start(&self, args: &[&str]) -> Daemon {
+        self.start_with(args, |_| {})
+    }
+
+    /// [`Env::start`] with the command adjusted first (limits, environment).
+    pub fn start_with(&self, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Daemon {
         let log = self.path("daemon.log");
         let err = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .expect("daemon log");
-        let child = self
-            .cmd()
-            .arg("daemon")
+        let mut cmd = self.cmd();
+        cmd.arg("daemon")
             .args(args)
             .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .expect("start daemon");
+            .stderr(err);
+        adjust(&mut cmd);
+        let child = cmd.spawn().expect("start daemon");
         let mut d = Daemon {
             child: Some(child),
             log,
