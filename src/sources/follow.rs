@@ -7,7 +7,7 @@ use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -83,10 +83,15 @@ struct Tail {
     /// Inside an over-long line: drop bytes until its newline.
     skipping: bool,
     fp: (u64, u64),
+    /// When we opened it: a copy `NAME.1` made later may hold lines we never saw.
+    opened: SystemTime,
+    /// That copy has been read (see [`Follower::catch_up_unseen_copy`]).
+    copy_read: bool,
 }
 
 impl Tail {
     fn open(path: &Path) -> std::io::Result<Tail> {
+        let opened = SystemTime::now();
         let mut file = File::open(path)?;
         let meta = file.metadata()?;
         let fp = fingerprint(&mut file, meta.len())?;
@@ -98,6 +103,8 @@ impl Tail {
             partial: Vec::new(),
             skipping: false,
             fp,
+            opened,
+            copy_read: false,
         })
     }
 
@@ -214,6 +221,9 @@ impl Follower {
                 match self.cur.take() {
                     None => self.open(sink),
                     Some(mut t) => {
+                        if t.offset == 0 && t.fp.1 == 0 && t.partial.is_empty() && !t.copy_read {
+                            self.catch_up_unseen_copy(&mut t, sink);
+                        }
                         let mut truncated = meta.len() < t.offset || t.rewritten();
                         let mut rewinds = 0;
                         loop {
@@ -333,6 +343,47 @@ impl Follower {
             let mut detached = Detached { inner: sink };
             self.read(&mut copy, &mut detached);
         }
+    }
+
+    /// A file that was empty when we opened it has no fingerprint, so a copytruncate that
+    /// copies and empties it before we read a byte (a daemon starved of CPU) looks like
+    /// nothing happened. The copy tells: a `NAME.1` changed after we opened the file (its
+    /// ctime; a rename rotation renamed it before we opened the new file) that the file no
+    /// longer starts with holds lines we never read.
+    fn catch_up_unseen_copy(&mut self, t: &mut Tail, sink: &mut dyn Sink) {
+        let mut name = self.path.as_os_str().to_os_string();
+        name.push(".1");
+        let Ok(mut copy) = Tail::open(Path::new(&name)) else {
+            return;
+        };
+        let Ok(meta) = copy.file.metadata() else {
+            return;
+        };
+        let changed = u64::try_from(meta.ctime()).ok().map(|secs| {
+            UNIX_EPOCH + Duration::new(secs, meta.ctime_nsec().clamp(0, 999_999_999) as u32)
+        });
+        let ours = (copy.dev, copy.ino) == (t.dev, t.ino)
+            || self
+                .old
+                .as_ref()
+                .is_some_and(|(o, _)| (o.dev, o.ino) == (copy.dev, copy.ino));
+        if ours || meta.len() == 0 || changed.is_none_or(|c| c <= t.opened) {
+            return;
+        }
+        let n = meta.len().min(FINGERPRINT_LEN);
+        let Ok(theirs) = fingerprint(&mut copy.file, n) else {
+            return;
+        };
+        let len = t.file.metadata().map(|m| m.len()).unwrap_or(0);
+        if len >= n && fingerprint(&mut t.file, n).is_ok_and(|fp| fp == theirs) {
+            // Copied but not truncated yet: the lines are read from the file itself.
+            return;
+        }
+        t.copy_read = true;
+        tracing::info!(path = %self.path.display(), copy = %Path::new(&name).display(),
+            "log file truncated before it was read: reading its copy");
+        let mut detached = Detached { inner: sink };
+        self.read(&mut copy, &mut detached);
     }
 
     /// Read to the end of the file. Returns true when it stopped because the file was
@@ -640,6 +691,76 @@ mod tests {
         write(&log, 15..18);
         f.poll(&mut sink);
         assert_eq!(sink.logins, ips(0..18));
+    }
+
+    fn truncate(path: &Path) {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+    }
+
+    /// A file empty when we opened it, then written, copied and truncated before we read a
+    /// byte (a daemon starved of CPU): nothing marks the truncation but the new copy.
+    #[test]
+    fn copytruncate_before_the_first_read_takes_the_lines_from_the_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("mail.log");
+        let copy = dir.path().join("mail.log.1");
+        write(&log, 0..0);
+        let mut sink = VecSink::default();
+        let mut f = follower(&log);
+        f.poll(&mut sink);
+        // File times come from the kernel's coarse clock (a tick behind ours at worst).
+        std::thread::sleep(Duration::from_millis(20));
+        write(&log, 0..10);
+        std::fs::copy(&log, &copy).unwrap();
+        truncate(&log);
+        write(&log, 10..13);
+        f.poll(&mut sink);
+        assert_eq!(sink.logins, ips(0..13));
+        // The copy is read once, however long the file stays as it is.
+        f.poll(&mut sink);
+        write(&log, 13..14);
+        f.poll(&mut sink);
+        assert_eq!(sink.logins, ips(0..14));
+    }
+
+    /// The copy made but the file not truncated yet: its lines are read from the file itself,
+    /// once; and a copy older than our opening of the file is yesterday's rotation.
+    #[test]
+    fn a_copy_is_only_read_when_it_is_new_and_the_file_no_longer_starts_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("mail.log");
+        let copy = dir.path().join("mail.log.1");
+        write(&copy, 90..95);
+        std::thread::sleep(Duration::from_millis(20));
+        write(&log, 0..0);
+        let mut sink = VecSink::default();
+        let mut f = follower(&log);
+        f.poll(&mut sink);
+        write(&log, 0..3);
+        f.poll(&mut sink);
+        assert_eq!(sink.logins, ips(0..3), "yesterday's copy is not read");
+
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("mail.log");
+        let copy = dir.path().join("mail.log.1");
+        write(&log, 0..0);
+        let mut sink = VecSink::default();
+        let mut f = follower(&log);
+        f.poll(&mut sink);
+        std::thread::sleep(Duration::from_millis(20));
+        write(&log, 0..4);
+        std::fs::copy(&log, &copy).unwrap();
+        f.poll(&mut sink);
+        assert_eq!(sink.logins, ips(0..4));
+        truncate(&log);
+        write(&log, 4..6);
+        f.poll(&mut sink);
+        assert_eq!(sink.logins, ips(0..6));
     }
 
     #[test]
