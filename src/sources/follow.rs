@@ -190,8 +190,18 @@ impl Follower {
 
     /// Forget open files (SIGHUP); the next poll opens them again where they were.
     pub fn reopen(&mut self, sink: &mut dyn Sink) {
-        if let Some(t) = self.cur.take() {
-            sink.checkpoint(&self.key, &t.position(t.offset));
+        if let Some(mut t) = self.cur.take() {
+            let same =
+                std::fs::metadata(&self.path).is_ok_and(|m| m.dev() == t.dev && m.ino() == t.ino);
+            if same {
+                sink.checkpoint(&self.key, &t.position(t.offset));
+            } else {
+                // Renamed before a poll noticed (logrotate's postrotate sends SIGHUP right
+                // after the rename): drain it as a poll would, or its rest is lost.
+                tracing::info!(path = %self.path.display(), "log file rotated: reading the new file");
+                self.read(&mut t, sink);
+                self.old = Some((t, Instant::now()));
+            }
         }
         self.first = false;
     }
@@ -662,6 +672,34 @@ mod tests {
         f.poll(&mut sink);
         assert_eq!(sink.logins[..5], ips(0..5)[..]);
         assert_eq!(sink.logins[5..], ips(50..60)[..]);
+    }
+
+    /// Found by the soak (benches/soak.rs): logrotate renames the log and its postrotate
+    /// sends SIGHUP at once. When the SIGHUP came before a poll noticed the rename, the
+    /// renamed file was dropped with its unread lines, and those written to it until syslog
+    /// reopened were never read either.
+    #[test]
+    fn sighup_right_after_a_rename_rotation_reads_the_old_file_to_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("mail.log");
+        let old = dir.path().join("mail.log.1");
+        write(&log, 0..0);
+        let mut sink = VecSink::default();
+        let mut f = follower(&log);
+        f.poll(&mut sink);
+        write(&log, 0..5);
+        f.poll(&mut sink);
+        write(&log, 5..8);
+        std::fs::rename(&log, &old).unwrap();
+        write(&log, 8..10);
+        f.reopen(&mut sink);
+        // syslog appends to the renamed file until it is told to reopen.
+        write(&old, 10..12);
+        f.poll(&mut sink);
+        f.poll(&mut sink);
+        let mut got = sink.logins.clone();
+        got.sort_by_key(|ip| ip.rsplit('.').next().unwrap().parse::<u32>().unwrap());
+        assert_eq!(got, ips(0..12));
     }
 
     #[test]
