@@ -159,8 +159,8 @@ pub struct Follower {
     source: String,
     parser: LineParser,
     cur: Option<Tail>,
-    /// The previous file after a rename rotation, read until quiet.
-    old: Option<(Tail, Instant)>,
+    /// Previous files after rename rotations, oldest first, each read until quiet.
+    old: Vec<(Tail, Instant)>,
     /// True until the first open: a file that exists when we start is read from its end
     /// (old logins are not replayed) unless a saved position says otherwise.
     first: bool,
@@ -177,7 +177,7 @@ impl Follower {
             path,
             parser,
             cur: None,
-            old: None,
+            old: Vec::new(),
             first: true,
             buf: Vec::new(),
             lines: 0,
@@ -190,7 +190,7 @@ impl Follower {
 
     /// Forget open files (SIGHUP); the next poll opens them again where they were.
     pub fn reopen(&mut self, sink: &mut dyn Sink) {
-        if let Some(mut t) = self.cur.take() {
+        if let Some(t) = self.cur.take() {
             let same =
                 std::fs::metadata(&self.path).is_ok_and(|m| m.dev() == t.dev && m.ino() == t.ino);
             if same {
@@ -199,8 +199,7 @@ impl Follower {
                 // Renamed before a poll noticed (logrotate's postrotate sends SIGHUP right
                 // after the rename): drain it as a poll would, or its rest is lost.
                 tracing::info!(path = %self.path.display(), "log file rotated: reading the new file");
-                self.read(&mut t, sink);
-                self.old = Some((t, Instant::now()));
+                self.retire(t, sink);
             }
         }
         self.first = false;
@@ -215,11 +214,10 @@ impl Follower {
                     .cur
                     .as_ref()
                     .is_some_and(|t| t.dev != meta.dev() || t.ino != meta.ino());
-                if replaced && let Some(mut t) = self.cur.take() {
+                if replaced && let Some(t) = self.cur.take() {
                     tracing::info!(path = %self.path.display(), "log file rotated: reading the new file");
                     // The old file first: its lines were written before the new file's.
-                    self.read(&mut t, sink);
-                    self.old = Some((t, Instant::now()));
+                    self.retire(t, sink);
                 }
                 match self.cur.take() {
                     None => self.open(sink),
@@ -256,11 +254,11 @@ impl Follower {
             }
             Err(e) => {
                 if let Some(mut t) = self.cur.take() {
-                    self.read(&mut t, sink);
                     if e.kind() == ErrorKind::NotFound {
                         tracing::info!(path = %self.path.display(), "log file moved away or removed: waiting for a new one");
-                        self.old = Some((t, Instant::now()));
+                        self.retire(t, sink);
                     } else {
+                        self.read(&mut t, sink);
                         tracing::warn!(path = %self.path.display(), error = %e, "cannot stat log file");
                         self.cur = Some(t);
                     }
@@ -268,25 +266,91 @@ impl Follower {
                 self.first = false;
             }
         }
-        if let Some((mut t, quiet_since)) = self.old.take() {
+        let old = std::mem::take(&mut self.old);
+        for (mut t, quiet_since) in old {
             let before = t.offset + t.partial.len() as u64;
             self.read(&mut t, sink);
             let grew = t.offset + t.partial.len() as u64 > before;
             let since = if grew { Instant::now() } else { quiet_since };
             if since.elapsed() < DRAIN_QUIET {
-                self.old = Some((t, since));
+                self.old.push((t, since));
             }
         }
     }
 
+    /// The current file was renamed away: read it to its end and keep draining it. A reader
+    /// that fell more than one rotation behind (the log rotated again while it was still
+    /// reading this file) never opened the generations in between: they are found as
+    /// `NAME.1`, `NAME.2`... newer than this file, and read from their start. Every file is
+    /// opened, the new one at the path too, before the long reads, so that renames meanwhile
+    /// cannot hide one; they are read oldest first.
+    fn retire(&mut self, t: Tail, sink: &mut dyn Sink) {
+        let skipped = self.skipped_generations(&t);
+        let next = self.open_positioned(sink);
+        let first_new = self.old.len();
+        self.old.push((t, Instant::now()));
+        for (name, s) in skipped {
+            tracing::warn!(path = %self.path.display(), skipped = %name.display(),
+                "fell more than one rotation behind: reading the generation in between too");
+            self.old.push((s, Instant::now()));
+        }
+        let mut old = std::mem::take(&mut self.old);
+        for (t, since) in old.iter_mut().skip(first_new) {
+            self.read(t, sink);
+            *since = Instant::now();
+        }
+        old.append(&mut self.old);
+        self.old = old;
+        self.cur = next;
+    }
+
+    /// Rotated generations newer than `t` that were never opened, oldest first. Only when
+    /// `t` itself is found among them: otherwise their order is unknown.
+    fn skipped_generations(&self, t: &Tail) -> Vec<(PathBuf, Tail)> {
+        const GENERATIONS: u32 = 5;
+        let id = |m: &std::fs::Metadata| (m.dev(), m.ino());
+        let current = std::fs::metadata(&self.path).ok().map(|m| id(&m));
+        let known =
+            |d: (u64, u64)| Some(d) == current || self.old.iter().any(|(o, _)| (o.dev, o.ino) == d);
+        let mut newer = Vec::new();
+        for n in 1..=GENERATIONS {
+            let mut name = self.path.as_os_str().to_os_string();
+            name.push(format!(".{n}"));
+            let name = PathBuf::from(name);
+            let Ok(meta) = std::fs::metadata(&name) else {
+                return Vec::new();
+            };
+            if id(&meta) == (t.dev, t.ino) {
+                newer.reverse();
+                return newer;
+            }
+            if known(id(&meta)) {
+                continue;
+            }
+            match Tail::open(&name) {
+                Ok(s) => newer.push((name, s)),
+                Err(_) => return Vec::new(),
+            }
+        }
+        Vec::new()
+    }
+
     fn open(&mut self, sink: &mut dyn Sink) {
+        if let Some(mut t) = self.open_positioned(sink) {
+            self.read(&mut t, sink);
+            self.cur = Some(t);
+        }
+    }
+
+    /// Open the file at the path, placed where reading it starts, without reading it.
+    fn open_positioned(&mut self, sink: &mut dyn Sink) -> Option<Tail> {
         let mut t = match Tail::open(&self.path) {
             Ok(t) => t,
             Err(e) => {
                 if e.kind() != ErrorKind::NotFound {
                     tracing::warn!(path = %self.path.display(), error = %e, "cannot open log file");
                 }
-                return;
+                return None;
             }
         };
         let first = std::mem::replace(&mut self.first, false);
@@ -305,12 +369,11 @@ impl Follower {
         };
         if let Err(e) = t.seek(start) {
             tracing::warn!(path = %self.path.display(), error = %e, "cannot seek in log file");
-            return;
+            return None;
         }
         tracing::debug!(path = %self.path.display(), offset = start, "following log file");
         sink.checkpoint(&self.key, &t.position(start));
-        self.read(&mut t, sink);
-        self.cur = Some(t);
+        Some(t)
     }
 
     /// logrotate's first generation is `NAME.1`; read what it holds past our saved place.
@@ -700,6 +763,36 @@ mod tests {
         let mut got = sink.logins.clone();
         got.sort_by_key(|ip| ip.rsplit('.').next().unwrap().parse::<u32>().unwrap());
         assert_eq!(got, ips(0..12));
+    }
+
+    /// Found by the soak: with the reader busy far behind the writer, the log was renamed
+    /// twice before it reached the end of the file it was reading, and the generation in
+    /// between (`mail.log.1` by then) was never read.
+    #[test]
+    fn a_reader_more_than_one_rotation_behind_reads_the_generation_in_between() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("mail.log");
+        let gen1 = dir.path().join("mail.log.1");
+        let gen2 = dir.path().join("mail.log.2");
+        write(&log, 0..0);
+        let mut sink = VecSink::default();
+        let mut f = follower(&log);
+        f.poll(&mut sink);
+        write(&log, 0..5);
+        f.poll(&mut sink);
+        write(&log, 5..8);
+        std::fs::rename(&log, &gen1).unwrap();
+        write(&log, 8..11);
+        std::fs::rename(&gen1, &gen2).unwrap();
+        std::fs::rename(&log, &gen1).unwrap();
+        write(&log, 11..13);
+        f.poll(&mut sink);
+        // The skipped generation may still be written to until syslog reopens.
+        write(&gen1, 13..14);
+        f.poll(&mut sink);
+        let mut got = sink.logins.clone();
+        got.sort_by_key(|ip| ip.rsplit('.').next().unwrap().parse::<u32>().unwrap());
+        assert_eq!(got, ips(0..14), "each line once: {:?}", sink.logins);
     }
 
     #[test]
