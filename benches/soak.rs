@@ -52,7 +52,8 @@ struct Plan {
     /// A SIGHUP due at a rotation is sent right after it, as logrotate's postrotate does.
     hup_every: Duration,
     sample_every: Duration,
-    /// Samples before this are warm-up: the address pools are not yet all leased.
+    /// Samples before this are warm-up: the address pools are not yet all leased and
+    /// renewed.
     warmup: Duration,
     log_pool: usize,
     hook_pool: usize,
@@ -74,9 +75,9 @@ impl Plan {
             rotate_lag: Duration::from_millis(300),
             hup_every: Duration::from_secs(60),
             sample_every: Duration::from_secs(5),
-            // One minute fills both pools; the rest of the second covers the first
-            // rotation pair and SIGHUP.
-            warmup: Duration::from_secs(90),
+            // Two passes through the pools (a minute each): every lease granted, then
+            // renewed once, so the store has rewritten each record.
+            warmup: Duration::from_secs(120),
             log_pool: 300_000,
             hook_pool: 60_000,
             catch_up: Duration::from_secs(180),
@@ -130,6 +131,8 @@ struct Tally {
     log_written: AtomicU64,
     /// Acknowledged hook logins per pool address.
     hook_acked: Vec<AtomicU32>,
+    /// Their sum, for the progress lines.
+    hook_done: AtomicU64,
     hook_via_socket: AtomicU64,
     hook_via_process: AtomicU64,
     hook_failed: AtomicU64,
@@ -181,6 +184,7 @@ struct Sample {
     stats: Option<StatsSnapshot>,
     policy_requests: u64,
     log_written: u64,
+    hook_acked: u64,
 }
 
 fn stats(socket: &Path) -> Option<StatsSnapshot> {
@@ -247,7 +251,9 @@ fn soak(plan: &Plan, quick: bool) -> bool {
             daemon.policy.clone(),
             stop.clone(),
         );
-        std::thread::spawn(move || policy_load(&plan, &tally, &path, &stop, end))
+        // Runs until told to stop, after the end sample (bounded all the same).
+        let bound = end + Duration::from_secs(300);
+        std::thread::spawn(move || policy_load(&plan, &tally, &path, &stop, bound))
     };
 
     // The main thread samples.
@@ -263,6 +269,7 @@ fn soak(plan: &Plan, quick: bool) -> bool {
                 stats: stats(&daemon.socket),
                 policy_requests: tally.policy_requests.load(Ordering::Relaxed),
                 log_written: tally.log_written.load(Ordering::Relaxed),
+                hook_acked: tally.hook_done.load(Ordering::Relaxed),
             };
             if samples.len().is_multiple_of(print_every) {
                 print_sample(&s, samples.last(), &log_source);
@@ -283,6 +290,7 @@ fn soak(plan: &Plan, quick: bool) -> bool {
         stats: stats(&daemon.socket),
         policy_requests: tally.policy_requests.load(Ordering::Relaxed),
         log_written: tally.log_written.load(Ordering::Relaxed),
+        hook_acked: tally.hook_done.load(Ordering::Relaxed),
     };
     print_sample(&end_sample, samples.last(), &log_source);
     samples.push(end_sample);
@@ -355,7 +363,7 @@ fn soak(plan: &Plan, quick: bool) -> bool {
     };
     println!("\n== load achieved");
     println!(
-        "log:    {written_log} login lines in {load_secs:.0} s = {:.0}/s (target {}/s), plus one other line each; {} rotations (rename, create; the writer kept appending to the old file for {:?})",
+        "log:    {written_log} login lines in {load_secs:.0} s = {:.0}/s (target {}/s), plus one other line each; {} rotations (rename, create, 5 generations kept; the writer kept appending to the old file for {:?})",
         written_log as f64 / load_secs,
         plan.log_rate,
         tally.rotations.load(Ordering::Relaxed),
@@ -546,7 +554,7 @@ fn soak(plan: &Plan, quick: bool) -> bool {
     }
 
     println!(
-        "\n== resources (VmRSS, /proc/PID/fd, /proc/PID/task every {:?}; warm-up: the first {:?}, until both address pools are leased)",
+        "\n== resources (VmRSS, /proc/PID/fd, /proc/PID/task every {:?}; warm-up: the first {:?}, until both address pools are leased and renewed)",
         plan.sample_every, plan.warmup
     );
     let flat_ok = flatness(&samples, plan, after);
@@ -574,15 +582,16 @@ fn soak(plan: &Plan, quick: bool) -> bool {
 }
 
 fn print_sample(s: &Sample, prev: Option<&Sample>, log_source: &str) {
-    let (lr, pr) = match prev {
+    let (lr, hr, pr) = match prev {
         Some(p) => {
             let dt = (s.at - p.at).as_secs_f64().max(1e-3);
             (
                 (s.log_written - p.log_written) as f64 / dt,
+                (s.hook_acked - p.hook_acked) as f64 / dt,
                 (s.policy_requests - p.policy_requests) as f64 / dt,
             )
         }
-        None => (0.0, 0.0),
+        None => (0.0, 0.0, 0.0),
     };
     let (leases, counted) = s
         .stats
@@ -595,7 +604,7 @@ fn print_sample(s: &Sample, prev: Option<&Sample>, log_source: &str) {
         })
         .unwrap_or((0, 0));
     println!(
-        "t={:>5.1}s  RSS {:>7.1} MiB  fds {:>4}  threads {:>3}  leases {:>7}  log written {:>8} read {:>8}  ({lr:.0}/s written, {pr:.0} policy req/s)",
+        "t={:>5.1}s  RSS {:>7.1} MiB  fds {:>4}  threads {:>3}  leases {:>7}  log written {:>8} read {:>8}  ({lr:.0}/s written, {hr:.0} hook/s, {pr:.0} policy req/s)",
         s.at.as_secs_f64(),
         s.proc.rss_kib as f64 / 1024.0,
         s.proc.fds,
@@ -671,20 +680,22 @@ fn log_writer(plan: &Plan, tally: &Tally, path: &Path, pid: u32, t0: Instant, en
     let mut buf = String::with_capacity(1 << 20);
     let mut stamp = syslog_stamp();
     let mut stamp_at = Instant::now();
-    let rot1 = with_suffix(path, ".1");
-    let rot2 = with_suffix(path, ".2");
     loop {
         let now = Instant::now();
         if now >= end {
             break;
         }
         if now >= next_rotation {
-            // logrotate: shift the generations, rename, create; syslog keeps writing to
-            // the renamed file until told to reopen.
-            if rot1.exists() {
-                std::fs::rename(&rot1, &rot2).expect("rotate .1 to .2");
+            // logrotate (`rotate 5`): shift the generations, rename, create; syslog keeps
+            // writing to the renamed file until told to reopen.
+            for n in (1..5).rev() {
+                let from = with_suffix(path, &format!(".{n}"));
+                if from.exists() {
+                    let to = with_suffix(path, &format!(".{}", n + 1));
+                    std::fs::rename(&from, &to).expect("shift a generation");
+                }
             }
-            std::fs::rename(path, &rot1).expect("rotate the log");
+            std::fs::rename(path, with_suffix(path, ".1")).expect("rotate the log");
             File::create(path).expect("create the new log");
             tally.rotations.fetch_add(1, Ordering::Relaxed);
             switch_at = Some(now + plan.rotate_lag);
@@ -808,6 +819,7 @@ fn hook_client(
         match result {
             Ok(()) => {
                 tally.hook_acked[j].fetch_add(1, Ordering::Release);
+                tally.hook_done.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
                 tally.hook_failed.fetch_add(1, Ordering::Relaxed);
