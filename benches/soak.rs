@@ -80,7 +80,7 @@ impl Plan {
             warmup: Duration::from_secs(120),
             log_pool: 300_000,
             hook_pool: 60_000,
-            catch_up: Duration::from_secs(180),
+            catch_up: Duration::from_secs(300),
             expire: "3h",
         }
     }
@@ -363,7 +363,7 @@ fn soak(plan: &Plan, quick: bool) -> bool {
     };
     println!("\n== load achieved");
     println!(
-        "log:    {written_log} login lines in {load_secs:.0} s = {:.0}/s (target {}/s), plus one other line each; {} rotations (rename, create, 5 generations kept; the writer kept appending to the old file for {:?})",
+        "log:    {written_log} login lines in {load_secs:.0} s = {:.0}/s (target {}/s), plus one other line each; {} rotations (rename, create, every generation kept; the writer kept appending to the old file for {:?})",
         written_log as f64 / load_secs,
         plan.log_rate,
         tally.rotations.load(Ordering::Relaxed),
@@ -686,9 +686,11 @@ fn log_writer(plan: &Plan, tally: &Tally, path: &Path, pid: u32, t0: Instant, en
             break;
         }
         if now >= next_rotation {
-            // logrotate (`rotate 5`): shift the generations, rename, create; syslog keeps
-            // writing to the renamed file until told to reopen.
-            for n in (1..5).rev() {
+            // logrotate: shift the generations, rename, create; syslog keeps writing to the
+            // renamed file until told to reopen. Every generation of the run is kept (like
+            // `rotate 30`): a file deleted before the daemon read it is the test's loss.
+            let generations = plan.run.as_secs() / plan.rotate_every.as_secs().max(1) + 1;
+            for n in (1..generations).rev() {
                 let from = with_suffix(path, &format!(".{n}"));
                 if from.exists() {
                     let to = with_suffix(path, &format!(".{}", n + 1));

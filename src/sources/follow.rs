@@ -307,7 +307,7 @@ impl Follower {
     /// Rotated generations newer than `t` that were never opened, oldest first. Only when
     /// `t` itself is found among them: otherwise their order is unknown.
     fn skipped_generations(&self, t: &Tail) -> Vec<(PathBuf, Tail)> {
-        const GENERATIONS: u32 = 5;
+        const GENERATIONS: u32 = 100;
         let id = |m: &std::fs::Metadata| (m.dev(), m.ino());
         let current = std::fs::metadata(&self.path).ok().map(|m| id(&m));
         let known =
