@@ -8,23 +8,25 @@
 //! Everything talks to sockets in a temporary directory; every loop is bounded in count and
 //! time.
 
+#[path = "workload/daemon.rs"]
+mod daemon;
 mod workload;
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use daemon::{BIN, Daemon, Dist, PolicyConn, cpu_time, ms, syslog_stamp, tempdir};
 use relaylease::answers::cdbfile::write_atomically;
 use relaylease::answers::tcprules::{build_rules, lease_rules};
 use relaylease::lease::{Lease, Login, Rules, lease_key, now_ms};
 use relaylease::store::{Backend, Leases, Opened, SledBackend};
 
-const BIN: &str = env!("CARGO_BIN_EXE_relaylease");
 const SECTIONS: [&str; 6] = ["policy", "log", "hook", "tcprules", "memory", "store"];
 
 fn main() {
@@ -75,185 +77,6 @@ fn main() {
 
 // ---------------------------------------------------------------------------------------
 // Helpers
-
-fn tempdir() -> tempfile::TempDir {
-    // On the disk, like /var/lib: fsync costs what it costs in production.
-    tempfile::Builder::new()
-        .prefix("relaylease-bench.")
-        .tempdir_in(std::env::var_os("RELAYLEASE_BENCH_DIR").unwrap_or_else(|| "/tmp".into()))
-        .expect("temporary directory")
-}
-
-struct Daemon {
-    child: Child,
-    policy: PathBuf,
-    socket: PathBuf,
-}
-
-impl Daemon {
-    /// Start `relaylease daemon` and wait until its policy socket answers; returns the
-    /// daemon and how long that took.
-    fn start(dir: &Path, db: &Path, watch: Option<&Path>) -> (Daemon, Duration) {
-        let policy = dir.join("policy.sock");
-        let socket = dir.join("control.sock");
-        let mut cmd = Command::new(BIN);
-        cmd.arg("daemon")
-            .arg("--db")
-            .arg(db)
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--policy")
-            .arg(format!("unix:{}", policy.display()));
-        if let Some(w) = watch {
-            cmd.arg("--watch").arg(w);
-        }
-        let log = File::create(dir.join("daemon.log")).expect("daemon log");
-        let t0 = Instant::now();
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start the daemon");
-        let mut d = Daemon {
-            child,
-            policy,
-            socket,
-        };
-        let deadline = t0 + Duration::from_secs(120);
-        loop {
-            if let Ok(mut c) = PolicyConn::connect(&d.policy)
-                && c.ask("192.0.2.1").is_some()
-            {
-                break;
-            }
-            if let Ok(Some(st)) = d.child.try_wait() {
-                let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
-                panic!("daemon exited with {st}:\n{log}");
-            }
-            assert!(Instant::now() < deadline, "daemon not ready after 120 s");
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let ready = t0.elapsed();
-        (d, ready)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Resident and peak resident memory in KiB, from /proc.
-    fn rss_kib(&self) -> (u64, u64) {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
-    }
-
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One blocking policy connection, for latency probes.
-struct PolicyConn {
-    s: UnixStream,
-    n: u64,
-    buf: Vec<u8>,
-}
-
-impl PolicyConn {
-    fn connect(path: &Path) -> std::io::Result<PolicyConn> {
-        let s = UnixStream::connect(path)?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        Ok(PolicyConn {
-            s,
-            n: 0,
-            buf: Vec::with_capacity(64),
-        })
-    }
-
-    /// Some(true) for OK, Some(false) for DUNNO, None when the connection failed.
-    fn ask(&mut self, client: &str) -> Option<bool> {
-        self.n += 1;
-        self.s
-            .write_all(&workload::policy_request(client, self.n))
-            .ok()?;
-        self.buf.clear();
-        let mut chunk = [0u8; 64];
-        while !self.buf.ends_with(b"\n\n") {
-            let n = self.s.read(&mut chunk).ok()?;
-            if n == 0 {
-                return None;
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-        Some(self.buf.starts_with(b"action=OK"))
-    }
-
-    /// Ask until the answer is OK; the time it took, or None after `limit`.
-    fn until_ok(&mut self, client: &str, since: Instant, limit: Duration) -> Option<Duration> {
-        loop {
-            if self.ask(client)? {
-                return Some(since.elapsed());
-            }
-            if since.elapsed() > limit {
-                return None;
-            }
-            std::thread::sleep(Duration::from_micros(50));
-        }
-    }
-}
-
-#[derive(Default)]
-struct Dist(Vec<u64>);
-
-impl Dist {
-    fn add(&mut self, d: Duration) {
-        self.0.push(d.as_nanos() as u64);
-    }
-    fn pct(&mut self, p: f64) -> Duration {
-        if self.0.is_empty() {
-            return Duration::ZERO;
-        }
-        self.0.sort_unstable();
-        let i = ((self.0.len() as f64 * p) as usize).min(self.0.len() - 1);
-        Duration::from_nanos(self.0[i])
-    }
-    fn show(&mut self) -> String {
-        format!(
-            "n={} p50={} p90={} p99={} max={}",
-            self.0.len(),
-            ms(self.pct(0.50)),
-            ms(self.pct(0.90)),
-            ms(self.pct(0.99)),
-            ms(self.pct(1.0))
-        )
-    }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3}ms", d.as_secs_f64() * 1000.0)
-}
 
 /// Set once in `main`: smoke runs print figures but judge nothing.
 static QUICK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -404,22 +227,6 @@ impl LoadResult {
     fn cpu_per_req(&self) -> f64 {
         self.server_cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
     }
-}
-
-/// User and system CPU time of a process, all threads, from /proc (clock-tick resolution).
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may contain spaces.
-    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
-    // SAFETY: sysconf only reads a configuration value.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_micros(ticks * 1_000_000 / hz)
 }
 
 /// `conns` connections, each sending one request and waiting for its answer, for `dur`.
@@ -615,7 +422,7 @@ fn log_latency(quick: bool) {
         for j in 0..9 {
             chunk.extend_from_slice(noise_lines[(i * 9 + j) % noise_lines.len()]);
         }
-        let stamp = chrono_like_stamp();
+        let stamp = syslog_stamp();
         chunk.extend_from_slice(
             format!(
                 "{stamp} mx1 dovecot: imap-login: Login: user=<bench{i}>, method=PLAIN, rip={ip}, lip=10.0.0.1, mpid={}, TLS, session=<bEnCh{i:011}>\n",
@@ -643,25 +450,6 @@ fn log_latency(quick: bool) {
         verdict(p99 <= Duration::from_millis(50) && missed == 0)
     );
     daemon.stop();
-}
-
-/// The current local time as syslog writes it (`Nov 22 03:09:57`), so the login is not stale.
-fn chrono_like_stamp() -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let t = (now_ms() / 1000) as libc::time_t;
-    // SAFETY: localtime_r writes only into the zeroed struct it is given.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    unsafe { libc::localtime_r(&t, &mut tm) };
-    format!(
-        "{} {:2} {:02}:{:02}:{:02}",
-        MONTHS[tm.tm_mon as usize % 12],
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    )
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 //! Workloads the benchmarks generate for themselves: a busy mail server's log and Postfix
 //! policy requests, deterministic for a given seed so that runs compare.
 //!
-//! Shared by `benches/pure.rs` and `benches/loadgen.rs` (each uses part of it).
+//! Shared by `benches/pure.rs`, `benches/loadgen.rs` and `benches/soak.rs` (each uses part
+//! of it). `daemon.rs` beside it runs the real daemon; the benches that need the binary
+//! include it themselves (`examples/profile.rs` includes this module but has no binary).
 #![allow(dead_code)]
 
 use std::collections::HashSet;

@@ -7,7 +7,7 @@ use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -83,15 +83,15 @@ struct Tail {
     /// Inside an over-long line: drop bytes until its newline.
     skipping: bool,
     fp: (u64, u64),
-    /// When we opened it: a copy `NAME.1` made later may hold lines we never saw.
-    opened: SystemTime,
+    /// The file at `NAME.1` (device, inode) just before we opened this one: a copy made
+    /// there later may hold lines we never saw.
+    copy_before: Option<(u64, u64)>,
     /// That copy has been read (see [`Follower::catch_up_unseen_copy`]).
     copy_read: bool,
 }
 
 impl Tail {
     fn open(path: &Path) -> std::io::Result<Tail> {
-        let opened = SystemTime::now();
         let mut file = File::open(path)?;
         let meta = file.metadata()?;
         let fp = fingerprint(&mut file, meta.len())?;
@@ -103,7 +103,7 @@ impl Tail {
             partial: Vec::new(),
             skipping: false,
             fp,
-            opened,
+            copy_before: None,
             copy_read: false,
         })
     }
@@ -166,8 +166,8 @@ pub struct Follower {
     source: String,
     parser: LineParser,
     cur: Option<Tail>,
-    /// The previous file after a rename rotation, read until quiet.
-    old: Option<(Tail, Instant)>,
+    /// Previous files after rename rotations, oldest first, each read until quiet.
+    old: Vec<(Tail, Instant)>,
     /// True until the first open: a file that exists when we start is read from its end
     /// (old logins are not replayed) unless a saved position says otherwise.
     first: bool,
@@ -184,7 +184,7 @@ impl Follower {
             path,
             parser,
             cur: None,
-            old: None,
+            old: Vec::new(),
             first: true,
             buf: Vec::new(),
             lines: 0,
@@ -198,7 +198,16 @@ impl Follower {
     /// Forget open files (SIGHUP); the next poll opens them again where they were.
     pub fn reopen(&mut self, sink: &mut dyn Sink) {
         if let Some(t) = self.cur.take() {
-            sink.checkpoint(&self.key, &t.position(t.offset));
+            let same =
+                std::fs::metadata(&self.path).is_ok_and(|m| m.dev() == t.dev && m.ino() == t.ino);
+            if same {
+                sink.checkpoint(&self.key, &t.position(t.offset));
+            } else {
+                // Renamed before a poll noticed (logrotate's postrotate sends SIGHUP right
+                // after the rename): drain it as a poll would, or its rest is lost.
+                tracing::info!(path = %self.path.display(), "log file rotated: reading the new file");
+                self.retire(t, sink);
+            }
         }
         self.first = false;
     }
@@ -212,11 +221,10 @@ impl Follower {
                     .cur
                     .as_ref()
                     .is_some_and(|t| t.dev != meta.dev() || t.ino != meta.ino());
-                if replaced && let Some(mut t) = self.cur.take() {
+                if replaced && let Some(t) = self.cur.take() {
                     tracing::info!(path = %self.path.display(), "log file rotated: reading the new file");
                     // The old file first: its lines were written before the new file's.
-                    self.read(&mut t, sink);
-                    self.old = Some((t, Instant::now()));
+                    self.retire(t, sink);
                 }
                 match self.cur.take() {
                     None => self.open(sink),
@@ -256,11 +264,11 @@ impl Follower {
             }
             Err(e) => {
                 if let Some(mut t) = self.cur.take() {
-                    self.read(&mut t, sink);
                     if e.kind() == ErrorKind::NotFound {
                         tracing::info!(path = %self.path.display(), "log file moved away or removed: waiting for a new one");
-                        self.old = Some((t, Instant::now()));
+                        self.retire(t, sink);
                     } else {
+                        self.read(&mut t, sink);
                         tracing::warn!(path = %self.path.display(), error = %e, "cannot stat log file");
                         self.cur = Some(t);
                     }
@@ -268,27 +276,97 @@ impl Follower {
                 self.first = false;
             }
         }
-        if let Some((mut t, quiet_since)) = self.old.take() {
+        let old = std::mem::take(&mut self.old);
+        for (mut t, quiet_since) in old {
             let before = t.offset + t.partial.len() as u64;
             self.read(&mut t, sink);
             let grew = t.offset + t.partial.len() as u64 > before;
             let since = if grew { Instant::now() } else { quiet_since };
             if since.elapsed() < DRAIN_QUIET {
-                self.old = Some((t, since));
+                self.old.push((t, since));
             }
         }
     }
 
+    /// The current file was renamed away: read it to its end and keep draining it. A reader
+    /// that fell more than one rotation behind (the log rotated again while it was still
+    /// reading this file) never opened the generations in between: they are found as
+    /// `NAME.1`, `NAME.2`... newer than this file, and read from their start. Every file is
+    /// opened, the new one at the path too, before the long reads, so that renames meanwhile
+    /// cannot hide one; they are read oldest first.
+    fn retire(&mut self, t: Tail, sink: &mut dyn Sink) {
+        let skipped = self.skipped_generations(&t);
+        let next = self.open_positioned(sink);
+        let first_new = self.old.len();
+        self.old.push((t, Instant::now()));
+        for (name, s) in skipped {
+            tracing::warn!(path = %self.path.display(), skipped = %name.display(),
+                "fell more than one rotation behind: reading the generation in between too");
+            self.old.push((s, Instant::now()));
+        }
+        let mut old = std::mem::take(&mut self.old);
+        for (t, since) in old.iter_mut().skip(first_new) {
+            self.read(t, sink);
+            *since = Instant::now();
+        }
+        old.append(&mut self.old);
+        self.old = old;
+        self.cur = next;
+    }
+
+    /// Rotated generations newer than `t` that were never opened, oldest first. Only when
+    /// `t` itself is found among them: otherwise their order is unknown.
+    fn skipped_generations(&self, t: &Tail) -> Vec<(PathBuf, Tail)> {
+        const GENERATIONS: u32 = 100;
+        let id = |m: &std::fs::Metadata| (m.dev(), m.ino());
+        let current = std::fs::metadata(&self.path).ok().map(|m| id(&m));
+        let known =
+            |d: (u64, u64)| Some(d) == current || self.old.iter().any(|(o, _)| (o.dev, o.ino) == d);
+        let mut newer = Vec::new();
+        for n in 1..=GENERATIONS {
+            let mut name = self.path.as_os_str().to_os_string();
+            name.push(format!(".{n}"));
+            let name = PathBuf::from(name);
+            let Ok(meta) = std::fs::metadata(&name) else {
+                return Vec::new();
+            };
+            if id(&meta) == (t.dev, t.ino) {
+                newer.reverse();
+                return newer;
+            }
+            if known(id(&meta)) {
+                continue;
+            }
+            match Tail::open(&name) {
+                Ok(s) => newer.push((name, s)),
+                Err(_) => return Vec::new(),
+            }
+        }
+        Vec::new()
+    }
+
     fn open(&mut self, sink: &mut dyn Sink) {
+        if let Some(mut t) = self.open_positioned(sink) {
+            self.read(&mut t, sink);
+            self.cur = Some(t);
+        }
+    }
+
+    /// Open the file at the path, placed where reading it starts, without reading it.
+    fn open_positioned(&mut self, sink: &mut dyn Sink) -> Option<Tail> {
+        let copy_before = std::fs::metadata(self.copy_path())
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
         let mut t = match Tail::open(&self.path) {
             Ok(t) => t,
             Err(e) => {
                 if e.kind() != ErrorKind::NotFound {
                     tracing::warn!(path = %self.path.display(), error = %e, "cannot open log file");
                 }
-                return;
+                return None;
             }
         };
+        t.copy_before = copy_before;
         let first = std::mem::replace(&mut self.first, false);
         let saved = sink.saved(&self.key);
         let start = match saved {
@@ -305,12 +383,11 @@ impl Follower {
         };
         if let Err(e) = t.seek(start) {
             tracing::warn!(path = %self.path.display(), error = %e, "cannot seek in log file");
-            return;
+            return None;
         }
         tracing::debug!(path = %self.path.display(), offset = start, "following log file");
         sink.checkpoint(&self.key, &t.position(start));
-        self.read(&mut t, sink);
-        self.cur = Some(t);
+        Some(t)
     }
 
     /// logrotate's first generation is `NAME.1`; read what it holds past our saved place.
@@ -345,29 +422,32 @@ impl Follower {
         }
     }
 
-    /// A file that was empty when we opened it has no fingerprint, so a copytruncate that
-    /// copies and empties it before we read a byte (a daemon starved of CPU) looks like
-    /// nothing happened. The copy tells: a `NAME.1` changed after we opened the file (its
-    /// ctime; a rename rotation renamed it before we opened the new file) that the file no
-    /// longer starts with holds lines we never read.
-    fn catch_up_unseen_copy(&mut self, t: &mut Tail, sink: &mut dyn Sink) {
+    /// logrotate's first generation, where copytruncate leaves its copy.
+    fn copy_path(&self) -> PathBuf {
         let mut name = self.path.as_os_str().to_os_string();
         name.push(".1");
-        let Ok(mut copy) = Tail::open(Path::new(&name)) else {
+        PathBuf::from(name)
+    }
+
+    /// A file that was empty when we opened it has no fingerprint, so a copytruncate that
+    /// copies and empties it before we read a byte (a daemon starved of CPU) looks like
+    /// nothing happened. The copy tells: a new file at `NAME.1` since we opened this one (a
+    /// rename rotation puts the old file there before the new one is created, so that one
+    /// was there already), when this file no longer starts with it, holds lines we never
+    /// read.
+    fn catch_up_unseen_copy(&mut self, t: &mut Tail, sink: &mut dyn Sink) {
+        let name = self.copy_path();
+        let Ok(mut copy) = Tail::open(&name) else {
             return;
         };
         let Ok(meta) = copy.file.metadata() else {
             return;
         };
-        let changed = u64::try_from(meta.ctime()).ok().map(|secs| {
-            UNIX_EPOCH + Duration::new(secs, meta.ctime_nsec().clamp(0, 999_999_999) as u32)
-        });
-        let ours = (copy.dev, copy.ino) == (t.dev, t.ino)
-            || self
-                .old
-                .as_ref()
-                .is_some_and(|(o, _)| (o.dev, o.ino) == (copy.dev, copy.ino));
-        if ours || meta.len() == 0 || changed.is_none_or(|c| c <= t.opened) {
+        let id = (copy.dev, copy.ino);
+        let known = Some(id) == t.copy_before
+            || id == (t.dev, t.ino)
+            || self.old.iter().any(|(o, _)| (o.dev, o.ino) == id);
+        if known || meta.len() == 0 {
             return;
         }
         let n = meta.len().min(FINGERPRINT_LEN);
@@ -380,7 +460,7 @@ impl Follower {
             return;
         }
         t.copy_read = true;
-        tracing::info!(path = %self.path.display(), copy = %Path::new(&name).display(),
+        tracing::info!(path = %self.path.display(), copy = %name.display(),
             "log file truncated before it was read: reading its copy");
         let mut detached = Detached { inner: sink };
         self.read(&mut copy, &mut detached);
@@ -713,8 +793,6 @@ mod tests {
         let mut sink = VecSink::default();
         let mut f = follower(&log);
         f.poll(&mut sink);
-        // File times come from the kernel's coarse clock (a tick behind ours at worst).
-        std::thread::sleep(Duration::from_millis(20));
         write(&log, 0..10);
         std::fs::copy(&log, &copy).unwrap();
         truncate(&log);
@@ -728,15 +806,43 @@ mod tests {
         assert_eq!(sink.logins, ips(0..14));
     }
 
+    /// After a rename rotation the old file, now `NAME.1`, is still written to after we
+    /// opened the new one, which stays empty: once the old file's drain is over it is not
+    /// taken for a copy of lines we missed.
+    #[test]
+    fn a_renamed_old_file_is_never_read_again_as_a_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("mail.log");
+        let rotated = dir.path().join("mail.log.1");
+        write(&log, 0..0);
+        let mut sink = VecSink::default();
+        let mut f = follower(&log);
+        f.poll(&mut sink);
+        write(&log, 0..3);
+        f.poll(&mut sink);
+        std::fs::rename(&log, &rotated).unwrap();
+        write(&log, 0..0);
+        f.poll(&mut sink);
+        write(&rotated, 3..5);
+        f.poll(&mut sink);
+        assert_eq!(sink.logins, ips(0..5));
+        // The drain ends (DRAIN_QUIET without a write); the new file is still empty.
+        f.old.clear();
+        f.poll(&mut sink);
+        f.poll(&mut sink);
+        write(&log, 5..6);
+        f.poll(&mut sink);
+        assert_eq!(sink.logins, ips(0..6));
+    }
+
     /// The copy made but the file not truncated yet: its lines are read from the file itself,
-    /// once; and a copy older than our opening of the file is yesterday's rotation.
+    /// once; and a copy that was there when we opened the file is yesterday's rotation.
     #[test]
     fn a_copy_is_only_read_when_it_is_new_and_the_file_no_longer_starts_with_it() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("mail.log");
         let copy = dir.path().join("mail.log.1");
         write(&copy, 90..95);
-        std::thread::sleep(Duration::from_millis(20));
         write(&log, 0..0);
         let mut sink = VecSink::default();
         let mut f = follower(&log);
@@ -752,7 +858,6 @@ mod tests {
         let mut sink = VecSink::default();
         let mut f = follower(&log);
         f.poll(&mut sink);
-        std::thread::sleep(Duration::from_millis(20));
         write(&log, 0..4);
         std::fs::copy(&log, &copy).unwrap();
         f.poll(&mut sink);
@@ -783,6 +888,64 @@ mod tests {
         f.poll(&mut sink);
         assert_eq!(sink.logins[..5], ips(0..5)[..]);
         assert_eq!(sink.logins[5..], ips(50..60)[..]);
+    }
+
+    /// Found by the soak (benches/soak.rs): logrotate renames the log and its postrotate
+    /// sends SIGHUP at once. When the SIGHUP came before a poll noticed the rename, the
+    /// renamed file was dropped with its unread lines, and those written to it until syslog
+    /// reopened were never read either.
+    #[test]
+    fn sighup_right_after_a_rename_rotation_reads_the_old_file_to_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("mail.log");
+        let old = dir.path().join("mail.log.1");
+        write(&log, 0..0);
+        let mut sink = VecSink::default();
+        let mut f = follower(&log);
+        f.poll(&mut sink);
+        write(&log, 0..5);
+        f.poll(&mut sink);
+        write(&log, 5..8);
+        std::fs::rename(&log, &old).unwrap();
+        write(&log, 8..10);
+        f.reopen(&mut sink);
+        // syslog appends to the renamed file until it is told to reopen.
+        write(&old, 10..12);
+        f.poll(&mut sink);
+        f.poll(&mut sink);
+        let mut got = sink.logins.clone();
+        got.sort_by_key(|ip| ip.rsplit('.').next().unwrap().parse::<u32>().unwrap());
+        assert_eq!(got, ips(0..12));
+    }
+
+    /// Found by the soak: with the reader busy far behind the writer, the log was renamed
+    /// twice before it reached the end of the file it was reading, and the generation in
+    /// between (`mail.log.1` by then) was never read.
+    #[test]
+    fn a_reader_more_than_one_rotation_behind_reads_the_generation_in_between() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("mail.log");
+        let gen1 = dir.path().join("mail.log.1");
+        let gen2 = dir.path().join("mail.log.2");
+        write(&log, 0..0);
+        let mut sink = VecSink::default();
+        let mut f = follower(&log);
+        f.poll(&mut sink);
+        write(&log, 0..5);
+        f.poll(&mut sink);
+        write(&log, 5..8);
+        std::fs::rename(&log, &gen1).unwrap();
+        write(&log, 8..11);
+        std::fs::rename(&gen1, &gen2).unwrap();
+        std::fs::rename(&log, &gen1).unwrap();
+        write(&log, 11..13);
+        f.poll(&mut sink);
+        // The skipped generation may still be written to until syslog reopens.
+        write(&gen1, 13..14);
+        f.poll(&mut sink);
+        let mut got = sink.logins.clone();
+        got.sort_by_key(|ip| ip.rsplit('.').next().unwrap().parse::<u32>().unwrap());
+        assert_eq!(got, ips(0..14), "each line once: {:?}", sink.logins);
     }
 
     #[test]
