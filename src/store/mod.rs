@@ -9,7 +9,7 @@ mod sled_store;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -143,6 +143,10 @@ pub struct StatsSnapshot {
 /// when they work on the database directly).
 pub struct Leases {
     table: RwLock<Index>,
+    /// Held by whoever changes leases, across the backend write and the table update: the
+    /// table changes in the order the backend was written, and the backend is written
+    /// outside the table's lock, so answers never wait for the disk.
+    writer: Mutex<()>,
     backend: Box<dyn Backend>,
     rules: RwLock<Arc<Rules>>,
     /// Bumped on every change to the set of leased keys, for answers that rebuild a file.
@@ -182,6 +186,7 @@ impl Leases {
         let (changed, _) = watch::channel(0);
         Ok(Leases {
             table: RwLock::new(table),
+            writer: Mutex::new(()),
             backend,
             rules: RwLock::new(Arc::new(rules)),
             changed,
@@ -224,13 +229,23 @@ impl Leases {
 
     /// Insert a lease, writing it through to the backend while the table is locked so the
     /// two never disagree about which version is newest.
-    fn store(&self, lease: Lease, meta: Option<(&str, &[u8])>) -> Result<()> {
-        let mut t = self.table.write().map_err(|_| poisoned())?;
-        let earliest = t.next_deadline();
+    fn write_lock(&self) -> Result<MutexGuard<'_, ()>> {
+        self.writer.lock().map_err(|_| poisoned())
+    }
+
+    /// Write `lease` to the backend, then to the table; the caller holds [`Self::writer`].
+    fn store(
+        &self,
+        _w: &MutexGuard<'_, ()>,
+        lease: Lease,
+        meta: Option<(&str, &[u8])>,
+    ) -> Result<()> {
         match meta {
             Some((k, v)) => self.backend.put_with_meta(&lease, k, v)?,
             None => self.backend.put(&lease)?,
         }
+        let mut t = self.table.write().map_err(|_| poisoned())?;
+        let earliest = t.next_deadline();
         let deadline = lease.deadline;
         let replaced = t.upsert(lease);
         drop(t);
@@ -252,23 +267,26 @@ impl Leases {
     /// for it either: put back the lease as it was before (unless a later change replaced
     /// it meanwhile). The backend is told too, as far as it still listens.
     fn undo(&self, written: &Lease, before: Option<Lease>) {
-        let Ok(mut t) = self.table.write() else {
+        let Ok(_w) = self.writer.lock() else {
             return;
         };
-        if t.get(&written.net).as_ref() != Some(written) {
+        let current = self.table.read().ok().and_then(|t| t.get(&written.net));
+        if current.as_ref() != Some(written) {
             return;
         }
         match before {
             Some(old) => {
                 let _ = self.backend.put(&old);
-                t.upsert(old);
-                drop(t);
+                if let Ok(mut t) = self.table.write() {
+                    t.upsert(old);
+                }
                 self.sooner.notify_one();
             }
             None => {
                 let _ = self.backend.remove(&written.net);
-                t.remove(&written.net);
-                drop(t);
+                if let Ok(mut t) = self.table.write() {
+                    t.remove(&written.net);
+                }
                 self.changed();
             }
         }
@@ -312,6 +330,7 @@ impl Leases {
                 return Ok(Outcome::Refused(refused));
             }
         };
+        let w = self.write_lock()?;
         let before = self.live_lease(&net, now)?;
         let lease = match before.clone() {
             Some(mut l) => {
@@ -321,7 +340,8 @@ impl Leases {
             None => Lease::new(net, login, deadline),
         };
         let renewed = lease.logins > 1;
-        self.store(lease.clone(), meta)?;
+        self.store(&w, lease.clone(), meta)?;
+        drop(w);
         if durable && let Err(e) = self.backend.sync() {
             self.undo(&lease, before);
             return Err(e);
@@ -350,6 +370,7 @@ impl Leases {
             at: now,
             source: SOURCE_MANUAL.into(),
         };
+        let w = self.write_lock()?;
         let before = self.live_lease(&net, now)?;
         let lease = match before.clone() {
             Some(mut l) => {
@@ -359,7 +380,8 @@ impl Leases {
             }
             None => Lease::new(net, &login, deadline),
         };
-        self.store(lease.clone(), None)?;
+        self.store(&w, lease.clone(), None)?;
+        drop(w);
         if let Err(e) = self.backend.sync() {
             self.undo(&lease, before);
             return Err(e);
@@ -372,12 +394,17 @@ impl Leases {
     /// Delete the lease on `net`; durable before it returns.
     pub fn del(&self, net: &IpNet) -> Result<Option<Lease>> {
         let old = {
-            let mut t = self.table.write().map_err(|_| poisoned())?;
-            let old = t.remove(net);
-            if old.is_some() {
+            let _w = self.write_lock()?;
+            let found = self
+                .table
+                .read()
+                .map_err(|_| poisoned())?
+                .get(net)
+                .is_some();
+            if found {
                 self.backend.remove(net)?;
             }
-            old
+            self.table.write().map_err(|_| poisoned())?.remove(net)
         };
         if let Some(l) = &old {
             self.backend.sync()?;
@@ -392,9 +419,9 @@ impl Leases {
     /// Delete every lease; returns how many there were.
     pub fn flush(&self) -> Result<usize> {
         let n = {
-            let mut t = self.table.write().map_err(|_| poisoned())?;
+            let _w = self.write_lock()?;
             self.backend.clear()?;
-            t.clear()
+            self.table.write().map_err(|_| poisoned())?.clear()
         };
         self.backend.sync()?;
         self.changed();
@@ -464,13 +491,22 @@ impl Leases {
 
     /// Remove what is due at `now` from the table and the backend.
     pub fn expire(&self, now: Millis) -> Result<Vec<Lease>> {
-        let gone = {
-            let mut t = self.table.write().map_err(|_| poisoned())?;
-            let gone = t.take_expired(now);
+        let (gone, failed) = {
+            let _w = self.write_lock()?;
+            // Out of the table first: what is due is refused even if the backend fails, and
+            // answers that rebuild a file still hear of it.
+            let gone = self
+                .table
+                .write()
+                .map_err(|_| poisoned())?
+                .take_expired(now);
+            let mut failed = None;
             for l in &gone {
-                self.backend.expired(&l.net)?;
+                if let Err(e) = self.backend.expired(&l.net) {
+                    failed.get_or_insert(e);
+                }
             }
-            gone
+            (gone, failed)
         };
         for l in &gone {
             Stats::bump(&self.stats.expired);
@@ -480,7 +516,10 @@ impl Leases {
         if !gone.is_empty() {
             self.changed();
         }
-        Ok(gone)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(gone),
+        }
     }
 
     pub fn stats(&self) -> StatsSnapshot {
@@ -644,6 +683,84 @@ mod tests {
             at,
             source: "/var/log/mail.log".into(),
         }
+    }
+
+    /// A backend whose writes wait for the test's word, like a slow disk.
+    struct Stalled {
+        mem: Mem,
+        entered: Mutex<std::sync::mpsc::Sender<()>>,
+        release: Mutex<std::sync::mpsc::Receiver<()>>,
+    }
+
+    impl Backend for Stalled {
+        fn load(&self) -> Result<Vec<Lease>> {
+            self.mem.load()
+        }
+        fn put(&self, lease: &Lease) -> Result<()> {
+            let _ = self.entered.lock().unwrap().send(());
+            let _ = self.release.lock().unwrap().recv();
+            self.mem.put(lease)
+        }
+        fn remove(&self, net: &IpNet) -> Result<()> {
+            self.mem.remove(net)
+        }
+        fn clear(&self) -> Result<()> {
+            self.mem.clear()
+        }
+        fn sync(&self) -> Result<()> {
+            self.mem.sync()
+        }
+        fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+            self.mem.get_meta(key)
+        }
+        fn put_meta(&self, key: &str, value: &[u8]) -> Result<()> {
+            self.mem.put_meta(key, value)
+        }
+    }
+
+    #[test]
+    fn answers_do_not_wait_for_a_write_to_the_disk() {
+        use std::sync::mpsc::channel;
+        let (entered_tx, entered) = channel();
+        let (release, release_rx) = channel();
+        let mem = Mem::default();
+        mem.put(&Lease::new(
+            lease_key(parse_ip("192.0.2.1").unwrap(), 64),
+            &login("192.0.2.1", T0),
+            T0 + 30 * MIN,
+        ))
+        .unwrap();
+        let backend = Stalled {
+            mem,
+            entered: Mutex::new(entered_tx),
+            release: Mutex::new(release_rx),
+        };
+        let l = Arc::new(Leases::open(Box::new(backend), Rules::default(), T0).unwrap());
+        let writer = {
+            let l = l.clone();
+            std::thread::spawn(move || l.login(&login("192.0.2.2", T0), T0, false, None))
+        };
+        entered
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the write reached the backend");
+        // While the write is stuck, answers go on: the old lease yes, the new one not yet.
+        let (tx, rx) = channel();
+        let reader = {
+            let l = l.clone();
+            std::thread::spawn(move || {
+                let ip = |s: &str| parse_ip(s).unwrap();
+                let _ = tx.send((
+                    l.allowed(ip("192.0.2.1"), T0),
+                    l.allowed(ip("192.0.2.2"), T0),
+                ));
+            })
+        };
+        let answered = rx.recv_timeout(Duration::from_secs(10));
+        release.send(()).unwrap();
+        assert_eq!(answered, Ok((true, false)), "an answer waited for the disk");
+        assert!(matches!(writer.join().unwrap(), Ok(Outcome::Granted(_))));
+        reader.join().unwrap();
+        assert!(l.allowed(parse_ip("192.0.2.2").unwrap(), T0));
     }
 
     #[test]
