@@ -77,7 +77,13 @@ fn assert_exactly_once(env: &Env, n: usize) {
         notes.join("\n")
     );
     let twice: Vec<_> = got.iter().filter(|(_, c)| **c != 1).collect();
-    assert!(twice.is_empty(), "logins counted more than once: {twice:?}");
+    assert!(
+        twice.is_empty(),
+        "{} logins counted more than once, first {:?}; daemon said:\n{}",
+        twice.len(),
+        twice.first(),
+        notes.join("\n")
+    );
     assert_eq!(got.len(), n, "no lease invented");
 }
 

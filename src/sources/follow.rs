@@ -47,6 +47,9 @@ pub trait Sink {
     fn login_without_address(&mut self, _source: &str, _user: Option<&str>) {}
     /// The position saved by an earlier run, if any.
     fn saved(&mut self, key: &str) -> Option<Position>;
+    /// The end of a chunk read: logins handed over since the last flush may be written
+    /// together (with the position of the last one).
+    fn flush(&mut self) {}
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -252,6 +255,8 @@ impl Follower {
                                     break;
                                 }
                                 t.fp = (fnv1a(&[]), 0);
+                                // The copy there now has been read: only a later one counts.
+                                t.copy_before = self.copy_id();
                             }
                             truncated = self.read(&mut t, sink);
                             if !truncated {
@@ -354,9 +359,7 @@ impl Follower {
 
     /// Open the file at the path, placed where reading it starts, without reading it.
     fn open_positioned(&mut self, sink: &mut dyn Sink) -> Option<Tail> {
-        let copy_before = std::fs::metadata(self.copy_path())
-            .ok()
-            .map(|m| (m.dev(), m.ino()));
+        let copy_before = self.copy_id();
         let mut t = match Tail::open(&self.path) {
             Ok(t) => t,
             Err(e) => {
@@ -427,6 +430,13 @@ impl Follower {
         let mut name = self.path.as_os_str().to_os_string();
         name.push(".1");
         PathBuf::from(name)
+    }
+
+    /// The file at [`Self::copy_path`] now, as (device, inode).
+    fn copy_id(&self) -> Option<(u64, u64)> {
+        std::fs::metadata(self.copy_path())
+            .ok()
+            .map(|m| (m.dev(), m.ino()))
     }
 
     /// A file that was empty when we opened it has no fingerprint, so a copytruncate that
@@ -545,6 +555,7 @@ impl Follower {
                     t.skipping = true;
                 }
             }
+            sink.flush();
             if advanced_without_login {
                 sink.checkpoint(&self.key, &t.position(t.offset));
             }
@@ -602,6 +613,9 @@ impl Sink for Detached<'_> {
     }
     fn saved(&mut self, _key: &str) -> Option<Position> {
         None
+    }
+    fn flush(&mut self) {
+        self.inner.flush();
     }
 }
 
@@ -771,6 +785,29 @@ mod tests {
         write(&log, 15..18);
         f.poll(&mut sink);
         assert_eq!(sink.logins, ips(0..18));
+    }
+
+    /// copytruncate seen while the file is still empty after it: the copy is read once, at
+    /// the truncation, and not again when the emptied file gets its first line.
+    #[test]
+    fn a_copy_read_at_a_truncation_is_not_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("mail.log");
+        write(&log, 0..0);
+        let mut sink = VecSink::default();
+        let mut f = follower(&log);
+        f.poll(&mut sink);
+        write(&log, 0..10);
+        f.poll(&mut sink);
+        write(&log, 10..12);
+        std::fs::copy(&log, dir.path().join("mail.log.1")).unwrap();
+        truncate(&log);
+        f.poll(&mut sink);
+        assert_eq!(sink.logins, ips(0..12));
+        f.poll(&mut sink);
+        write(&log, 12..14);
+        f.poll(&mut sink);
+        assert_eq!(sink.logins, ips(0..14));
     }
 
     fn truncate(path: &Path) {

@@ -21,24 +21,51 @@ pub struct WatchSpec {
     pub format: Option<Format>,
 }
 
-/// Hands followed logins to the lease table, with each file's position.
+/// Hands followed logins to the lease table, with each file's position: the logins of one
+/// chunk read go in one write, with the position after the last of them.
 struct StoreSink {
     leases: Arc<Leases>,
     /// Mailutils without `acl log` names no address: say so once per file, not per login.
     warned_no_address: std::collections::HashSet<String>,
+    /// Logins read since the last flush.
+    pending: Vec<Login>,
+    /// The position after the last of them (none for a rotated file read at start).
+    position: Option<(String, Position)>,
 }
 
 impl Sink for StoreSink {
     fn login(&mut self, login: Login, checkpoint: Option<(&str, &Position)>) {
-        let meta = checkpoint.map(|(k, p)| (k, serde_json::to_vec(p).unwrap_or_default()));
-        let meta = meta.as_ref().map(|(k, v)| (*k, v.as_slice()));
-        if let Err(e) = self.leases.login(&login, now_ms(), false, meta) {
-            Stats::bump(&self.leases.stats.errors);
-            tracing::error!(addr = %login.ip, source = %login.source, error = %e, "cannot record login");
+        self.pending.push(login);
+        if let Some((key, pos)) = checkpoint {
+            match &mut self.position {
+                Some((k, p)) if k == key => *p = *pos,
+                other => *other = Some((key.to_string(), *pos)),
+            }
         }
     }
 
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let logins = std::mem::take(&mut self.pending);
+        let position = self.position.take();
+        let meta = position
+            .as_ref()
+            .map(|(k, p)| (k.as_str(), serde_json::to_vec(p).unwrap_or_default()));
+        let meta = meta.as_ref().map(|(k, v)| (*k, v.as_slice()));
+        if let Err(e) = self.leases.login_many(&logins, now_ms(), meta) {
+            for login in &logins {
+                Stats::bump(&self.leases.stats.errors);
+                tracing::error!(addr = %login.ip, source = %login.source, error = %e, "cannot record login");
+            }
+        }
+        self.pending = logins;
+        self.pending.clear();
+    }
+
     fn checkpoint(&mut self, key: &str, pos: &Position) {
+        self.flush();
         let v = serde_json::to_vec(pos).unwrap_or_default();
         if let Err(e) = self.leases.backend().put_meta(key, &v) {
             Stats::bump(&self.leases.stats.errors);
@@ -58,6 +85,7 @@ impl Sink for StoreSink {
     }
 
     fn saved(&mut self, key: &str) -> Option<Position> {
+        self.flush();
         let v = self.leases.backend().get_meta(key).ok().flatten()?;
         serde_json::from_slice(&v).ok()
     }
@@ -76,6 +104,8 @@ pub fn start_followers(
     let mut sink = StoreSink {
         leases,
         warned_no_address: Default::default(),
+        pending: Vec::new(),
+        position: None,
     };
     // Open every file before the daemon says it is ready: "from the end" must mean the end
     // at start, not wherever the file has grown to when a thread gets going.
