@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::{BIN, Env, eventually};
 use support::{
     Dovecot, PASSWORD, Postfix, TcpServer, imap_login, local_delivery_accepted, pop3_login,
-    relay_allowed, tcprules, tcpserver_env,
+    relay_allowed, swaks_relay_allowed, tcprules, tcpserver_env,
 };
 
 fn ip(last: u8) -> IpAddr {
@@ -117,11 +117,13 @@ fn a_real_login_lets_postfix_and_tcpserver_relay_and_nothing_else_does() {
 
     // Before any login: refused everywhere, but local mail still flows.
     assert!(rig.none_allow(pop));
+    assert!(!swaks_relay_allowed(pop, rig.postfix.smtp_port()));
     assert!(local_delivery_accepted(pop, rig.postfix.smtp_port()));
 
     // A POP3 login opens the relay at once.
     assert!(pop3_login(pop, pop3, "alice", PASSWORD));
     assert!(soon(|| rig.all_allow(pop)), "relay after a POP3 login");
+    assert!(swaks_relay_allowed(pop, rig.postfix.smtp_port()));
 
     // So does an IMAP login.
     assert!(imap_login(imap, rig.dovecot.imap_port(), "bob", PASSWORD));
@@ -132,6 +134,7 @@ fn a_real_login_lets_postfix_and_tcpserver_relay_and_nothing_else_does() {
     assert!(pop3_login(deleted, pop3, "alice", PASSWORD));
     assert!(soon(|| rig.all_allow(deleted)));
     assert!(rig.none_allow(failed), "relay after a failed login");
+    assert!(!swaks_relay_allowed(failed, rig.postfix.smtp_port()));
     assert!(rig.none_allow(stranger));
 
     // `del` closes it again.

@@ -399,6 +399,35 @@ pub fn relay_allowed(from: IpAddr, port: u16) -> bool {
     }
 }
 
+/// [`relay_allowed`] asked by Debian's swaks, the tool an administrator tries a relay with:
+/// from source `from`, to [`REMOTE_RCPT`], stopping after RCPT. swaks exits 0 when the
+/// recipient was accepted and 24 when it was refused; anything else panics.
+pub fn swaks_relay_allowed(from: IpAddr, port: u16) -> bool {
+    let out = std::process::Command::new("swaks")
+        .args(["--server", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--local-interface", &from.to_string()])
+        .args(["--from", MAIL_FROM, "--to", REMOTE_RCPT])
+        .args([
+            "--helo",
+            "client.rig.test",
+            "--quit-after",
+            "RCPT",
+            "--timeout",
+            "30s",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run swaks (Debian package swaks; ./tests/run.sh installs it)");
+    match out.status.code() {
+        Some(0) => true,
+        Some(24) => false,
+        other => panic!(
+            "swaks from {from}: exit {other:?}\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        ),
+    }
+}
+
 /// Whether Postfix accepts mail for the local [`LOCAL_RCPT`] from `from` (250): it should for
 /// every client, which tells "relaying refused" apart from "server broken".
 pub fn local_delivery_accepted(from: IpAddr, port: u16) -> bool {
