@@ -764,14 +764,20 @@ mod tests {
         Follower::new(path.to_path_buf(), LineParser::new(None, vec![]))
     }
 
-    #[test]
-    fn copytruncate_reads_the_unread_rest_from_the_copy() {
+    /// An empty `mail.log` in a temporary directory, and a follower that has opened it.
+    fn started() -> (tempfile::TempDir, PathBuf, VecSink, Follower) {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("mail.log");
         write(&log, 0..0);
         let mut sink = VecSink::default();
         let mut f = follower(&log);
         f.poll(&mut sink);
+        (dir, log, sink, f)
+    }
+
+    #[test]
+    fn copytruncate_reads_the_unread_rest_from_the_copy() {
+        let (dir, log, mut sink, mut f) = started();
         write(&log, 0..10);
         f.poll(&mut sink);
         write(&log, 10..15);
@@ -791,12 +797,7 @@ mod tests {
     /// the truncation, and not again when the emptied file gets its first line.
     #[test]
     fn a_copy_read_at_a_truncation_is_not_read_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("mail.log");
-        write(&log, 0..0);
-        let mut sink = VecSink::default();
-        let mut f = follower(&log);
-        f.poll(&mut sink);
+        let (dir, log, mut sink, mut f) = started();
         write(&log, 0..10);
         f.poll(&mut sink);
         write(&log, 10..12);
@@ -823,13 +824,8 @@ mod tests {
     /// byte (a daemon starved of CPU): nothing marks the truncation but the new copy.
     #[test]
     fn copytruncate_before_the_first_read_takes_the_lines_from_the_copy() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("mail.log");
+        let (dir, log, mut sink, mut f) = started();
         let copy = dir.path().join("mail.log.1");
-        write(&log, 0..0);
-        let mut sink = VecSink::default();
-        let mut f = follower(&log);
-        f.poll(&mut sink);
         write(&log, 0..10);
         std::fs::copy(&log, &copy).unwrap();
         truncate(&log);
@@ -848,13 +844,8 @@ mod tests {
     /// taken for a copy of lines we missed.
     #[test]
     fn a_renamed_old_file_is_never_read_again_as_a_copy() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("mail.log");
+        let (dir, log, mut sink, mut f) = started();
         let rotated = dir.path().join("mail.log.1");
-        write(&log, 0..0);
-        let mut sink = VecSink::default();
-        let mut f = follower(&log);
-        f.poll(&mut sink);
         write(&log, 0..3);
         f.poll(&mut sink);
         std::fs::rename(&log, &rotated).unwrap();
@@ -888,13 +879,8 @@ mod tests {
         f.poll(&mut sink);
         assert_eq!(sink.logins, ips(0..3), "yesterday's copy is not read");
 
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("mail.log");
+        let (dir, log, mut sink, mut f) = started();
         let copy = dir.path().join("mail.log.1");
-        write(&log, 0..0);
-        let mut sink = VecSink::default();
-        let mut f = follower(&log);
-        f.poll(&mut sink);
         write(&log, 0..4);
         std::fs::copy(&log, &copy).unwrap();
         f.poll(&mut sink);
@@ -907,12 +893,7 @@ mod tests {
 
     #[test]
     fn truncation_refilled_past_our_offset_is_caught_by_the_fingerprint() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("mail.log");
-        write(&log, 0..0);
-        let mut sink = VecSink::default();
-        let mut f = follower(&log);
-        f.poll(&mut sink);
+        let (_dir, log, mut sink, mut f) = started();
         write(&log, 0..5);
         f.poll(&mut sink);
         std::fs::OpenOptions::new()
@@ -933,13 +914,8 @@ mod tests {
     /// reopened were never read either.
     #[test]
     fn sighup_right_after_a_rename_rotation_reads_the_old_file_to_its_end() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("mail.log");
+        let (dir, log, mut sink, mut f) = started();
         let old = dir.path().join("mail.log.1");
-        write(&log, 0..0);
-        let mut sink = VecSink::default();
-        let mut f = follower(&log);
-        f.poll(&mut sink);
         write(&log, 0..5);
         f.poll(&mut sink);
         write(&log, 5..8);
