@@ -260,17 +260,18 @@ fn soak(plan: &Plan, quick: bool) -> bool {
     let mut samples: Vec<Sample> = Vec::new();
     let mut next_sample = t0;
     let print_every = if quick { 3 } else { 6 };
+    let take_sample = || Sample {
+        at: t0.elapsed(),
+        proc: proc_figures(pid),
+        stats: stats(&daemon.socket),
+        policy_requests: tally.policy_requests.load(Ordering::Relaxed),
+        log_written: tally.log_written.load(Ordering::Relaxed),
+        hook_acked: tally.hook_done.load(Ordering::Relaxed),
+    };
     while Instant::now() < end {
         let now = Instant::now();
         if now >= next_sample {
-            let s = Sample {
-                at: t0.elapsed(),
-                proc: proc_figures(pid),
-                stats: stats(&daemon.socket),
-                policy_requests: tally.policy_requests.load(Ordering::Relaxed),
-                log_written: tally.log_written.load(Ordering::Relaxed),
-                hook_acked: tally.hook_done.load(Ordering::Relaxed),
-            };
+            let s = take_sample();
             if samples.len().is_multiple_of(print_every) {
                 print_sample(&s, samples.last(), &log_source);
             }
@@ -284,14 +285,7 @@ fn soak(plan: &Plan, quick: bool) -> bool {
         );
     }
     // The end of the run: the figures while still under load count as the end sample.
-    let end_sample = Sample {
-        at: t0.elapsed(),
-        proc: proc_figures(pid),
-        stats: stats(&daemon.socket),
-        policy_requests: tally.policy_requests.load(Ordering::Relaxed),
-        log_written: tally.log_written.load(Ordering::Relaxed),
-        hook_acked: tally.hook_done.load(Ordering::Relaxed),
-    };
+    let end_sample = take_sample();
     print_sample(&end_sample, samples.last(), &log_source);
     samples.push(end_sample);
     stop.store(true, Ordering::Relaxed);
