@@ -186,11 +186,26 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "ADDR")]
     pub policy: Vec<String>,
 
-    /// Permissions of the policy unix sockets, in octal (Postfix's smtpd runs as user postfix)
+    /// Serve the socketmap lookup protocol of Sendmail and Postfix at ADDR: unix:/path or
+    /// inet:host:port; repeatable
+    #[arg(long, value_name = "ADDR")]
+    pub socketmap: Vec<String>,
+
+    /// The map name socketmap lookups must ask for (Sendmail's K line, Postfix's
+    /// socketmap:ADDR:NAME)
+    #[arg(long, default_value = "relaylease", value_name = "NAME")]
+    pub socketmap_name: String,
+
+    /// What a socketmap lookup answers (after OK) for an address that may relay
+    #[arg(long, default_value = "OK", value_name = "VALUE")]
+    pub socketmap_value: String,
+
+    /// Permissions of the policy and socketmap unix sockets, in octal (Postfix's smtpd runs as
+    /// user postfix)
     #[arg(long, default_value = "0666", value_name = "MODE")]
     pub policy_mode: String,
 
-    /// Group of the policy unix sockets (e.g. postfix, with --policy-mode 0660)
+    /// Group of the policy and socketmap unix sockets (e.g. postfix, with --policy-mode 0660)
     #[arg(long, value_name = "GROUP")]
     pub policy_group: Option<String>,
 

@@ -87,12 +87,36 @@ pub struct DaemonConfig {
     pub watches: Vec<WatchSpec>,
     pub login_patterns: Vec<regex::Regex>,
     pub policy: Vec<ListenAddr>,
+    pub socketmap: Vec<ListenAddr>,
+    pub socketmap_map: crate::answers::socketmap::MapConfig,
     pub policy_mode: u32,
     pub policy_gid: Option<u32>,
     pub tcprules: Option<CdbConfig>,
     pub run_as: Option<RunAs>,
     /// `--store redis://...`: leases shared through Redis; `None` keeps them in `--db`.
     pub store: Option<RedisConfig>,
+}
+
+/// A map name is one word (requests are `NAME KEY`); a value is one line.
+fn socketmap_map(name: &str, value: &str) -> Result<crate::answers::socketmap::MapConfig> {
+    if name.is_empty()
+        || name
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        return Err(Error::invalid(format!(
+            "--socketmap-name '{name}': one word without spaces"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::invalid(format!(
+            "--socketmap-value {value:?}: no control characters"
+        )));
+    }
+    Ok(crate::answers::socketmap::MapConfig {
+        name: name.to_string(),
+        value: value.to_string(),
+    })
 }
 
 pub fn group_id(name: &str) -> Result<u32> {
@@ -194,6 +218,12 @@ impl DaemonConfig {
                 .iter()
                 .map(|p| parse_listen_addr("--policy", p))
                 .collect::<Result<_>>()?,
+            socketmap: a
+                .socketmap
+                .iter()
+                .map(|p| parse_listen_addr("--socketmap", p))
+                .collect::<Result<_>>()?,
+            socketmap_map: socketmap_map(&a.socketmap_name, &a.socketmap_value)?,
             policy_mode: parse_mode(&a.policy_mode)?,
             policy_gid: a.policy_group.as_deref().map(group_id).transpose()?,
             run_as: a

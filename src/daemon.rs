@@ -96,10 +96,15 @@ pub async fn run(
     };
     let leases = Arc::new(Leases::open(backend, cfg.rules.clone(), now_ms())?);
     let mut unix_paths = vec![cfg.paths.socket.clone()];
-    unix_paths.extend(cfg.policy.iter().filter_map(|a| match a {
-        ListenAddr::Unix(p) => Some(p.clone()),
-        ListenAddr::Inet(_) => None,
-    }));
+    unix_paths.extend(
+        cfg.policy
+            .iter()
+            .chain(&cfg.socketmap)
+            .filter_map(|a| match a {
+                ListenAddr::Unix(p) => Some(p.clone()),
+                ListenAddr::Inet(_) => None,
+            }),
+    );
     // Socket directories we create are handed to the daemon's user, so it can remove its
     // sockets at shutdown.
     let new_dirs: Vec<PathBuf> = unix_paths
@@ -114,6 +119,13 @@ pub async fn run(
     let mut policy = Vec::new();
     for addr in &cfg.policy {
         policy.push(Listener::bind(addr, cfg.policy_mode, cfg.policy_gid).await?);
+        if let ListenAddr::Unix(p) = addr {
+            sockets.0.push(p.clone());
+        }
+    }
+    let mut socketmap = Vec::new();
+    for addr in &cfg.socketmap {
+        socketmap.push(Listener::bind(addr, cfg.policy_mode, cfg.policy_gid).await?);
         if let ListenAddr::Unix(p) = addr {
             sockets.0.push(p.clone());
         }
@@ -148,6 +160,15 @@ pub async fn run(
         tasks.spawn(crate::answers::policy::serve(
             l,
             leases.clone(),
+            stopped(stop_rx.clone()),
+            GRACE,
+        ));
+    }
+    for l in socketmap {
+        tasks.spawn(crate::answers::socketmap::serve(
+            l,
+            leases.clone(),
+            cfg.socketmap_map.clone(),
             stopped(stop_rx.clone()),
             GRACE,
         ));

@@ -166,6 +166,56 @@ impl Listener {
     }
 }
 
+/// Accept connections until `shutdown`, each served by `handle` on a task of its own, at
+/// most `max` at once (one more is closed at once, with a warning that ends in `when_full`);
+/// then stop accepting, tell the connections through their watch, and give those with a
+/// request in flight `grace`.
+pub async fn serve_each<F, Fut>(
+    listener: Listener,
+    service: &'static str,
+    max: usize,
+    when_full: &'static str,
+    shutdown: impl std::future::Future<Output = ()>,
+    grace: std::time::Duration,
+    handle: F,
+) where
+    F: Fn(Box<dyn Conn>, tokio::sync::watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    use std::sync::Arc;
+    use tokio::sync::{Semaphore, watch};
+    tokio::pin!(shutdown);
+    let slots = Arc::new(Semaphore::new(max));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut failures = AcceptFailures::default();
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok(conn) => {
+                    failures.accepted(service);
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        tracing::warn!(limit = max, "{service}: too many connections, closing one{when_full}");
+                        continue;
+                    };
+                    let served = handle(conn, stop_rx.clone());
+                    tokio::spawn(async move {
+                        served.await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    failures.failed(service, &e);
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            _ = &mut shutdown => break,
+        }
+    }
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(grace, slots.acquire_many(max as u32)).await;
+    listener.cleanup();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -54,8 +54,11 @@ complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l watch -
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l format -d 'Parse the preceding --watch file as this format only (dovecot, courier, cyrus, uw-imap, qpopper, mailutils, popa3d, solid-pop3d, vchkpw)' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l login-pattern -d 'A site\'s own login line format: a regex with named groups `ip` and optionally `user`; repeatable' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l policy -d 'Serve Postfix\'s policy delegation protocol at ADDR: unix:/path or inet:host:port; repeatable' -r
-complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l policy-mode -d 'Permissions of the policy unix sockets, in octal (Postfix\'s smtpd runs as user postfix)' -r
-complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l policy-group -d 'Group of the policy unix sockets (e.g. postfix, with --policy-mode 0660)' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l socketmap -d 'Serve the socketmap lookup protocol of Sendmail and Postfix at ADDR: unix:/path or inet:host:port; repeatable' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l socketmap-name -d 'The map name socketmap lookups must ask for (Sendmail\'s K line, Postfix\'s socketmap:ADDR:NAME)' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l socketmap-value -d 'What a socketmap lookup answers (after OK) for an address that may relay' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l policy-mode -d 'Permissions of the policy and socketmap unix sockets, in octal (Postfix\'s smtpd runs as user postfix)' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l policy-group -d 'Group of the policy and socketmap unix sockets (e.g. postfix, with --policy-mode 0660)' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l tcprules -d 'Keep a tcpserver rules cdb for qmail: each leased address gets ADDR:allow,RELAYCLIENT=""' -r -F
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l tcprules-base -d 'The administrator\'s static tcprules rules (tcprules text syntax), merged in; a static rule wins over a lease for the same address. Re-read on SIGHUP' -r -F
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l tcprules-env -d 'Variables a leased address gets in the cdb [default: RELAYCLIENT=""]; repeatable' -r

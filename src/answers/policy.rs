@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::policy_proto::{
@@ -14,7 +14,7 @@ use super::policy_proto::{
     parse_request_ref, reply,
 };
 use crate::lease::{Millis, now_ms};
-use crate::listen::{AcceptFailures, Conn, Listener};
+use crate::listen::{Conn, Listener, serve_each};
 use crate::store::{Leases, Stats};
 
 /// Connections served at once (each Postfix smtpd process keeps one open).
@@ -70,37 +70,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
-    tokio::pin!(shutdown);
-    let slots = Arc::new(Semaphore::new(MAX_CONNS));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut failures = AcceptFailures::default();
-    loop {
-        tokio::select! {
-            r = listener.accept() => match r {
-                Ok(conn) => {
-                    failures.accepted("policy");
-                    let Ok(permit) = slots.clone().try_acquire_owned() else {
-                        tracing::warn!(limit = MAX_CONNS, "policy: too many connections, closing one (Postfix uses its default_action)");
-                        continue;
-                    };
-                    let leases = leases.clone();
-                    let stop = stop_rx.clone();
-                    tokio::spawn(async move {
-                        connection(conn, leases, stop).await;
-                        drop(permit);
-                    });
-                }
-                Err(e) => {
-                    failures.failed("policy", &e);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = &mut shutdown => break,
-        }
-    }
-    let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(grace, slots.acquire_many(MAX_CONNS as u32)).await;
-    listener.cleanup();
+    let when_full = " (Postfix uses its default_action)";
+    serve_each(
+        listener,
+        "policy",
+        MAX_CONNS,
+        when_full,
+        shutdown,
+        grace,
+        |conn, stop| connection(conn, leases.clone(), stop),
+    )
+    .await;
 }
 
 async fn connection(mut conn: Box<dyn Conn>, leases: Arc<Leases>, mut stop: watch::Receiver<bool>) {

@@ -42,8 +42,8 @@ pub use dovecot::{Dovecot, PASSWORD, USERS, imap_login, pop3_login};
 pub use net::{connect_from, ipv6_loopback_available};
 #[allow(unused_imports)]
 pub use postfix::{
-    LOCAL_RCPT, MAIL_FROM, Postfix, REMOTE_RCPT, SmtpReply, local_delivery_accepted, rcpt,
-    relay_allowed, swaks_relay_allowed,
+    LOCAL_RCPT, MAIL_FROM, Postfix, REMOTE_RCPT, SmtpReply, contrib_restrictions,
+    local_delivery_accepted, rcpt, relay_allowed, swaks_relay_allowed,
 };
 #[allow(unused_imports)]
 pub use process::{log_tail, wait_for_line};

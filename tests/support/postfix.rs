@@ -58,16 +58,27 @@ impl Postfix {
     /// initialisation, including binding the SMTP port) and a probe session got the 220
     /// greeting.
     pub fn start(dir: &Path, policy: Option<&str>) -> Postfix {
-        process::prepare();
-        let postfix = find_program("postfix", "postfix");
-        let (postfix_uid, postfix_gid) = system_user("postfix", "postfix");
-        system_group("postdrop", "postfix");
         if let Some(p) = policy {
             assert!(
                 !p.contains([',', '}', '{']) && !p.contains(char::is_whitespace),
                 "policy endpoint {p:?} must be a single Postfix endpoint"
             );
         }
+        let restrictions = match policy {
+            Some(p) => contrib_relay_restrictions().replace("unix:/run/relaylease/policy.sock", p),
+            None => {
+                "permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination".into()
+            }
+        };
+        Postfix::start_with_restrictions(dir, &restrictions)
+    }
+
+    /// [`Postfix::start`] with this `smtpd_relay_restrictions` value.
+    pub fn start_with_restrictions(dir: &Path, restrictions: &str) -> Postfix {
+        process::prepare();
+        let postfix = find_program("postfix", "postfix");
+        let (postfix_uid, postfix_gid) = system_user("postfix", "postfix");
+        system_group("postdrop", "postfix");
 
         let root = process::instance_dir(dir, "postfix");
         let config_dir = root.join("conf");
@@ -77,7 +88,7 @@ impl Postfix {
         process::mkdir(&data);
         process::chown(&data, postfix_uid, postfix_gid);
         process::set_mode(&data, 0o700);
-        process::write_config(&config_dir.join("main.cf"), &main_cf(&root, policy));
+        process::write_config(&config_dir.join("main.cf"), &main_cf(&root, restrictions));
         let log = root.join("maillog");
         let start_log = root.join("postfix-start.out");
 
@@ -262,16 +273,12 @@ fn adopted_master(root: &Path) -> Result<Pid, String> {
 ///   relaying instead of deferring, then `reject_unauth_destination`, which answers
 ///   `554 5.7.1 <...>: Relay access denied`); without one, the same list minus the policy.
 /// - `biff = no`: no comsat notifications.
-fn main_cf(root: &Path, policy: Option<&str>) -> String {
+fn main_cf(root: &Path, restrictions: &str) -> String {
     let r = root.display();
     let (interfaces, protocols) = if ipv6_loopback_available() {
         ("127.0.0.1, [::1]", "all")
     } else {
         ("127.0.0.1", "ipv4")
-    };
-    let restrictions = match policy {
-        Some(p) => contrib_relay_restrictions().replace("unix:/run/relaylease/policy.sock", p),
-        None => "permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination".into(),
     };
     format!(
         "# Written by relaylease's test rig; the settings are explained in tests/support/postfix.rs.
@@ -308,10 +315,13 @@ biff = no
 /// The `smtpd_relay_restrictions` of contrib/postfix/main.cf.snippet, the setup relaylease
 /// documents: the end-to-end suite runs exactly what administrators are told to copy.
 fn contrib_relay_restrictions() -> String {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/contrib/postfix/main.cf.snippet"
-    );
+    contrib_restrictions("main.cf.snippet", "check_policy_service")
+}
+
+/// The `smtpd_relay_restrictions` value of `contrib/postfix/FILE`, which must use `word`.
+pub fn contrib_restrictions(file: &str, word: &str) -> String {
+    let path = format!("{}/contrib/postfix/{file}", env!("CARGO_MANIFEST_DIR"));
+    let path = path.as_str();
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let mut value = String::new();
     let mut inside = false;
@@ -327,7 +337,7 @@ fn contrib_relay_restrictions() -> String {
         }
     }
     assert!(
-        value.contains("check_policy_service") && value.ends_with("reject_unauth_destination"),
+        value.contains(word) && value.ends_with("reject_unauth_destination"),
         "{path}: unexpected smtpd_relay_restrictions: {value}"
     );
     value
