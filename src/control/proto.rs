@@ -159,6 +159,22 @@ impl Response {
     }
 }
 
+/// Exim's `${readsocket}` sends one plain line and reads the reply until the connection
+/// closes: a line `CHECK ADDR` (not JSON) asks whether ADDR may relay and is answered with
+/// [`plain_reply`], after which the daemon closes the connection. Returns the address as
+/// given; one that does not parse is answered `NO`.
+pub fn plain_check(line: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(line).ok()?;
+    let rest = text.trim_end_matches(['\r', '\n']).strip_prefix("CHECK ")?;
+    Some(rest.trim())
+}
+
+/// `OK` or `NO`, without a newline: the closing connection ends the reply, and Exim compares
+/// what it read as it is.
+pub fn plain_reply(allowed: bool) -> &'static [u8] {
+    if allowed { b"OK" } else { b"NO" }
+}
+
 /// Parse one request line (without or with its newline). The error is a one-line reason.
 pub fn parse_request(line: &[u8]) -> Result<Request, String> {
     let text = std::str::from_utf8(line).map_err(|_| "request is not UTF-8".to_string())?;
@@ -208,6 +224,28 @@ pub fn parse_response(line: &[u8]) -> Result<Response, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_check_lines_for_exims_readsocket() {
+        assert_eq!(plain_check(b"CHECK 192.0.2.7\n"), Some("192.0.2.7"));
+        assert_eq!(plain_check(b"CHECK 2001:db8::1\r\n"), Some("2001:db8::1"));
+        assert_eq!(plain_check(b"CHECK \n"), Some(""));
+        for other in [
+            &b"check 192.0.2.7"[..],
+            b"{\"op\":\"check\"}",
+            b"CHECK",
+            b"\xffCHECK x",
+        ] {
+            assert_eq!(
+                plain_check(other),
+                None,
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
+        assert_eq!(plain_reply(true), b"OK");
+        assert_eq!(plain_reply(false), b"NO");
+    }
 
     #[test]
     fn requests_parse_with_and_without_version() {

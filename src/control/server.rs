@@ -9,8 +9,8 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufR
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, watch};
 
-use super::proto::{MAX_LINE, Response, encode, parse_request};
-use crate::lease::now_ms;
+use super::proto::{MAX_LINE, Response, encode, parse_request, plain_check, plain_reply};
+use crate::lease::{now_ms, parse_ip};
 use crate::listen::AcceptFailures;
 use crate::store::{Leases, Stats};
 
@@ -143,6 +143,12 @@ async fn connection(
                         "request too long (limit {MAX_LINE} bytes)"
                     ))))
                     .await;
+                return;
+            }
+            Ok(Ok(LineRead::Line)) if plain_check(&buf).is_some() => {
+                let addr = plain_check(&buf).unwrap_or_default();
+                let allowed = parse_ip(addr).is_ok_and(|ip| leases.allowed(ip, now_ms()));
+                let _ = wr.write_all(plain_reply(allowed)).await;
                 return;
             }
             Ok(Ok(LineRead::Line)) => match parse_request(&buf) {
