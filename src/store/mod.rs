@@ -251,24 +251,8 @@ impl Leases {
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
     }
 
-    /// Insert a lease, writing it through to the backend while the table is locked so the
-    /// two never disagree about which version is newest.
     fn write_lock(&self) -> Result<MutexGuard<'_, ()>> {
         self.writer.lock().map_err(|_| poisoned())
-    }
-
-    /// Write `lease` to the backend, then to the table; the caller holds [`Self::writer`].
-    fn store(
-        &self,
-        w: &MutexGuard<'_, ()>,
-        lease: Lease,
-        meta: Option<(&str, &[u8])>,
-    ) -> Result<()> {
-        match meta {
-            Some((k, v)) => self.backend.put_with_meta(&lease, k, v)?,
-            None => self.backend.put(&lease)?,
-        }
-        self.upsert_all(w, vec![lease])
     }
 
     /// Put leases the backend already holds into the table, waking the expiry task for a
@@ -339,32 +323,17 @@ impl Leases {
         durable: bool,
         meta: Option<(&str, &[u8])>,
     ) -> Result<Outcome> {
-        self.stats.count_login(&login.source);
-        let (net, deadline) = match self.rules().judge(login, now) {
-            Verdict::Grant { net, deadline } => (net, deadline),
-            refused => {
-                if let Some((k, v)) = meta {
-                    self.backend.put_meta(k, v)?;
-                }
-                let outcome = Outcome::Refused(refused);
-                self.report(login, &outcome, now);
-                return Ok(outcome);
-            }
+        let logins = std::slice::from_ref(login);
+        let Some((outcome, before)) = self.record(logins, now, meta)?.pop() else {
+            return Err(Error::invalid("internal error: a login without an outcome"));
         };
-        let w = self.write_lock()?;
-        let before = self.live_lease(&net, now)?;
-        let lease = renewed_or_new(before.clone(), login, net, deadline);
-        self.store(&w, lease.clone(), meta)?;
-        drop(w);
-        if durable && let Err(e) = self.backend.sync() {
-            self.undo(&lease, before);
+        if durable
+            && let Outcome::Granted(lease) | Outcome::Renewed(lease) = &outcome
+            && let Err(e) = self.backend.sync()
+        {
+            self.undo(lease, before);
             return Err(e);
         }
-        let outcome = if lease.logins > 1 {
-            Outcome::Renewed(lease)
-        } else {
-            Outcome::Granted(lease)
-        };
         self.report(login, &outcome, now);
         Ok(outcome)
     }
@@ -378,6 +347,26 @@ impl Leases {
         now: Millis,
         meta: Option<(&str, &[u8])>,
     ) -> Result<Vec<Outcome>> {
+        let outcomes: Vec<Outcome> = self
+            .record(logins, now, meta)?
+            .into_iter()
+            .map(|(o, _)| o)
+            .collect();
+        for (login, outcome) in logins.iter().zip(&outcomes) {
+            self.report(login, outcome, now);
+        }
+        Ok(outcomes)
+    }
+
+    /// Judge `logins`, write the leases they make with `meta` in one backend write, then put
+    /// them in the table. Each outcome comes with the live lease its key had before, for
+    /// [`Self::undo`].
+    fn record(
+        &self,
+        logins: &[Login],
+        now: Millis,
+        meta: Option<(&str, &[u8])>,
+    ) -> Result<Vec<(Outcome, Option<Lease>)>> {
         let rules = self.rules();
         let w = self.write_lock()?;
         let mut leases: Vec<Lease> = Vec::new();
@@ -388,20 +377,21 @@ impl Leases {
             let (net, deadline) = match rules.judge(login, now) {
                 Verdict::Grant { net, deadline } => (net, deadline),
                 refused => {
-                    outcomes.push(Outcome::Refused(refused));
+                    outcomes.push((Outcome::Refused(refused), None));
                     continue;
                 }
             };
-            let current = match slot.get(&net) {
+            let before = match slot.get(&net) {
                 Some(&i) => Some(leases[i].clone()),
                 None => self.live_lease(&net, now)?,
             };
-            let lease = renewed_or_new(current, login, net, deadline);
-            outcomes.push(if lease.logins > 1 {
+            let lease = renewed_or_new(before.clone(), login, net, deadline);
+            let outcome = if lease.logins > 1 {
                 Outcome::Renewed(lease.clone())
             } else {
                 Outcome::Granted(lease.clone())
-            });
+            };
+            outcomes.push((outcome, before));
             match slot.get(&net) {
                 Some(&i) => leases[i] = lease,
                 None => {
@@ -419,10 +409,6 @@ impl Leases {
             }
         }
         self.upsert_all(&w, leases)?;
-        drop(w);
-        for (login, outcome) in logins.iter().zip(&outcomes) {
-            self.report(login, outcome, now);
-        }
         Ok(outcomes)
     }
 
@@ -474,15 +460,11 @@ impl Leases {
         };
         let w = self.write_lock()?;
         let before = self.live_lease(&net, now)?;
-        let lease = match before.clone() {
-            Some(mut l) => {
-                l.renew(&login, deadline);
-                l.deadline = deadline;
-                l
-            }
-            None => Lease::new(net, &login, deadline),
-        };
-        self.store(&w, lease.clone(), None)?;
+        let mut lease = renewed_or_new(before.clone(), &login, net, deadline);
+        // A manual lease sets the deadline, shorter than the old one or not.
+        lease.deadline = deadline;
+        self.backend.put(&lease)?;
+        self.upsert_all(&w, vec![lease.clone()])?;
         drop(w);
         if let Err(e) = self.backend.sync() {
             self.undo(&lease, before);
