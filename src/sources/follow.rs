@@ -89,8 +89,6 @@ struct Tail {
     /// The file at `NAME.1` (device, inode) just before we opened this one: a copy made
     /// there later may hold lines we never saw.
     copy_before: Option<(u64, u64)>,
-    /// That copy has been read (see [`Follower::catch_up_unseen_copy`]).
-    copy_read: bool,
 }
 
 impl Tail {
@@ -107,7 +105,6 @@ impl Tail {
             skipping: false,
             fp,
             copy_before: None,
-            copy_read: false,
         })
     }
 
@@ -232,7 +229,7 @@ impl Follower {
                 match self.cur.take() {
                     None => self.open(sink),
                     Some(mut t) => {
-                        if t.offset == 0 && t.fp.1 == 0 && t.partial.is_empty() && !t.copy_read {
+                        if t.offset == 0 && t.fp.1 == 0 && t.partial.is_empty() {
                             self.catch_up_unseen_copy(&mut t, sink);
                         }
                         let mut truncated = meta.len() < t.offset || t.rewritten();
@@ -395,9 +392,8 @@ impl Follower {
 
     /// logrotate's first generation is `NAME.1`; read what it holds past our saved place.
     fn resume_rotated(&mut self, p: &Position, sink: &mut dyn Sink) {
-        let mut name = self.path.as_os_str().to_os_string();
-        name.push(".1");
-        let Ok(mut t) = Tail::open(Path::new(&name)) else {
+        let name = self.copy_path();
+        let Ok(mut t) = Tail::open(&name) else {
             return;
         };
         if t.matches(p) && t.seek(p.offset).is_ok() {
@@ -411,9 +407,7 @@ impl Follower {
     /// After a truncation, read the rest of our old content from its copy `NAME.1`, when
     /// its first bytes are the ones we were reading.
     fn catch_up_from_copy(&mut self, t: &Tail, sink: &mut dyn Sink) {
-        let mut name = self.path.as_os_str().to_os_string();
-        name.push(".1");
-        let Ok(mut copy) = Tail::open(Path::new(&name)) else {
+        let Ok(mut copy) = Tail::open(&self.copy_path()) else {
             return;
         };
         let same = fingerprint(&mut copy.file, t.fp.1).is_ok_and(|fp| fp == t.fp);
@@ -425,7 +419,7 @@ impl Follower {
         }
     }
 
-    /// logrotate's first generation, where copytruncate leaves its copy.
+    /// logrotate's first generation `NAME.1`, where copytruncate leaves its copy.
     fn copy_path(&self) -> PathBuf {
         let mut name = self.path.as_os_str().to_os_string();
         name.push(".1");
@@ -446,20 +440,22 @@ impl Follower {
     /// was there already), when this file no longer starts with it, holds lines we never
     /// read.
     fn catch_up_unseen_copy(&mut self, t: &mut Tail, sink: &mut dyn Sink) {
+        // A stat first: an empty log is polled at every event in its directory, and the
+        // copy there is almost always one already known.
         let name = self.copy_path();
-        let Ok(mut copy) = Tail::open(&name) else {
+        let Ok(meta) = std::fs::metadata(&name) else {
             return;
         };
-        let Ok(meta) = copy.file.metadata() else {
-            return;
-        };
-        let id = (copy.dev, copy.ino);
+        let id = (meta.dev(), meta.ino());
         let known = Some(id) == t.copy_before
             || id == (t.dev, t.ino)
             || self.old.iter().any(|(o, _)| (o.dev, o.ino) == id);
         if known || meta.len() == 0 {
             return;
         }
+        let Ok(mut copy) = Tail::open(&name) else {
+            return;
+        };
         let n = meta.len().min(FINGERPRINT_LEN);
         let Ok(theirs) = fingerprint(&mut copy.file, n) else {
             return;
@@ -469,7 +465,7 @@ impl Follower {
             // Copied but not truncated yet: the lines are read from the file itself.
             return;
         }
-        t.copy_read = true;
+        t.copy_before = Some(id);
         tracing::info!(path = %self.path.display(), copy = %name.display(),
             "log file truncated before it was read: reading its copy");
         let mut detached = Detached { inner: sink };
