@@ -79,6 +79,22 @@ impl Error {
     }
 }
 
+/// `s` fit for one line of a log or a reply: control characters (newlines included) escaped.
+pub fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return s.into();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
 /// "permission denied" rather than "Permission denied (os error 13)".
 pub(crate) fn describe_io(e: &std::io::Error) -> String {
     let s = e.to_string();

@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use crate::error::one_line;
 use crate::lease::parse_ip;
 
 /// The longest request accepted: a map name and an address need far less. Anything longer is
@@ -107,18 +108,6 @@ pub fn write_reply(out: &mut Vec<u8>, reply: &Reply<'_>) {
     out.push(b',');
 }
 
-/// A reason is for a log line on the other side: no control characters.
-fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.chars().any(char::is_control) {
-        s.chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect::<String>()
-            .into()
-    } else {
-        s.into()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,7 +186,7 @@ mod tests {
         assert_eq!(reply(Reply::NotFound), "9:NOTFOUND ,");
         assert_eq!(
             reply(Reply::Perm("unknown map x\ny".into())),
-            "20:PERM unknown map x y,"
+            "21:PERM unknown map x\\ny,"
         );
     }
 }

@@ -11,6 +11,7 @@
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::error::one_line;
 use crate::lease::{Lease, Millis};
 use crate::store::StatsSnapshot;
 
@@ -183,7 +184,9 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
         return Err("empty request".into());
     }
     let req: Request =
-        serde_json::from_str(text).map_err(|e| format!("bad request: {}", one_line(&e)))?;
+        // serde's message quotes the offending value, and a JSON string can hold any
+        // control character: escaped, the reason stays one line in the reply and the log.
+        serde_json::from_str(text).map_err(|e| format!("bad request: {}", one_line(&e.to_string())))?;
     if req.v != VERSION {
         return Err(format!(
             "unsupported protocol version {} (this daemon speaks {VERSION})",
@@ -191,20 +194,6 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
         ));
     }
     Ok(req)
-}
-
-/// serde's message quotes the offending value, and a JSON string can hold any control
-/// character: escape them, so the reason stays one line in the reply and in the log.
-fn one_line(e: &serde_json::Error) -> String {
-    let mut s = String::new();
-    for c in e.to_string().chars() {
-        if c.is_control() {
-            s.extend(c.escape_default());
-        } else {
-            s.push(c);
-        }
-    }
-    s
 }
 
 /// One line of JSON with its newline.

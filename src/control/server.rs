@@ -134,6 +134,13 @@ async fn connection(
             r = tokio::time::timeout(IDLE, read_line_capped(&mut rd, &mut buf, MAX_LINE)) => r,
             _ = stop.changed() => return,
         };
+        if let Ok(Ok(LineRead::Line)) = &read
+            && let Some(addr) = plain_check(&buf)
+        {
+            let allowed = parse_ip(addr).is_ok_and(|ip| leases.allowed(ip, now_ms()));
+            let _ = wr.write_all(plain_reply(allowed)).await;
+            return;
+        }
         let resp = match read {
             Err(_) | Ok(Err(_)) | Ok(Ok(LineRead::Eof)) => return,
             Ok(Ok(LineRead::TooLong)) => {
@@ -143,12 +150,6 @@ async fn connection(
                         "request too long (limit {MAX_LINE} bytes)"
                     ))))
                     .await;
-                return;
-            }
-            Ok(Ok(LineRead::Line)) if plain_check(&buf).is_some() => {
-                let addr = plain_check(&buf).unwrap_or_default();
-                let allowed = parse_ip(addr).is_ok_and(|ip| leases.allowed(ip, now_ms()));
-                let _ = wr.write_all(plain_reply(allowed)).await;
                 return;
             }
             Ok(Ok(LineRead::Line)) => match parse_request(&buf) {
