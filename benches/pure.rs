@@ -49,7 +49,7 @@ fn log_parse(c: &mut Criterion) {
             Event::Login(_) => odd += 1,
             Event::Failure(_) => failures += 1,
             Event::LooksLikeLogin => odd += 1,
-            Event::Nothing => {}
+            Event::Logout { .. } | Event::Nothing => {}
         }
     }
     eprintln!(

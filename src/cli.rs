@@ -181,6 +181,12 @@ pub struct DaemonArgs {
     #[arg(long = "login-pattern", value_name = "REGEX")]
     pub login_pattern: Vec<String>,
 
+    /// Keep a followed login's lease while its session is open (Dovecot, Courier, Cyrus log
+    /// its end), for at most this long after the login; the window then runs from the end.
+    /// 0 turns this off
+    #[arg(long, default_value = "24h", value_name = "DURATION")]
+    pub max_session_hold: String,
+
     /// Serve Postfix's policy delegation protocol at ADDR: unix:/path or inet:host:port;
     /// repeatable
     #[arg(long, value_name = "ADDR")]

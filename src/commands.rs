@@ -358,8 +358,8 @@ pub fn parse_log(
         .collect::<Result<Vec<_>>>()?;
     let stdin = [std::path::PathBuf::from("-")];
     let files = if files.is_empty() { &stdin[..] } else { files };
-    let (mut lines, mut logins, mut no_addr, mut failures, mut unmatched) =
-        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut lines, mut logins, mut no_addr, mut failures, mut unmatched, mut ends) =
+        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     let mut out = std::io::stdout().lock();
     for file in files {
         let name = file.display().to_string();
@@ -393,6 +393,7 @@ pub fn parse_log(
                                 "user": ev.user,
                                 "service": ev.service.name(),
                                 "format": ev.format.name(),
+                                "session": ev.session.map(|s| s.to_string()),
                                 "file": name,
                                 "line": i + 1,
                             })
@@ -410,6 +411,19 @@ pub fn parse_log(
                 }
                 Event::Failure(_) => failures += 1,
                 Event::LooksLikeLogin => unmatched += 1,
+                Event::Logout { session, .. } => {
+                    ends += 1;
+                    if json {
+                        let _ = writeln!(
+                            out,
+                            "{}",
+                            serde_json::json!({
+                                "type": "logout", "session": session.to_string(),
+                                "file": name, "line": i + 1,
+                            })
+                        );
+                    }
+                }
                 Event::Nothing => {}
             }
         }
@@ -421,13 +435,13 @@ pub fn parse_log(
             serde_json::json!({
                 "type": "summary", "lines": lines, "logins": logins,
                 "logins_without_address": no_addr, "failures": failures,
-                "unrecognised": unmatched,
+                "unrecognised": unmatched, "session_ends": ends,
             })
         )
     } else {
         writeln!(
             out,
-            "summary: {lines} lines, {logins} logins ({no_addr} without an address), {failures} failures, {unmatched} login-like lines in no known format"
+            "summary: {lines} lines, {logins} logins ({no_addr} without an address), {failures} failures, {unmatched} login-like lines in no known format, {ends} session ends"
         )
     };
     if no_addr > 0 {

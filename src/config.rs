@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use nix::unistd::{Group, Uid};
 
@@ -86,6 +87,8 @@ pub struct DaemonConfig {
     pub log_format: LogFormat,
     pub watches: Vec<WatchSpec>,
     pub login_patterns: Vec<regex::Regex>,
+    /// `--max-session-hold`: how long an open session may keep its login's lease.
+    pub max_session_hold: Duration,
     pub policy: Vec<ListenAddr>,
     pub socketmap: Vec<ListenAddr>,
     pub socketmap_map: crate::answers::socketmap::MapConfig,
@@ -95,6 +98,14 @@ pub struct DaemonConfig {
     pub run_as: Option<RunAs>,
     /// `--store redis://...`: leases shared through Redis; `None` keeps them in `--db`.
     pub store: Option<RedisConfig>,
+}
+
+/// `--max-session-hold`: a duration, or 0 for off.
+fn parse_hold(s: &str) -> Result<Duration> {
+    if humantime::parse_duration(s.trim()).is_ok_and(|d| d.is_zero()) || s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(s).map_err(|e| Error::invalid(format!("--max-session-hold: {e}")))
 }
 
 /// A map name is one word (requests are `NAME KEY`); a value is one line.
@@ -213,6 +224,7 @@ impl DaemonConfig {
                 .iter()
                 .map(|p| compile_login_pattern(p))
                 .collect::<Result<_>>()?,
+            max_session_hold: parse_hold(&a.max_session_hold)?,
             policy: a
                 .policy
                 .iter()

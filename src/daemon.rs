@@ -191,6 +191,7 @@ pub async fn run(
             &cfg.watches,
             &cfg.login_patterns,
             leases.clone(),
+            cfg.max_session_hold,
         )?)
     };
     if let Some(to) = run_as {

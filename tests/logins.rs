@@ -307,7 +307,7 @@ fn parse_log_reads_stdin_and_prints_a_readable_table() {
     assert_eq!(o.code, 0, "{o:?}");
     assert_eq!(
         o.stdout,
-        "192.0.2.21\talice\tpop3\tcourier\t-:1\nsummary: 2 lines, 1 logins (0 without an address), 1 failures, 0 login-like lines in no known format\n"
+        "192.0.2.21\talice\tpop3\tcourier\t-:1\nsummary: 2 lines, 1 logins (0 without an address), 1 failures, 0 login-like lines in no known format, 0 session ends\n"
     );
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::logparse::{Event, LineParser, resolve_stamp};
+use super::logparse::{Event, LineParser, SessionKey, Stamp, resolve_stamp};
 use crate::lease::{Login, Millis, now_ms};
 
 /// Longest line read; a longer one is skipped with a warning.
@@ -38,9 +38,19 @@ pub struct Position {
 
 /// What the follower hands its logins and positions to.
 pub trait Sink {
-    /// A login, with the position just after its line (`None` for a file whose position is
-    /// not kept): storing both together makes a restart neither replay nor miss it.
-    fn login(&mut self, login: Login, checkpoint: Option<(&str, &Position)>);
+    /// A login, with the server's name for its session where the end is logged too, and the
+    /// position just after its line (`None` for a file whose position is not kept): storing
+    /// both together makes a restart neither replay nor miss it.
+    fn login(
+        &mut self,
+        login: Login,
+        session: Option<SessionKey>,
+        checkpoint: Option<(&str, &Position)>,
+    );
+    /// A session ended at `at` (its line follows a checkpoint like any other).
+    fn logout(&mut self, _session: SessionKey, _at: Millis) {}
+    /// Called at least once a second: time-driven work (keeping open sessions' leases).
+    fn tick(&mut self) {}
     /// Reading advanced without a login.
     fn checkpoint(&mut self, key: &str, pos: &Position);
     /// A login line that names no address (Mailutils' default logging): nothing to grant.
@@ -526,9 +536,13 @@ impl Follower {
                     t.offset = line_end_offset;
                     let pos = t.position(t.offset);
                     match found {
-                        Some(Found::Login(login)) => {
-                            sink.login(login, Some((&self.key, &pos)));
+                        Some(Found::Login(login, session)) => {
+                            sink.login(login, session, Some((&self.key, &pos)));
                             advanced_without_login = false;
+                        }
+                        Some(Found::Logout(session, at)) => {
+                            sink.logout(session, at);
+                            advanced_without_login = true;
                         }
                         Some(Found::NoAddress(user)) => {
                             sink.login_without_address(&self.source, user.as_deref());
@@ -571,26 +585,33 @@ impl Follower {
                 let Some(ip) = ev.ip else {
                     return Some(Found::NoAddress(ev.user));
                 };
-                let now = now_ms();
-                let at: Millis = ev
-                    .stamp
-                    .as_ref()
-                    .and_then(|s| resolve_stamp(s, now))
-                    .unwrap_or(now);
-                Some(Found::Login(Login {
-                    ip,
-                    user: ev.user,
-                    at,
-                    source: self.source.clone(),
-                }))
+                Some(Found::Login(
+                    Login {
+                        ip,
+                        user: ev.user,
+                        at: line_time(ev.stamp.as_ref()),
+                        source: self.source.clone(),
+                    },
+                    ev.session,
+                ))
+            }
+            Event::Logout { session, stamp } => {
+                Some(Found::Logout(session, line_time(stamp.as_ref())))
             }
             _ => None,
         }
     }
 }
 
+/// When a line was written: its own stamp where it has one, else now.
+fn line_time(stamp: Option<&Stamp>) -> Millis {
+    let now = now_ms();
+    stamp.and_then(|s| resolve_stamp(s, now)).unwrap_or(now)
+}
+
 enum Found {
-    Login(Login),
+    Login(Login, Option<SessionKey>),
+    Logout(SessionKey, Millis),
     NoAddress(Option<String>),
 }
 
@@ -600,8 +621,16 @@ struct Detached<'a> {
 }
 
 impl Sink for Detached<'_> {
-    fn login(&mut self, login: Login, _checkpoint: Option<(&str, &Position)>) {
-        self.inner.login(login, None);
+    fn login(
+        &mut self,
+        login: Login,
+        session: Option<SessionKey>,
+        _checkpoint: Option<(&str, &Position)>,
+    ) {
+        self.inner.login(login, session, None);
+    }
+    fn logout(&mut self, session: SessionKey, at: Millis) {
+        self.inner.logout(session, at);
     }
     fn checkpoint(&mut self, _key: &str, _pos: &Position) {}
     fn login_without_address(&mut self, source: &str, user: Option<&str>) {
@@ -673,6 +702,7 @@ pub fn run(
     for f in followers.iter_mut() {
         f.poll(sink);
     }
+    sink.tick();
     let mut last_pass = Instant::now();
     loop {
         let wait = STAT_PASS.saturating_sub(last_pass.elapsed());
@@ -705,6 +735,7 @@ pub fn run(
         for f in followers.iter_mut() {
             f.poll(sink);
         }
+        sink.tick();
     }
 }
 
@@ -721,7 +752,12 @@ mod tests {
     }
 
     impl Sink for VecSink {
-        fn login(&mut self, login: Login, checkpoint: Option<(&str, &Position)>) {
+        fn login(
+            &mut self,
+            login: Login,
+            _session: Option<SessionKey>,
+            checkpoint: Option<(&str, &Position)>,
+        ) {
             self.logins.push(login.ip.to_string());
             if let Some((k, p)) = checkpoint {
                 self.positions.insert(k.to_string(), *p);

@@ -3,16 +3,20 @@
 pub mod follow;
 pub mod hook;
 pub mod logparse;
+pub mod sessions;
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc;
+use std::time::Duration;
 
 use follow::{Follower, Msg, Position, Sink};
-use logparse::{Format, LineParser};
+use logparse::{Format, LineParser, SessionKey};
+use sessions::Sessions;
 
-use crate::lease::{Login, now_ms};
-use crate::store::{Leases, Stats};
+use crate::lease::{Login, Millis, now_ms};
+use crate::store::{Leases, Outcome, Stats};
 
 /// One `--watch FILE [--format NAME]`.
 #[derive(Clone, Debug)]
@@ -31,10 +35,85 @@ struct StoreSink {
     pending: Vec<Login>,
     /// The position after the last of them (none for a rotated file read at start).
     position: Option<(String, Position)>,
+    /// Session starts and ends read since the last flush, in log order.
+    steps: Vec<Step>,
+    sessions: Sessions,
+    /// `--max-session-hold`; zero holds no session.
+    hold: Duration,
+    last_tick: Millis,
+}
+
+/// A session event waiting for the logins read with it to be written.
+enum Step {
+    /// `pending[login]` opened this session (held only if it was granted a lease).
+    Open {
+        login: usize,
+        session: SessionKey,
+    },
+    Close {
+        session: SessionKey,
+        at: Millis,
+    },
+}
+
+impl StoreSink {
+    /// Open and close the sessions of the logins just written, in log order, and extend
+    /// the leases whose last session ended.
+    fn apply_steps(&mut self, logins: &[Login], outcomes: &[Outcome]) {
+        let window = self.leases.rules().window.as_millis() as Millis;
+        let mut ends: Vec<(IpAddr, Millis)> = Vec::new();
+        for step in std::mem::take(&mut self.steps) {
+            match step {
+                Step::Open { login, session } => {
+                    let (Some(l), Some(Outcome::Granted(_) | Outcome::Renewed(_))) =
+                        (logins.get(login), outcomes.get(login))
+                    else {
+                        continue;
+                    };
+                    let (held, ended) = self.sessions.open(session, l.ip, l.at, self.hold);
+                    if !held {
+                        tracing::warn!(addr = %l.ip, limit = sessions::CAP,
+                            "too many open sessions: this one gets the ordinary window");
+                    }
+                    ends.extend(ended.map(|ip| (ip, l.at.saturating_add(window))));
+                }
+                Step::Close { session, at } => {
+                    ends.extend(
+                        self.sessions
+                            .close(&session)
+                            .map(|ip| (ip, at.saturating_add(window))),
+                    );
+                }
+            }
+        }
+        self.extend(&ends, "session ended");
+    }
+
+    fn extend(&self, targets: &[(IpAddr, Millis)], why: &str) {
+        match self.leases.extend_many(targets, now_ms()) {
+            Ok(n) if n > 0 => tracing::debug!(leases = n, why, "leases extended"),
+            Ok(_) => {}
+            Err(e) => {
+                Stats::bump(&self.leases.stats.errors);
+                tracing::error!(error = %e, why, "cannot extend leases");
+            }
+        }
+    }
 }
 
 impl Sink for StoreSink {
-    fn login(&mut self, login: Login, checkpoint: Option<(&str, &Position)>) {
+    fn login(
+        &mut self,
+        login: Login,
+        session: Option<SessionKey>,
+        checkpoint: Option<(&str, &Position)>,
+    ) {
+        if let Some(session) = session.filter(|_| !self.hold.is_zero()) {
+            self.steps.push(Step::Open {
+                login: self.pending.len(),
+                session,
+            });
+        }
         self.pending.push(login);
         if let Some((key, pos)) = checkpoint {
             match &mut self.position {
@@ -44,8 +123,17 @@ impl Sink for StoreSink {
         }
     }
 
+    fn logout(&mut self, session: SessionKey, at: Millis) {
+        if !self.hold.is_zero() {
+            self.steps.push(Step::Close { session, at });
+        }
+    }
+
     fn flush(&mut self) {
         if self.pending.is_empty() {
+            if !self.steps.is_empty() {
+                self.apply_steps(&[], &[]);
+            }
             return;
         }
         let logins = std::mem::take(&mut self.pending);
@@ -54,14 +142,29 @@ impl Sink for StoreSink {
             .as_ref()
             .map(|(k, p)| (k.as_str(), serde_json::to_vec(p).unwrap_or_default()));
         let meta = meta.as_ref().map(|(k, v)| (*k, v.as_slice()));
-        if let Err(e) = self.leases.login_many(&logins, now_ms(), meta) {
-            for login in &logins {
-                Stats::bump(&self.leases.stats.errors);
-                tracing::error!(addr = %login.ip, source = %login.source, error = %e, "cannot record login");
+        let outcomes = match self.leases.login_many(&logins, now_ms(), meta) {
+            Ok(o) => o,
+            Err(e) => {
+                for login in &logins {
+                    Stats::bump(&self.leases.stats.errors);
+                    tracing::error!(addr = %login.ip, source = %login.source, error = %e, "cannot record login");
+                }
+                Vec::new()
             }
-        }
+        };
+        self.apply_steps(&logins, &outcomes);
         self.pending = logins;
         self.pending.clear();
+    }
+
+    fn tick(&mut self) {
+        let now = now_ms();
+        if self.sessions.is_empty() || now.saturating_sub(self.last_tick) < 1000 {
+            return;
+        }
+        self.last_tick = now;
+        let due = self.sessions.due(now, self.leases.rules().window);
+        self.extend(&due, "session open");
     }
 
     fn checkpoint(&mut self, key: &str, pos: &Position) {
@@ -96,6 +199,7 @@ pub fn start_followers(
     specs: &[WatchSpec],
     patterns: &[regex::Regex],
     leases: Arc<Leases>,
+    max_session_hold: Duration,
 ) -> crate::Result<(std::thread::JoinHandle<()>, mpsc::Sender<Msg>)> {
     let mut followers: Vec<Follower> = specs
         .iter()
@@ -106,6 +210,10 @@ pub fn start_followers(
         warned_no_address: Default::default(),
         pending: Vec::new(),
         position: None,
+        steps: Vec::new(),
+        sessions: Sessions::new(sessions::CAP),
+        hold: max_session_hold,
+        last_tick: 0,
     };
     // Open every file before the daemon says it is ready: "from the end" must mean the end
     // at start, not wherever the file has grown to when a thread gets going.

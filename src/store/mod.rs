@@ -447,6 +447,41 @@ impl Leases {
         }
     }
 
+    /// Move the deadlines of live leases later, to at least `until`: an open session keeps
+    /// its lease, and its end starts a window. Only leases that exist are extended, so a
+    /// lease deleted by hand (or never granted) stays gone. Returns how many were written.
+    pub fn extend_many(&self, targets: &[(IpAddr, Millis)], now: Millis) -> Result<usize> {
+        if targets.is_empty() {
+            return Ok(0);
+        }
+        let rules = self.rules();
+        let w = self.write_lock()?;
+        let mut longer: HashMap<IpNet, Lease> = HashMap::new();
+        {
+            let t = self.table.read().map_err(|_| poisoned())?;
+            for &(ip, until) in targets {
+                let net = lease_key(ip, rules.v6_prefix);
+                let current = match longer.get(&net) {
+                    Some(l) => Some(l.clone()),
+                    None => t.get(&net).filter(|l| l.is_live(now)),
+                };
+                if let Some(mut lease) = current
+                    && lease.deadline < until
+                {
+                    lease.deadline = until;
+                    longer.insert(net, lease);
+                }
+            }
+        }
+        let leases: Vec<Lease> = longer.into_values().collect();
+        for l in &leases {
+            self.backend.put(l)?;
+        }
+        let n = leases.len();
+        self.upsert_all(&w, leases)?;
+        Ok(n)
+    }
+
     /// A lease set by hand for `dur` from now (replacing the deadline of any existing one).
     pub fn add(&self, ip: IpAddr, dur: Duration, now: Millis) -> Result<Lease> {
         let rules = self.rules();
@@ -900,6 +935,47 @@ mod tests {
         ));
         assert!(l.check(ip, T0 + 39 * MIN).allowed());
         assert!(!l.check(ip, T0 + 40 * MIN).allowed());
+    }
+
+    #[test]
+    fn extending_moves_live_deadlines_later_and_never_resurrects() {
+        let l = Leases::open(Box::new(Mem::default()), Rules::default(), T0).unwrap();
+        let (a, b, gone) = (
+            parse_ip("192.0.2.7").unwrap(),
+            parse_ip("192.0.2.8").unwrap(),
+            parse_ip("192.0.2.9").unwrap(),
+        );
+        l.login(&login("192.0.2.7", T0), T0, false, None).unwrap();
+        l.login(&login("192.0.2.8", T0), T0, false, None).unwrap();
+        l.login(&login("192.0.2.9", T0), T0, false, None).unwrap();
+        l.del(&"192.0.2.9/32".parse().unwrap()).unwrap();
+        let now = T0 + 20 * MIN;
+        let n = l
+            .extend_many(
+                &[
+                    (a, now + 30 * MIN),
+                    (b, T0 + 10 * MIN),
+                    (gone, now + 30 * MIN),
+                    (parse_ip("192.0.2.10").unwrap(), now + 30 * MIN),
+                ],
+                now,
+            )
+            .unwrap();
+        assert_eq!(n, 1, "only a's deadline moves");
+        assert!(l.check(a, T0 + 49 * MIN).allowed());
+        assert!(!l.check(a, T0 + 50 * MIN).allowed());
+        assert!(!l.check(b, T0 + 30 * MIN).allowed(), "never shortened");
+        assert!(!l.check(gone, now).allowed(), "a deleted lease stays gone");
+        assert_eq!(l.len(), 2);
+        let stored = l.backend().load().unwrap();
+        let a_stored = stored.iter().find(|x| x.net == lease_key(a, 64)).unwrap();
+        assert_eq!(a_stored.deadline, T0 + 50 * MIN, "written through");
+        assert_eq!(l.next_deadline(), Some(T0 + 30 * MIN));
+        // An expired lease is not brought back either.
+        assert_eq!(
+            l.extend_many(&[(b, T0 + 90 * MIN)], T0 + 31 * MIN).unwrap(),
+            0
+        );
     }
 
     #[test]

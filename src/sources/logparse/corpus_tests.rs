@@ -112,7 +112,7 @@ fn run(pin: impl Fn(&str) -> Option<Format>) -> Outcome {
                 }
                 Event::LooksLikeLogin => out.suspects.push((name.clone(), n)),
                 Event::Failure(_) => failures += 1,
-                Event::Nothing => {}
+                Event::Logout { .. } | Event::Nothing => {}
             }
         }
         out.failures_per_file.push((name, failures));
@@ -190,10 +190,53 @@ fn ambiguous_cyrus_lines_are_at_most_logins_of_the_right_address() {
             Event::Login(l) => {
                 assert_eq!(l.ip.map(|i| i.to_string()).as_deref(), Some(c[2].as_str()))
             }
-            Event::Nothing | Event::Failure(_) => {}
+            Event::Nothing | Event::Failure(_) | Event::Logout { .. } => {}
             Event::LooksLikeLogin => panic!("{}:{n} suspect", c[0]),
         }
     }
+}
+
+/// Dovecot, Courier and Cyrus name each login's session and log its end: in the corpus
+/// every one of their logins is paired with a later line that ends it (for Cyrus, whose
+/// processes serve one client after another, the process's next login may be that line).
+#[test]
+fn every_session_ends_on_its_own_line() {
+    let mut checked = 0;
+    for name in log_files() {
+        let keeps_sessions = ["dovecot", "courier", "cyrus"]
+            .iter()
+            .any(|p| name.starts_with(p));
+        let data = read(&name);
+        let mut parser = LineParser::new(None, vec![]);
+        let mut open: std::collections::HashMap<super::SessionKey, usize> = Default::default();
+        for (n, line) in lines(&data) {
+            match parser.parse(line) {
+                Event::Login(l) => {
+                    let Some(key) = l.session else {
+                        assert!(!keeps_sessions, "{name}:{n}: a login without its session");
+                        continue;
+                    };
+                    assert!(keeps_sessions, "{name}:{n}: a session where none is logged");
+                    checked += 1;
+                    if let Some(earlier) = open.insert(key, n) {
+                        assert!(name.starts_with("cyrus"), "{name}:{n} reuses {earlier}'s");
+                    }
+                }
+                Event::Logout { session, .. } => {
+                    open.remove(&session);
+                }
+                _ => {}
+            }
+        }
+        let left: Vec<usize> = open.into_values().collect();
+        // Cyrus logs nothing when a client drops its connection; the corpus's last such
+        // session is ended by the same process's next login.
+        assert!(
+            left.is_empty(),
+            "{name}: sessions never ended, logged in at {left:?}"
+        );
+    }
+    assert_eq!(checked, 29 * 3 + 25 + 29 + 5);
 }
 
 /// Every prefix of every corpus line, and every line with one byte replaced by hostile

@@ -4,7 +4,7 @@
 //! own `port=`, `protocol=` and `stls=` may follow it.
 
 use super::text::{self, ip, is_digits, is_word};
-use super::{Addr, Parsed, Service};
+use super::{Addr, Conn, Parsed, Service};
 
 pub(crate) fn parse<'a>(tag: &'a [u8], msg: &'a [u8]) -> Parsed<'a> {
     // courierlogger normally strips the `INFO: ` severity; older setups keep it.
@@ -15,7 +15,36 @@ pub(crate) fn parse<'a>(tag: &'a [u8], msg: &'a [u8]) -> Parsed<'a> {
     if msg.starts_with(b"LOGIN FAILED,") {
         return Parsed::Failure;
     }
+    if msg.starts_with(b"LOGOUT, ")
+        || msg.starts_with(b"DISCONNECTED, ")
+        || msg.starts_with(b"TIMEOUT, ")
+    {
+        return logout(msg);
+    }
     Parsed::Nothing
+}
+
+/// `LOGOUT, user=U, ip=[A], port=[P], top=0, ...` (`DISCONNECTED`, `TIMEOUT` alike): the
+/// session is named by the address and port, read like the login's, from the right.
+fn logout(msg: &[u8]) -> Parsed<'_> {
+    let Some(r) = text::rfind(msg, b", ip=[") else {
+        return Parsed::Nothing;
+    };
+    let Some((address, tail)) = text::split_once(&msg[r + 6..], b']') else {
+        return Parsed::Nothing;
+    };
+    let Some(port) = tail
+        .strip_prefix(b", port=[")
+        .and_then(|t| text::split_once(t, b']'))
+        .map(|(p, _)| p)
+        .filter(|p| is_digits(p))
+    else {
+        return Parsed::Nothing;
+    };
+    if ip(address).is_none() {
+        return Parsed::Nothing;
+    }
+    Parsed::Logout(Conn::Pair(address, port))
 }
 
 fn login(f: &[u8], service: Service) -> Parsed<'_> {
@@ -29,13 +58,18 @@ fn login(f: &[u8], service: Service) -> Parsed<'_> {
     let Some(addr) = ip(address) else {
         return Parsed::Suspect;
     };
+    let mut conn = Conn::None;
     while !tail.is_empty() {
         let Some(t) = tail.strip_prefix(b", ") else {
             return Parsed::Suspect;
         };
         let end = text::find(t, b", ").unwrap_or(t.len());
-        if !known_trailer(&t[..end]) {
+        let field = &t[..end];
+        if !known_trailer(field) {
             return Parsed::Suspect;
+        }
+        if let Some(p) = field.strip_prefix(b"port=[") {
+            conn = Conn::Pair(address, &p[..p.len() - 1]);
         }
         tail = &t[end..];
     }
@@ -43,6 +77,7 @@ fn login(f: &[u8], service: Service) -> Parsed<'_> {
         addr: Addr::Here(addr),
         user: Some(user),
         service,
+        conn,
     }
 }
 
@@ -74,7 +109,8 @@ mod tests {
             Parsed::Login {
                 addr: here("127.0.0.21"),
                 user: Some(b"alice"),
-                service: Service::Pop3
+                service: Service::Pop3,
+                conn: Conn::Pair(b"::ffff:127.0.0.21", b"37769")
             }
         );
         assert_eq!(
@@ -85,7 +121,8 @@ mod tests {
             Parsed::Login {
                 addr: here("::1"),
                 user: Some(b"a"),
-                service: Service::Imap
+                service: Service::Imap,
+                conn: Conn::Pair(b"::1", b"1")
             }
         );
     }
@@ -104,6 +141,18 @@ mod tests {
                 b"pop3d",
                 b"LOGOUT, user=alice, ip=[::ffff:127.0.0.21], port=[37769], top=0"
             ),
+            Parsed::Logout(Conn::Pair(b"::ffff:127.0.0.21", b"37769"))
+        );
+        // The session's address is the last one, like the login's.
+        assert_eq!(
+            parse(
+                b"imapd",
+                b"DISCONNECTED, user=x, ip=[10.0.0.1], port=[2], ip=[::1], port=[53971], headers=0"
+            ),
+            Parsed::Logout(Conn::Pair(b"::1", b"53971"))
+        );
+        assert_eq!(
+            parse(b"imapd", b"TIMEOUT, user=alice, ip=[::1], port=[x]"),
             Parsed::Nothing
         );
         assert_eq!(

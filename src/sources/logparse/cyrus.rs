@@ -5,7 +5,7 @@
 //! that and the mechanism, which is the last word before ` User logged in`.
 
 use super::text::{self, ip, is_hostname};
-use super::{Addr, Parsed, Service};
+use super::{Addr, Conn, Parsed, Service};
 
 pub(crate) fn parse<'a>(tag: &'a [u8], msg: &'a [u8]) -> Parsed<'a> {
     let service = Service::from_program(tag.strip_prefix(b"cyrus/").unwrap_or(tag));
@@ -19,6 +19,12 @@ pub(crate) fn parse<'a>(tag: &'a [u8], msg: &'a [u8]) -> Parsed<'a> {
     }
     if msg.starts_with(b"badlogin: ") {
         return Parsed::Failure;
+    }
+    // A process serves one client at a time and logs its usage when the client leaves
+    // (pop3d its counts too). A dropped connection logs nothing: the process's next login
+    // then ends the session.
+    if msg.starts_with(b"USAGE ") || msg.starts_with(b"counts: ") {
+        return Parsed::Logout(Conn::Pid);
     }
     Parsed::Nothing
 }
@@ -69,6 +75,7 @@ fn login(body: &[u8], service: Service) -> Parsed<'_> {
         addr: Addr::Here(addr),
         user: Some(user),
         service,
+        conn: Conn::Pid,
     }
 }
 
@@ -84,7 +91,7 @@ mod tests {
     fn logins() {
         assert_eq!(
             parse(b"cyrus/pop3", b"login: [127.0.0.21] alice plaintext User logged in SESSIONID=<cyrus-1795317204-9071-1-12399184542919026669>"),
-            Parsed::Login { addr: here("127.0.0.21"), user: Some(b"alice"), service: Service::Pop3 }
+            Parsed::Login { addr: here("127.0.0.21"), user: Some(b"alice"), service: Service::Pop3, conn: Conn::Pid }
         );
         assert_eq!(
             parse(
@@ -94,7 +101,8 @@ mod tests {
             Parsed::Login {
                 addr: here("::1"),
                 user: Some(b"bob smith"),
-                service: Service::Imap
+                service: Service::Imap,
+                conn: Conn::Pid
             }
         );
         assert_eq!(
@@ -105,7 +113,8 @@ mod tests {
             Parsed::Login {
                 addr: here("192.0.2.3"),
                 user: Some(b"a@b"),
-                service: Service::Imap
+                service: Service::Imap,
+                conn: Conn::Pid
             }
         );
     }
@@ -125,6 +134,10 @@ mod tests {
         );
         assert_eq!(
             parse(b"cyrus/pop3", b"USAGE alice user: 0.008256 sys: 0.008256"),
+            Parsed::Logout(Conn::Pid)
+        );
+        assert_eq!(
+            parse(b"cyrus/sieve", b"USAGE alice user: 0.008256 sys: 0.008256"),
             Parsed::Nothing
         );
     }

@@ -7,7 +7,7 @@
 //! Dovecot writes there.
 
 use super::text::{self, ip, is_digits, is_word};
-use super::{Addr, Parsed, Service};
+use super::{Addr, Conn, Parsed, Service};
 
 /// After the `dovecot:` syslog tag, or after the timestamp in Dovecot's `log_path` file
 /// (`pop3-login: Info: Login: ...`).
@@ -17,7 +17,7 @@ pub(crate) fn parse(msg: &[u8]) -> Parsed<'_> {
     } else if let Some(r) = msg.strip_prefix(b"imap-login: ") {
         (Service::Imap, r)
     } else {
-        return Parsed::Nothing;
+        return logout(msg);
     };
     // The log level is written in Dovecot's own file, not through syslog.
     let rest = rest.strip_prefix(b"Info: ").unwrap_or(rest);
@@ -74,21 +74,76 @@ fn login_fields(f: &[u8], service: Service) -> Parsed<'_> {
     if ip(lip).is_none() {
         return Parsed::Suspect;
     }
+    let (mut mpid, mut session) = (None, None);
     while !tail.is_empty() {
         let Some(t) = tail.strip_prefix(b", ") else {
             return Parsed::Suspect;
         };
         let end = text::find(t, b", ").unwrap_or(t.len());
-        if !known_trailer(&t[..end]) {
+        let field = &t[..end];
+        if !known_trailer(field) {
             return Parsed::Suspect;
+        }
+        if let Some(n) = field.strip_prefix(b"mpid=") {
+            mpid = Some(n);
+        } else if let Some(s) = field.strip_prefix(b"session=<") {
+            session = Some(&s[..s.len() - 1]);
         }
         tail = &t[end..];
     }
+    let conn = match (mpid, session) {
+        (Some(pid), Some(id)) if !id.is_empty() => Conn::Pair(pid, id),
+        _ => Conn::None,
+    };
     Parsed::Login {
         addr: Addr::Here(addr),
         user: Some(user),
         service,
+        conn,
     }
+}
+
+/// The mail process's last line, `imap(U)<PID><SESSION>: Info: Disconnected: Logged out ...`
+/// (`Disconnected for inactivity`, `... Connection closed`). `U` is raw, so the prefix is
+/// read from its right end: what follows `>: ` is Dovecot's own text.
+fn logout(msg: &[u8]) -> Parsed<'_> {
+    let Some(open) = memchr::memchr(b'(', msg) else {
+        return Parsed::Nothing;
+    };
+    if !is_word(&msg[..open]) {
+        return Parsed::Nothing;
+    }
+    let Some(colon) = text::rfind(msg, b">: ") else {
+        return Parsed::Nothing;
+    };
+    let rest = &msg[colon + 3..];
+    let rest = rest.strip_prefix(b"Info: ").unwrap_or(rest);
+    if !rest.starts_with(b"Disconnected") {
+        return Parsed::Nothing;
+    }
+    // `...)<PID><SESSION`
+    let head = &msg[..colon];
+    let Some(lt) = memchr::memrchr(b'<', head) else {
+        return Parsed::Nothing;
+    };
+    let id = &head[lt + 1..];
+    let Some(pid_part) = head[..lt].strip_suffix(b">") else {
+        return Parsed::Nothing;
+    };
+    let Some(lt) = memchr::memrchr(b'<', pid_part) else {
+        return Parsed::Nothing;
+    };
+    let pid = &pid_part[lt + 1..];
+    if !is_digits(pid) || !pid_part[..lt].ends_with(b")") || id.is_empty() || !session_chars(id) {
+        return Parsed::Nothing;
+    }
+    Parsed::Logout(Conn::Pair(pid, id))
+}
+
+/// The characters of Dovecot's session ids (base64).
+fn session_chars(id: &[u8]) -> bool {
+    id.iter()
+        .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'-' | b'_'))
 }
 
 /// The fields Dovecot's default `login_log_format_elements` put after `lip=`. None of them
@@ -102,9 +157,7 @@ fn known_trailer(t: &[u8]) -> bool {
         .strip_prefix(b"session=<")
         .and_then(|s| s.strip_suffix(b">"))
     {
-        return s
-            .iter()
-            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'-' | b'_'));
+        return session_chars(s);
     }
     if t.starts_with(b"TLSv") || t.starts_with(b"SSLv") {
         // `TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)`
@@ -131,9 +184,51 @@ mod tests {
             Parsed::Login {
                 addr: addr("127.0.0.21"),
                 user: Some(b"alice"),
-                service: Service::Pop3
+                service: Service::Pop3,
+                conn: Conn::Pair(b"8176", b"CHtby9Rgd6N/AAAV")
             }
         );
+    }
+
+    #[test]
+    fn mail_process_disconnects_end_sessions() {
+        assert_eq!(
+            parse(b"imap(alice)<8213><jJE6zdRgxeZ/AAAq>: Info: Disconnected: Logged out in=26 out=770"),
+            Parsed::Logout(Conn::Pair(b"8213", b"jJE6zdRgxeZ/AAAq"))
+        );
+        assert_eq!(
+            parse(b"imap(a)<9><S>: Disconnected for inactivity in=0 out=405"),
+            Parsed::Logout(Conn::Pair(b"9", b"S"))
+        );
+        // The user name is raw: the prefix is read from its right end.
+        assert_eq!(
+            parse(b"imap(x)<1><A>: Disconnected: y)<8><B>: Info: Disconnected: Logged out in=1"),
+            Parsed::Logout(Conn::Pair(b"8", b"B"))
+        );
+        assert_eq!(
+            parse(b"imap(x)<1><A>: Disconnected)<8><B>: Info: Logged in"),
+            Parsed::Nothing,
+            "only a line that is itself a disconnect ends a session"
+        );
+        for other in [
+            &b"imap(alice)<8213><jJE6zdRgxeZ/AAAq>: Info: Connection closed"[..],
+            b"imap(alice)<x><S>: Disconnected: Logged out",
+            b"imap(alice)<1><>: Disconnected: Logged out",
+            b"auth: Info: Disconnected",
+            b"imap alice)<1><S>: Disconnected",
+        ] {
+            assert_eq!(
+                parse(other),
+                Parsed::Nothing,
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
+        // A login without its mail pid or session names no session.
+        assert!(matches!(
+            parse(b"pop3-login: Login: user=<a>, method=PLAIN, rip=192.0.2.1, lip=192.0.2.2, session=<x>"),
+            Parsed::Login { conn: Conn::None, .. }
+        ));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //!   joins the login to the address.
 
 use super::text::{self, ip};
-use super::{Addr, Parsed, Service};
+use super::{Addr, Conn, Parsed, Service};
 
 /// Mailutils session ids are 8 characters; allow some room, but keep them short enough to
 /// store inline.
@@ -49,6 +49,7 @@ fn message<'a>(msg: &'a [u8], service: Service, addr: Addr<'a>) -> Parsed<'a> {
                 addr,
                 user,
                 service,
+                conn: Conn::None,
             };
         }
         if body.ends_with(b"': authentication failed") || body.ends_with(b"' nonexistent") {
@@ -133,7 +134,8 @@ mod tests {
             Parsed::Login {
                 addr: Addr::Absent,
                 user: Some(b"alice"),
-                service: Service::Pop3
+                service: Service::Pop3,
+                conn: Conn::None
             }
         );
         assert_eq!(
@@ -144,7 +146,8 @@ mod tests {
             Parsed::Login {
                 addr: Addr::Absent,
                 user: Some(b"ann [127.0.0.99]"),
-                service: Service::Imap
+                service: Service::Imap,
+                conn: Conn::None
             }
         );
         assert_eq!(
@@ -155,7 +158,8 @@ mod tests {
             Parsed::Login {
                 addr: Addr::Absent,
                 user: Some(b"bob"),
-                service: Service::Pop3
+                service: Service::Pop3,
+                conn: Conn::None
             }
         );
     }
@@ -218,7 +222,8 @@ mod tests {
             Parsed::Login {
                 addr: Addr::Session(b"2AM3GeB5"),
                 user: Some(b"alice"),
-                service: Service::Imap
+                service: Service::Imap,
+                conn: Conn::None
             }
         );
         assert_eq!(
@@ -240,7 +245,8 @@ mod tests {
             Parsed::Login {
                 addr: Addr::Absent,
                 user: Some(b"x' logged in with mailbox `y"),
-                service: Service::Pop3
+                service: Service::Pop3,
+                conn: Conn::None
             }
         );
         let line = b"user `a' logged in with mailbox `b' logged in with mailbox `c' (0 messages)";
@@ -249,7 +255,8 @@ mod tests {
             Parsed::Login {
                 addr: Addr::Absent,
                 user: None,
-                service: Service::Pop3
+                service: Service::Pop3,
+                conn: Conn::None
             }
         );
     }

@@ -184,6 +184,32 @@ pub struct LoginEvent {
     pub service: Service,
     pub format: Format,
     pub stamp: Option<Stamp>,
+    /// The server's name for this login's session, where its end is logged too.
+    pub session: Option<SessionKey>,
+}
+
+/// Names one session of a POP3/IMAP server (Dovecot's mail pid and session id, Courier's
+/// client address and port, Cyrus' process), so that the line logging its end can be
+/// paired with its login.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SessionKey(Box<str>);
+
+impl SessionKey {
+    fn new(format: Format, tag: &[u8], conn: &Conn<'_>, pid: Option<u32>) -> Option<SessionKey> {
+        let show = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let id = match conn {
+            Conn::None => return None,
+            Conn::Pair(a, b) => format!("{}/{}/{}", show(tag), show(a), show(b)),
+            Conn::Pid => format!("{}[{}]", show(tag), pid?),
+        };
+        Some(SessionKey(format!("{format}:{id}").into_boxed_str()))
+    }
+}
+
+impl fmt::Display for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// What one log line means to relaylease.
@@ -195,6 +221,11 @@ pub enum Event {
     /// The line starts like a known server's login (or matches another format than the
     /// pinned one) but could not be read safely. Nothing is granted; worth a warning.
     LooksLikeLogin,
+    /// A session whose login carried [`LoginEvent::session`] is over.
+    Logout {
+        session: SessionKey,
+        stamp: Option<Stamp>,
+    },
     Nothing,
 }
 
@@ -207,7 +238,10 @@ pub(crate) enum Parsed<'a> {
         addr: Addr<'a>,
         user: Option<&'a [u8]>,
         service: Service,
+        conn: Conn<'a>,
     },
+    /// The session named by `Conn` ended (a logout, a dropped connection).
+    Logout(Conn<'a>),
     Failure,
     /// Starts like a login, but the fields are not where that server puts them.
     Suspect,
@@ -226,6 +260,17 @@ pub(crate) enum Parsed<'a> {
         sid: &'a [u8],
         service: Service,
     },
+}
+
+/// How the server names a login's session in the line that logs its end.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Conn<'a> {
+    /// Not logged, or not by this server.
+    None,
+    /// Two fields of the line (Dovecot: mail pid and session id; Courier: address and port).
+    Pair(&'a [u8], &'a [u8]),
+    /// The syslog pid of the line (Cyrus, whose processes serve one client at a time).
+    Pid,
 }
 
 /// Where a login's address is.
@@ -317,7 +362,7 @@ impl LineParser {
                 continue;
             }
             if self.pinned.is_none_or(|p| p == format) {
-                return self.apply(format, parsed, env.stamp, pid);
+                return self.apply(format, tag, parsed, env.stamp, pid);
             }
             // Another server's login in a log pinned to one format: say so, grant nothing.
             elsewhere |= matches!(parsed, Parsed::Login { .. } | Parsed::Suspect);
@@ -332,6 +377,7 @@ impl LineParser {
     fn apply(
         &mut self,
         format: Format,
+        tag: &[u8],
         parsed: Parsed<'_>,
         stamp: RawStamp<'_>,
         pid: Option<u32>,
@@ -364,10 +410,18 @@ impl LineParser {
                 }
                 Event::Nothing
             }
+            Parsed::Logout(conn) => match SessionKey::new(format, tag, &conn, pid) {
+                Some(session) => Event::Logout {
+                    session,
+                    stamp: stamp.parse(),
+                },
+                None => Event::Nothing,
+            },
             Parsed::Login {
                 addr,
                 user,
                 service,
+                conn,
             } => {
                 let ip = match addr {
                     Addr::Here(ip) => Some(ip),
@@ -386,6 +440,7 @@ impl LineParser {
                     service,
                     format,
                     stamp: stamp.parse(),
+                    session: SessionKey::new(format, tag, &conn, pid),
                 })
             }
         }
@@ -411,6 +466,7 @@ impl LineParser {
                 service: Service::Unknown,
                 format: Format::Custom,
                 stamp,
+                session: None,
             }));
         }
         None

@@ -5,7 +5,7 @@
 //! names only the user, so the parser remembers each pid's address until its session ends.
 
 use super::text::connect_from;
-use super::{Addr, Parsed, Service};
+use super::{Addr, Conn, Parsed, Service};
 
 pub(crate) fn parse(msg: &[u8]) -> Parsed<'_> {
     if let Some(rest) = msg
@@ -20,6 +20,7 @@ pub(crate) fn parse(msg: &[u8]) -> Parsed<'_> {
             addr: Addr::Pid,
             user: Some(user),
             service: Service::Pop3,
+            conn: Conn::None,
         };
     }
     if msg.starts_with(b"Authentication failed for ") {
@@ -50,7 +51,8 @@ mod tests {
             Parsed::Login {
                 addr: Addr::Pid,
                 user: Some(b"x -- [10.0.0.1]"),
-                service: Service::Pop3
+                service: Service::Pop3,
+                conn: Conn::None
             }
         );
         assert_eq!(parse(b"Authentication failed for alice"), Parsed::Failure);

@@ -4,7 +4,7 @@
 //! name, so it is read from the right: `" at (HOST) A`, with HOST a plain host name.
 
 use super::text::{self, ip, is_digits};
-use super::{Addr, Parsed, Service};
+use super::{Addr, Conn, Parsed, Service};
 
 pub(crate) fn parse(msg: &[u8]) -> Parsed<'_> {
     let mut msg = msg;
@@ -59,6 +59,7 @@ fn login(body: &[u8]) -> Parsed<'_> {
         addr: Addr::Here(addr),
         user: Some(&left[..q]),
         service: Service::Pop3,
+        conn: Conn::None,
     }
 }
 
@@ -74,14 +75,15 @@ mod tests {
     fn documented_login() {
         assert_eq!(
             parse(b"(v4.0.9) POP login by user \"nick\" at (yw-out-2526.google.com) 74.125.46.35 [pop_log.c:244]"),
-            Parsed::Login { addr: here("74.125.46.35"), user: Some(b"nick"), service: Service::Pop3 }
+            Parsed::Login { addr: here("74.125.46.35"), user: Some(b"nick"), service: Service::Pop3, conn: Conn::None }
         );
         assert_eq!(
             parse(b"POP login by user \"a\" at (192.0.2.1) 192.0.2.1"),
             Parsed::Login {
                 addr: here("192.0.2.1"),
                 user: Some(b"a"),
-                service: Service::Pop3
+                service: Service::Pop3,
+                conn: Conn::None
             }
         );
     }

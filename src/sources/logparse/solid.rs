@@ -6,7 +6,7 @@
 //! address, because the server always writes its own suffix after it.
 
 use super::text::{self, connect_from, ip};
-use super::{Addr, Parsed, Service};
+use super::{Addr, Conn, Parsed, Service};
 
 pub(crate) fn parse(msg: &[u8]) -> Parsed<'_> {
     if let Some(rest) = msg.strip_prefix(b"connect from ") {
@@ -38,6 +38,7 @@ fn login(body: &[u8]) -> Parsed<'_> {
             addr,
             user: Some(user),
             service: Service::Pop3,
+            conn: Conn::None,
         },
         _ => Parsed::Nothing,
     }
@@ -58,7 +59,8 @@ mod tests {
             Parsed::Login {
                 addr: here("127.0.0.22"),
                 user: Some(b"alice"),
-                service: Service::Pop3
+                service: Service::Pop3,
+                conn: Conn::None
             }
         );
         assert_eq!(
@@ -66,7 +68,8 @@ mod tests {
             Parsed::Login {
                 addr: here("127.0.0.40"),
                 user: Some(b"tom authenticated - 127.0.0.99"),
-                service: Service::Pop3
+                service: Service::Pop3,
+                conn: Conn::None
             }
         );
         // Without logextend: the address is the pid's.
@@ -75,7 +78,8 @@ mod tests {
             Parsed::Login {
                 addr: Addr::Pid,
                 user: Some(b"bob authenticated - 10.0.0.1"),
-                service: Service::Pop3
+                service: Service::Pop3,
+                conn: Conn::None
             }
         );
     }

@@ -42,8 +42,13 @@ impl RawStamp<'_> {
 /// every line, so it only looks at fixed positions and scans for two spaces and a colon.
 pub(crate) fn envelope(line: &[u8]) -> Option<Envelope<'_>> {
     let (stamp, rest) = split_stamp(line)?;
-    if rest.starts_with(b"pop3-login: ") || rest.starts_with(b"imap-login: ") {
-        // A syslog host name never ends in a colon, so this is Dovecot's own file.
+    if rest.starts_with(b"pop3-login: ")
+        || rest.starts_with(b"imap-login: ")
+        || rest.starts_with(b"pop3(")
+        || rest.starts_with(b"imap(")
+    {
+        // A syslog host name never ends in a colon or holds a parenthesis, so this is
+        // Dovecot's own file (a login process, or a mail process's `imap(user)<pid>...`).
         return Some(Envelope {
             stamp,
             body: Body::DovecotNative(rest),

@@ -5,7 +5,7 @@
 //! is the last ` host=`, and only `nmsgs=`, `no mailbox` or `mech=` may follow it.
 
 use super::text::{self, ip, is_digits, is_hostname, is_word};
-use super::{Addr, Parsed, Service};
+use super::{Addr, Conn, Parsed, Service};
 
 const LOGINS: [&[u8]; 5] = [
     b"Login user=",
@@ -43,6 +43,7 @@ fn login(body: &[u8], service: Service) -> Parsed<'_> {
                 addr: Addr::Absent,
                 user: Some(user),
                 service,
+                conn: Conn::None,
             };
         }
         return Parsed::Suspect;
@@ -62,6 +63,7 @@ fn login(body: &[u8], service: Service) -> Parsed<'_> {
             addr: Addr::Here(addr),
             user: Some(user),
             service,
+            conn: Conn::None,
         },
         _ => Parsed::Suspect,
     }
@@ -96,7 +98,8 @@ mod tests {
             Parsed::Login {
                 addr: here("192.0.2.5"),
                 user: Some(b"alice"),
-                service: Service::Pop3
+                service: Service::Pop3,
+                conn: Conn::None
             }
         );
         assert_eq!(
@@ -104,7 +107,8 @@ mod tests {
             Parsed::Login {
                 addr: here("192.0.2.5"),
                 user: Some(b"alice"),
-                service: Service::Imap
+                service: Service::Imap,
+                conn: Conn::None
             }
         );
         assert_eq!(
@@ -112,7 +116,8 @@ mod tests {
             Parsed::Login {
                 addr: here("::1"),
                 user: Some(b"bob"),
-                service: Service::Pop3
+                service: Service::Pop3,
+                conn: Conn::None
             }
         );
         assert_eq!(
@@ -120,7 +125,8 @@ mod tests {
             Parsed::Login {
                 addr: here("192.0.2.6"),
                 user: Some(b"bob"),
-                service: Service::Pop3
+                service: Service::Pop3,
+                conn: Conn::None
             }
         );
         assert_eq!(
@@ -131,7 +137,8 @@ mod tests {
             Parsed::Login {
                 addr: here("192.0.2.8"),
                 user: Some(b"carol"),
-                service: Service::Imap
+                service: Service::Imap,
+                conn: Conn::None
             }
         );
         assert_eq!(
@@ -139,7 +146,8 @@ mod tests {
             Parsed::Login {
                 addr: Addr::Absent,
                 user: Some(b"dave"),
-                service: Service::Imap
+                service: Service::Imap,
+                conn: Conn::None
             }
         );
     }

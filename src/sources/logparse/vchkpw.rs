@@ -5,7 +5,7 @@
 //! is what follows its first `:` (IPv6 addresses have colons of their own).
 
 use super::text::{self, ip, is_hostname};
-use super::{Addr, Parsed, Service};
+use super::{Addr, Conn, Parsed, Service};
 
 pub(crate) fn parse(msg: &[u8]) -> Parsed<'_> {
     let Some(rest) = msg.strip_prefix(b"vchkpw") else {
@@ -69,6 +69,7 @@ fn login(body: &[u8], service: Service) -> Parsed<'_> {
         addr,
         user: Some(&body[..colon]),
         service,
+        conn: Conn::None,
     }
 }
 
@@ -87,7 +88,8 @@ mod tests {
             Parsed::Login {
                 addr: here("192.0.2.5"),
                 user: Some(b"alice@example.com"),
-                service: Service::Pop3
+                service: Service::Pop3,
+                conn: Conn::None
             }
         );
         assert_eq!(
@@ -95,7 +97,8 @@ mod tests {
             Parsed::Login {
                 addr: here("192.0.2.5"),
                 user: Some(b"a@example.com"),
-                service: Service::Imap
+                service: Service::Imap,
+                conn: Conn::None
             }
         );
         assert_eq!(
@@ -103,7 +106,8 @@ mod tests {
             Parsed::Login {
                 addr: here("2001:db8::5"),
                 user: Some(b"a@example.com"),
-                service: Service::Pop3
+                service: Service::Pop3,
+                conn: Conn::None
             }
         );
         assert_eq!(
@@ -111,7 +115,8 @@ mod tests {
             Parsed::Login {
                 addr: here("192.0.2.5"),
                 user: Some(b"a@example.com"),
-                service: Service::Pop3
+                service: Service::Pop3,
+                conn: Conn::None
             }
         );
     }
@@ -139,7 +144,8 @@ mod tests {
             Parsed::Login {
                 addr: here("192.0.2.7"),
                 user: Some(b"evil:10.0.0.1@example.com"),
-                service: Service::Pop3
+                service: Service::Pop3,
+                conn: Conn::None
             }
         );
         assert_eq!(
