@@ -53,6 +53,7 @@ complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l socket-
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l watch -d 'Follow this log file for logins; repeatable' -r -F
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l format -d 'Parse the preceding --watch file as this format only (dovecot, courier, cyrus, uw-imap, qpopper, mailutils, popa3d, solid-pop3d, vchkpw)' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l login-pattern -d 'A site\'s own login line format: a regex with named groups `ip` and optionally `user`; repeatable' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l max-session-hold -d 'Keep a followed login\'s lease while its session is open (Dovecot, Courier, Cyrus log its end), for at most this long after the login; the window then runs from the end. 0 turns this off' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l policy -d 'Serve Postfix\'s policy delegation protocol at ADDR: unix:/path or inet:host:port; repeatable' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l socketmap -d 'Serve the socketmap lookup protocol of Sendmail and Postfix at ADDR: unix:/path or inet:host:port; repeatable' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l socketmap-name -d 'The map name socketmap lookups must ask for (Sendmail\'s K line, Postfix\'s socketmap:ADDR:NAME)' -r
