@@ -243,8 +243,9 @@ pub fn flush(paths: &Paths) -> Result<i32> {
 
 pub fn show_stats(s: &StatsSnapshot) -> String {
     let mut out = format!(
-        "leases active: {}\ngranted: {}\nrenewed: {}\nrefused: {}\nexpired: {}\ndeleted: {}\npolicy OK: {}\npolicy DUNNO: {}\nerrors: {}\n",
+        "leases active: {}\nsessions open: {}\ngranted: {}\nrenewed: {}\nrefused: {}\nexpired: {}\ndeleted: {}\npolicy OK: {}\npolicy DUNNO: {}\nerrors: {}\n",
         s.leases_active,
+        s.sessions_open,
         s.granted,
         s.renewed,
         s.refused,
@@ -277,6 +278,12 @@ pub fn prometheus(s: &StatsSnapshot) -> String {
         "gauge",
         "Leases that currently allow relaying.",
         one(s.leases_active),
+    );
+    metric(
+        "sessions_open",
+        "gauge",
+        "Open POP3/IMAP sessions keeping their leases.",
+        one(s.sessions_open),
     );
     let logins = s
         .logins_by_source

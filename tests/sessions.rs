@@ -194,6 +194,8 @@ fn courier_and_cyrus_sessions_hold_and_a_restart_forgets_them_safely() {
         "ended sessions run out a window after their end"
     );
     assert_eq!(check(&env, dovecot), 0, "the Dovecot session is still open");
+    let stats = env.run(&["stats"]);
+    assert!(stats.stdout.contains("sessions open: 1\n"), "{stats:?}");
 
     // A restart forgets the open session: its lease runs out within a window, as a plain
     // login's would, even though Dovecot never logged its end.

@@ -8,6 +8,7 @@ pub mod sessions;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -87,6 +88,12 @@ impl StoreSink {
             }
         }
         self.extend(&ends, "session ended");
+        self.count_sessions();
+    }
+
+    fn count_sessions(&self) {
+        let n = self.sessions.len() as u64;
+        self.leases.stats.sessions_open.store(n, Ordering::Relaxed);
     }
 
     fn extend(&self, targets: &[(IpAddr, Millis)], why: &str) {
@@ -165,6 +172,7 @@ impl Sink for StoreSink {
         self.last_tick = now;
         let due = self.sessions.due(now, self.leases.rules().window);
         self.extend(&due, "session open");
+        self.count_sessions();
     }
 
     fn checkpoint(&mut self, key: &str, pos: &Position) {

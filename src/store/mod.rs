@@ -104,6 +104,8 @@ pub struct Stats {
     pub policy_ok: AtomicU64,
     pub policy_dunno: AtomicU64,
     pub errors: AtomicU64,
+    /// Open sessions holding their leases (a gauge the log follower sets).
+    pub sessions_open: AtomicU64,
 }
 
 impl Stats {
@@ -134,6 +136,7 @@ impl Stats {
             policy_ok: get(&self.policy_ok),
             policy_dunno: get(&self.policy_dunno),
             errors: get(&self.errors),
+            sessions_open: get(&self.sessions_open),
         }
     }
 }
@@ -150,6 +153,9 @@ pub struct StatsSnapshot {
     pub policy_ok: u64,
     pub policy_dunno: u64,
     pub errors: u64,
+    /// Absent from an older daemon's answer.
+    #[serde(default)]
+    pub sessions_open: u64,
 }
 
 /// The lease table shared by every source and answer in the daemon (and by the commands
