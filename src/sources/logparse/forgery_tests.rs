@@ -228,3 +228,31 @@ fn the_quoted_lines_grant_on_their_own() {
         assert_eq!(granted(&mut parser(), line), Some(addr(FORGED)), "{line}");
     }
 }
+
+/// A session key as the parser makes it from one line, login or logout.
+fn session_of(p: &mut LineParser, line: &str) -> Option<String> {
+    match p.parse(line.as_bytes()) {
+        Event::Login(l) => l.session.map(|s| s.to_string()),
+        Event::Logout { session, .. } => Some(session.to_string()),
+        _ => None,
+    }
+}
+
+#[test]
+fn hostile_user_names_never_name_another_session() {
+    let mut p = parser();
+    let victim = session_of(&mut p, "Nov 22 02:00:00 vm dovecot: imap-login: Login: user=<alice>, method=PLAIN, rip=192.0.2.1, lip=127.0.0.1, mpid=10, session=<S10>").unwrap();
+    // The name is raw in the login line and in every line of its mail process.
+    let own = session_of(&mut p, "Nov 22 02:00:00 vm dovecot: imap-login: Login: user=<x>, mpid=10, session=<S10>>, method=PLAIN, rip=192.0.2.2, lip=127.0.0.1, mpid=11, session=<S11>").unwrap();
+    assert_ne!(own, victim);
+    let end = session_of(&mut p, "Nov 22 02:00:01 vm dovecot: imap(x)<10><S10>: Disconnected: Logged out)<11><S11>: Disconnected: Logged out in=1 out=2").unwrap();
+    assert_eq!(end, own, "the line ends its own session only");
+    let mut p = parser();
+    let victim = session_of(
+        &mut p,
+        "Nov 22 02:00:00 vm imapd: LOGIN, user=alice, ip=[192.0.2.1], port=[1000]",
+    )
+    .unwrap();
+    let end = session_of(&mut p, "Nov 22 02:00:01 vm imapd: LOGOUT, user=x, ip=[192.0.2.1], port=[1000], ip=[192.0.2.2], port=[2000], headers=0").unwrap();
+    assert_ne!(end, victim);
+}
