@@ -177,5 +177,45 @@ fn tcprules(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, log_parse, policy, tcprules);
+/// One tick of the session keeper with every held address due for its extension: the
+/// follower thread's work every half window at the sessions table's cap.
+fn sessions(c: &mut Criterion) {
+    use relaylease::sources::sessions::{CAP, Sessions};
+    let n = if workload::quick() { 1_000 } else { CAP };
+    let window = Duration::from_secs(30 * 60);
+    // Far enough that no iteration reaches the ceiling.
+    let hold = Duration::from_secs(100 * 365 * 86400);
+    let mut parser = LineParser::new(None, Vec::new());
+    let mut table = Sessions::new(CAP);
+    let t0 = now_ms();
+    for i in 0..n {
+        let line = format!(
+            "Nov 22 03:08:41 vm dovecot: imap-login: Login: user=<u{i}>, method=PLAIN, rip=10.{}.{}.{}, lip=10.0.0.1, mpid={i}, session=<S{i}>",
+            (i >> 16) & 255,
+            (i >> 8) & 255,
+            i & 255
+        );
+        let Event::Login(l) = parser.parse(line.as_bytes()) else {
+            panic!("not a login: {line}");
+        };
+        let (Some(ip), Some(key)) = (l.ip, l.session) else {
+            panic!("no address or session: {line}");
+        };
+        assert!(table.open(key, ip, t0, hold).0);
+    }
+    let mut now = t0;
+    let mut g = c.benchmark_group("sessions");
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function(format!("due_{n}_held"), |b| {
+        b.iter(|| {
+            now += 15 * 60 * 1000;
+            let due = table.due(now, window);
+            assert_eq!(due.len(), n);
+            black_box(due)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, log_parse, policy, tcprules, sessions);
 criterion_main!(benches);

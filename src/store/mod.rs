@@ -37,6 +37,14 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
     fn put(&self, lease: &Lease) -> Result<()>;
+    /// Several leases at once (extensions of open sessions' leases): a store that can
+    /// writes them in one batch.
+    fn put_many(&self, leases: &[Lease]) -> Result<()> {
+        for l in leases {
+            self.put(l)?;
+        }
+        Ok(())
+    }
     fn remove(&self, net: &IpNet) -> Result<()>;
     fn clear(&self) -> Result<()>;
     /// A lease reached its deadline. A store that expires records itself (Redis) ignores
@@ -69,6 +77,9 @@ pub trait Backend: Send + Sync {
         self.put_with_meta(last, key, value)
     }
 }
+
+/// How many lease extensions go in one backend write.
+const EXTEND_BATCH: usize = 512;
 
 /// The answer to "may this address relay now?".
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -456,10 +467,17 @@ impl Leases {
     /// Move the deadlines of live leases later, to at least `until`: an open session keeps
     /// its lease, and its end starts a window. Only leases that exist are extended, so a
     /// lease deleted by hand (or never granted) stays gone. Returns how many were written.
+    /// A few hundred are written at a time, so logins and other writers wait for one small
+    /// batch at most.
     pub fn extend_many(&self, targets: &[(IpAddr, Millis)], now: Millis) -> Result<usize> {
-        if targets.is_empty() {
-            return Ok(0);
+        let mut n = 0;
+        for chunk in targets.chunks(EXTEND_BATCH) {
+            n += self.extend_batch(chunk, now)?;
         }
+        Ok(n)
+    }
+
+    fn extend_batch(&self, targets: &[(IpAddr, Millis)], now: Millis) -> Result<usize> {
         let rules = self.rules();
         let w = self.write_lock()?;
         let mut longer: HashMap<IpNet, Lease> = HashMap::new();
@@ -480,9 +498,10 @@ impl Leases {
             }
         }
         let leases: Vec<Lease> = longer.into_values().collect();
-        for l in &leases {
-            self.backend.put(l)?;
+        if leases.is_empty() {
+            return Ok(0);
         }
+        self.backend.put_many(&leases)?;
         let n = leases.len();
         self.upsert_all(&w, leases)?;
         Ok(n)

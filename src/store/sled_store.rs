@@ -507,6 +507,15 @@ impl Backend for SledBackend {
         Ok(())
     }
 
+    /// One atomic batch.
+    fn put_many(&self, leases: &[Lease]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for l in leases {
+            batch.insert(key_bytes(&l.net), encode(l));
+        }
+        self.with("write leases", move |t| t.leases.apply_batch(batch))
+    }
+
     fn remove(&self, net: &IpNet) -> Result<()> {
         self.with("remove lease", |t| t.leases.remove(key_bytes(net)))?;
         Ok(())
