@@ -703,7 +703,19 @@ mod tests {
     }
 
     fn offline_with_limit(dir: &std::path::Path, limit: usize) -> RedisBackend {
-        let sled = match SledBackend::open(dir).unwrap() {
+        // sled lets go of its file lock when its flusher thread has stopped, a moment after
+        // the last handle is dropped: a reopen in the same process may have to wait for it.
+        let mut tries = 0;
+        let opened = loop {
+            match SledBackend::open(dir) {
+                Err(crate::Error::DbLocked { .. }) if tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => break other.unwrap(),
+            }
+        };
+        let sled = match opened {
             Opened::Fine(b) | Opened::Quarantined(b, _) => b,
         };
         let queue = Queue::open(sled.tree(QUEUE_TREE).unwrap(), limit).unwrap();
