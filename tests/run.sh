@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run relaylease's whole test suite on a fresh Debian machine: install the real programs the
-# tests start (Postfix, Dovecot, ucspi-tcp, swaks, ...) when missing, then run every test.
+# tests start (Postfix, Dovecot, ucspi-tcp, swaks, ...) when missing, then run every test
+# (or the targets named: ./tests/run.sh --test sendmail).
 # Needs root (the tests start mail servers and switch users), or sudo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,4 +62,14 @@ fi
 export RELAYLEASE_TEST_EXIM="$PWD/$exim_root/usr/sbin/exim4"
 export RELAYLEASE_TEST_SENDMAIL="$PWD/$sendmail_root"
 
-cargo test --all-targets "$@"
+# Every target, unless the arguments name some (./tests/run.sh --test sendmail): cargo would
+# run every target with --all-targets beside them.
+targets=(--all-targets)
+for a in "$@"; do
+  case "$a" in
+    --) break ;;
+    --lib | --bins | --tests | --benches | --examples | --doc | --all-targets) targets=() ;;
+    --bin | --bin=* | --test | --test=* | --bench | --bench=* | --example | --example=*) targets=() ;;
+  esac
+done
+cargo test "${targets[@]}" "$@"
