@@ -94,7 +94,7 @@ begin transports
 /// `exim -bdf` (a daemon in the foreground) with the test's configuration on 127.0.0.1:PORT.
 fn start_exim(env: &Env, exim: &Path, conf: &Path) -> SmtpDaemon {
     let pid = env.path("exim/exim.pid");
-    SmtpDaemon::start("exim", &env.path("exim/output"), |port| {
+    SmtpDaemon::start("exim", "ESMTP Exim", &env.path("exim/output"), |port| {
         let mut cmd = Command::new(exim);
         cmd.arg("-C").arg(conf).arg("-bdf");
         cmd.arg("-oX").arg(port.to_string()).arg("-oP").arg(&pid);

@@ -130,7 +130,7 @@ fn start_sendmail(env: &Env, socket: &Path) -> SmtpDaemon {
     )
     .unwrap();
     let binary = root.join("usr/libexec/sendmail/sendmail");
-    SmtpDaemon::start("sendmail", &dir.join("output"), |port| {
+    SmtpDaemon::start("sendmail", "ESMTP Sendmail", &dir.join("output"), |port| {
         let cf = sendmail_cf(&root, &dir, socket, port);
         let mut cmd = Command::new(&binary);
         cmd.arg("-C").arg(cf).arg("-bD");

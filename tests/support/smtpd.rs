@@ -2,6 +2,7 @@
 //! loopback port, and the swaks client that asks it for one recipient.
 
 use std::fs::File;
+use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 
 use nix::unistd::Pid;
 
-use super::net::free_port;
+use super::net::{IO_TIMEOUT, free_port};
 use super::postfix::MAIL_FROM;
 use super::process::{self, STARTUP_TIMEOUT, child_exited, log_tail, report_stop, stop_group};
 
@@ -24,13 +25,21 @@ pub struct SmtpDaemon {
 }
 
 impl SmtpDaemon {
-    /// Runs `command(port)` for a free port until the daemon accepts connections on
-    /// 127.0.0.1:port; panics with its output (kept in `output`) if it exits first or does
-    /// not listen within the start-up timeout. A port that another process took in the
-    /// meantime ("in use" in the output) is replaced a few times.
-    pub fn start(what: &str, output: &Path, mut command: impl FnMut(u16) -> Command) -> Self {
+    /// Runs `command(port)` for a free port until the daemon greets on 127.0.0.1:port with a
+    /// 220 line containing `banner` (e.g. "ESMTP Exim"); panics with its output (kept in
+    /// `output`) if it exits first or does not greet within the start-up timeout.
+    ///
+    /// Exim and Sendmail keep retrying a port that another process took in the meantime
+    /// instead of exiting, so a greeting without `banner` means the port is someone else's:
+    /// the daemon is stopped and started again on a new port, a few times.
+    pub fn start(
+        what: &str,
+        banner: &str,
+        output: &Path,
+        mut command: impl FnMut(u16) -> Command,
+    ) -> Self {
         process::prepare();
-        let mut last_failure = String::new();
+        let mut foreign = String::new();
         for _ in 0..ATTEMPTS {
             let port = free_port();
             let out = File::create(output)
@@ -52,23 +61,29 @@ impl SmtpDaemon {
                 output: output.to_owned(),
                 child,
             };
-            let mut exited = false;
-            let listening = process::wait_until(STARTUP_TIMEOUT, || {
+            let (mut exited, mut greeting) = (false, None);
+            process::wait_until(STARTUP_TIMEOUT, || {
                 exited = child_exited(&mut daemon.child);
-                exited || TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok()
+                greeting = greeting_on(port);
+                exited || greeting.is_some()
             });
-            if listening && !exited {
-                return daemon;
+            match greeting {
+                _ if exited => panic!("{what} exited ({cmd:?})\n{}", log_tail(output, 30)),
+                Some(line) if line.contains(banner) => {
+                    assert!(line.starts_with("220 "), "{what} greeted {line:?}");
+                    return daemon;
+                }
+                Some(line) => {
+                    drop(daemon);
+                    foreign = line;
+                }
+                None => panic!(
+                    "{what} did not greet on port {port} ({cmd:?})\n{}",
+                    log_tail(output, 30)
+                ),
             }
-            let why = if exited { "exited" } else { "did not listen" };
-            let failure = format!("{what} {why} ({cmd:?})\n{}", log_tail(output, 30));
-            drop(daemon);
-            if !failure.contains("in use") {
-                panic!("{failure}");
-            }
-            last_failure = failure;
         }
-        panic!("{what} did not start after {ATTEMPTS} port choices:\n{last_failure}");
+        panic!("{what}: {ATTEMPTS} ports in a row were another server's (last: {foreign:?})");
     }
 
     pub fn port(&self) -> u16 {
@@ -79,6 +94,15 @@ impl SmtpDaemon {
     pub fn output(&self) -> String {
         log_tail(&self.output, 30)
     }
+}
+
+/// The first line a server on 127.0.0.1:`port` sends, or `None` if nothing answers (yet).
+fn greeting_on(port: u16) -> Option<String> {
+    let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
+    stream.set_read_timeout(Some(IO_TIMEOUT)).ok()?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).ok()?;
+    Some(line.trim_end().to_owned())
 }
 
 impl Drop for SmtpDaemon {
