@@ -1,6 +1,6 @@
 //! The files in contrib/ that administrators copy must work as shipped: scripts parse, the
-//! sample rules are what tcprules accepts, and every example in the defaults file is a valid
-//! daemon command line.
+//! sample rules are what tcprules accepts, every example in the defaults file is a valid
+//! daemon command line, and the Sendmail map asks for what the daemon serves.
 
 use std::process::Command;
 
@@ -80,4 +80,28 @@ fn every_example_in_the_defaults_file_is_a_valid_daemon_command_line() {
         }
     }
     assert!(seen >= 2, "the defaults file shows examples");
+}
+
+#[test]
+fn the_sendmail_map_asks_for_the_daemons_default_map_name_on_the_documented_socket() {
+    let text = std::fs::read_to_string(format!("{CONTRIB}/sendmail/relaylease.mc")).unwrap();
+    let k_lines: Vec<&str> = text.lines().filter(|l| l.starts_with('K')).collect();
+    assert_eq!(k_lines.len(), 1, "{text}");
+    let words: Vec<&str> = k_lines[0].split_whitespace().collect();
+    let cli = Cli::try_parse_from(["relaylease", "daemon"]).unwrap();
+    let Sub::Daemon(args) = cli.command else {
+        panic!("not the daemon");
+    };
+    // Sendmail sends the K line's map name in every request.
+    assert_eq!(words[0], format!("K{}", args.socketmap_name), "{text}");
+    assert_eq!(words[1], "socket", "{text}");
+    assert_eq!(
+        words.last(),
+        Some(&"unix:/run/relaylease/socketmap.sock"),
+        "the socket the README and the Postfix snippet use: {text}"
+    );
+    // The ruleset looks that map up with the client's address.
+    let lookup = format!("$({} $&{{client_addr}}", args.socketmap_name);
+    assert!(text.contains(&lookup), "{text}");
+    assert!(text.contains("\nSLocal_check_rcpt\n"), "{text}");
 }

@@ -1,19 +1,22 @@
 //! Exim asking relaylease through `${readsocket}` with contrib/exim/relaylease.acl: Debian's
 //! real exim4-daemon-light (unpacked by tests/run.sh beside the tests, since it conflicts
-//! with Postfix as the system MTA) runs the ACL in host-checking mode (`exim -bh ADDR`), a
-//! whole SMTP session from that client address, with nothing delivered.
+//! with Postfix as the system MTA) runs as a daemon on a loopback port (`exim -bdf`), and
+//! swaks asks it to relay from distinct loopback addresses. Nothing is delivered: swaks
+//! stops after RCPT, and the configuration has no routers.
 
 mod common;
 mod support;
 
-use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::{Env, eventually};
-use support::{Dovecot, PASSWORD, pop3_login};
+use support::{Dovecot, PASSWORD, REMOTE_RCPT, SmtpDaemon, pop3_login, swaks_rcpt};
+
+/// A recipient in the local domain, which the ACL accepts before contrib's clause.
+const LOCAL_RCPT: &str = "c@rig.test";
 
 /// Where tests/run.sh unpacks Debian's exim4-daemon-light (or `RELAYLEASE_TEST_EXIM`).
 fn exim_binary() -> PathBuf {
@@ -64,6 +67,9 @@ fn exim_config(env: &Env, socket: &Path) -> PathBuf {
         &conf,
         format!(
             "primary_hostname = rig.test
+local_interfaces = 127.0.0.1
+keep_environment =
+tls_advertise_hosts =
 domainlist local_domains = rig.test
 acl_smtp_rcpt = acl_check_rcpt
 exim_user = Debian-exim
@@ -85,37 +91,15 @@ begin transports
     conf
 }
 
-/// One SMTP session from `from` in Exim's host-checking mode; the code of each RCPT reply.
-fn rcpt_codes(exim: &Path, conf: &Path, from: IpAddr) -> (u16, u16) {
-    let mut child = Command::new(exim)
-        .args(["-C", conf.to_str().unwrap(), "-bh", &from.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run exim4");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(
-            b"EHLO client.rig.test\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@remote.example>\r\nRCPT TO:<c@rig.test>\r\nQUIT\r\n",
-        )
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let codes: Vec<u16> = text
-        .lines()
-        .filter(|l| l.len() >= 4 && l.as_bytes()[3] == b' ')
-        .filter_map(|l| l[..3].parse().ok())
-        .collect();
-    // 220 greeting, 250 EHLO, 250 MAIL, then the two RCPTs, then 221.
-    assert!(
-        codes.len() >= 6,
-        "exim -bh said:\n{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (codes[3], codes[4])
+/// `exim -bdf` (a daemon in the foreground) with the test's configuration on 127.0.0.1:PORT.
+fn start_exim(env: &Env, exim: &Path, conf: &Path) -> SmtpDaemon {
+    let pid = env.path("exim/exim.pid");
+    SmtpDaemon::start("exim", "ESMTP Exim", &env.path("exim/output"), |port| {
+        let mut cmd = Command::new(exim);
+        cmd.arg("-C").arg(conf).arg("-bdf");
+        cmd.arg("-oX").arg(port.to_string()).arg("-oP").arg(&pid);
+        cmd
+    })
 }
 
 #[test]
@@ -136,33 +120,33 @@ fn exim_relays_after_a_real_login_and_fails_closed_without_relaylease() {
         "3s",
     ]);
     let conf = exim_config(&env, &env.socket());
+    let exim = start_exim(&env, &exim, &conf);
+    let port = exim.port();
+    let relay = |from| swaks_rcpt(from, port, REMOTE_RCPT);
+    let local = |from| swaks_rcpt(from, port, LOCAL_RCPT);
     let who = IpAddr::from([127, 0, 0, 91]);
     let failed = IpAddr::from([127, 0, 0, 92]);
 
     // Before a login: relay refused, local mail accepted.
-    assert_eq!(rcpt_codes(&exim, &conf, who), (550, 250));
+    assert_eq!(relay(who), 550, "{}", exim.output());
+    assert_eq!(local(who), 250);
     // After a real POP3 login to Dovecot: relay accepted.
     assert!(pop3_login(who, dovecot.pop3_port(), "alice", PASSWORD));
-    assert!(eventually(Duration::from_secs(3), || rcpt_codes(
-        &exim, &conf, who
-    )
-    .0 == 250));
+    assert!(eventually(Duration::from_secs(3), || relay(who) == 250));
     // A failed login opens nothing.
     assert!(!pop3_login(failed, dovecot.pop3_port(), "alice", "wrong"));
-    assert_eq!(rcpt_codes(&exim, &conf, failed), (550, 250));
+    assert_eq!(relay(failed), 550);
+    assert_eq!(local(failed), 250);
     // After the window the relay closes again.
     assert!(
-        eventually(Duration::from_secs(10), || rcpt_codes(&exim, &conf, who).0
-            == 550),
+        eventually(Duration::from_secs(10), || relay(who) == 550),
         "relay still open after expiry"
     );
 
     // relaylease stopped: readsocket fails, the clause says NO, relay refused, local mail flows.
     assert!(pop3_login(who, dovecot.pop3_port(), "alice", PASSWORD));
-    assert!(eventually(Duration::from_secs(3), || rcpt_codes(
-        &exim, &conf, who
-    )
-    .0 == 250));
+    assert!(eventually(Duration::from_secs(3), || relay(who) == 250));
     assert_eq!(d.stop(), 0);
-    assert_eq!(rcpt_codes(&exim, &conf, who), (550, 250));
+    assert_eq!(relay(who), 550, "relay open with relaylease stopped");
+    assert_eq!(local(who), 250);
 }

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Run relaylease's whole test suite on a fresh Debian machine: install the real programs the
-# tests start (Postfix, Dovecot, ucspi-tcp, swaks, ...) when missing, then run every test.
+# tests start (Postfix, Dovecot, ucspi-tcp, swaks, ...) when missing, then run every test
+# (or the targets named: ./tests/run.sh --test sendmail).
 # Needs root (the tests start mail servers and switch users), or sudo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(postfix dovecot-core dovecot-pop3d dovecot-imapd ucspi-tcp-ipv6 swaks groff-base redis-server redis-tools openssl libidn12)
+packages=(postfix dovecot-core dovecot-pop3d dovecot-imapd ucspi-tcp-ipv6 swaks groff-base redis-server redis-tools openssl libidn12
+  m4 libldap-2.5-0 libwrap0)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -18,24 +20,39 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
 fi
 
-# Exim conflicts with Postfix (each is the system MTA), so Debian's exim4-daemon-light is
-# unpacked beside the tests instead of installed (libidn12 above is its one library not
-# already here), with the user its binary runs as.
-exim_root=target/test-programs/exim4
-if [ ! -x "$exim_root/usr/sbin/exim4" ]; then
-  sudo=""
+# Exim and Sendmail conflict with Postfix (each is the system MTA), so Debian's
+# exim4-daemon-light and sendmail-bin (with sendmail-base and sendmail-cf, the m4 files that
+# build a sendmail.cf) are unpacked beside the tests instead of installed. The libraries they
+# link that are not already here (libidn12 for Exim; libldap-2.5-0 and libwrap0 for
+# sendmail) and m4 are in the list above. unpack DIR FILE PACKAGE... downloads the packages
+# and extracts them into DIR unless DIR/FILE is there; a half-done unpack is never taken
+# for a whole one, as DIR appears only when every package is in it.
+unpack() {
+  local root=$1 file=$2
+  shift 2
+  [ -e "$root/$file" ] && return
+  local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "tests/run.sh: unpacking exim4-daemon-light into $exim_root" >&2
+  echo "tests/run.sh: unpacking $* into $root" >&2
+  local debs
   debs=$(mktemp -d)
   chmod 0777 "$debs"
-  if ! (cd "$debs" && apt-get download -q exim4-daemon-light >/dev/null 2>&1); then
+  if ! (cd "$debs" && apt-get download -q "$@" >/dev/null 2>&1); then
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
-    (cd "$debs" && apt-get download -q exim4-daemon-light >/dev/null)
+    (cd "$debs" && apt-get download -q "$@" >/dev/null)
   fi
-  mkdir -p "$exim_root"
-  dpkg -x "$debs"/exim4-daemon-light_*.deb "$exim_root"
-  rm -rf "$debs"
-fi
+  rm -rf "$root.new"
+  mkdir -p "$root.new"
+  for deb in "$debs"/*.deb; do
+    dpkg -x "$deb" "$root.new"
+  done
+  rm -rf "$debs" "$root"
+  mv "$root.new" "$root"
+}
+exim_root=target/test-programs/exim4
+unpack "$exim_root" usr/sbin/exim4 exim4-daemon-light
+sendmail_root=target/test-programs/sendmail
+unpack "$sendmail_root" usr/libexec/sendmail/sendmail sendmail-bin sendmail-base sendmail-cf
 if ! getent passwd Debian-exim >/dev/null; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -43,5 +60,16 @@ if ! getent passwd Debian-exim >/dev/null; then
     --shell /usr/sbin/nologin Debian-exim
 fi
 export RELAYLEASE_TEST_EXIM="$PWD/$exim_root/usr/sbin/exim4"
+export RELAYLEASE_TEST_SENDMAIL="$PWD/$sendmail_root"
 
-cargo test --all-targets "$@"
+# Every target, unless the arguments name some (./tests/run.sh --test sendmail): cargo would
+# run every target with --all-targets beside them.
+targets=(--all-targets)
+for a in "$@"; do
+  case "$a" in
+    --) break ;;
+    --lib | --bins | --tests | --benches | --examples | --doc | --all-targets) targets=() ;;
+    --bin | --bin=* | --test | --test=* | --bench | --bench=* | --example | --example=*) targets=() ;;
+  esac
+done
+cargo test "${targets[@]}" "$@"

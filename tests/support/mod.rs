@@ -24,6 +24,7 @@
 //! - `net`: free ports, connecting from a chosen loopback source, line-based sessions.
 //! - `dovecot`: [`Dovecot`] plus [`pop3_login`] and [`imap_login`].
 //! - `postfix`: [`Postfix`] plus [`rcpt`], [`relay_allowed`] and [`local_delivery_accepted`].
+//! - `smtpd`: [`SmtpDaemon`], a foreground Exim or Sendmail on a free port, and [`swaks_rcpt`].
 //! - `ucspi`: [`TcpServer`], [`tcprules`] and [`tcpserver_env`].
 
 // Each test binary compiles this whole module but uses only part of it.
@@ -33,6 +34,7 @@ mod dovecot;
 mod net;
 mod postfix;
 mod process;
+mod smtpd;
 mod ucspi;
 
 // Re-exports: the rig's API. A test binary that uses only part of it must not warn.
@@ -47,5 +49,7 @@ pub use postfix::{
 };
 #[allow(unused_imports)]
 pub use process::{log_tail, wait_for_line};
+#[allow(unused_imports)]
+pub use smtpd::{SmtpDaemon, swaks_rcpt};
 #[allow(unused_imports)]
 pub use ucspi::{TcpServer, tcprules, tcpserver_env};
