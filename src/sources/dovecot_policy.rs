@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::header::{ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -119,6 +119,12 @@ async fn answer(
             Err(r) => Decision::refused(r),
         },
     };
+    tracing::debug!(
+        status = decision.status,
+        query = path_and_query,
+        login = decision.login.is_some(),
+        "dovecot-policy: answered"
+    );
     if decision.status != 200 {
         tracing::warn!(status = decision.status, method = %parts.method, path = %parts.uri.path(),
             reason = decision.note.unwrap_or(""), "dovecot-policy: request refused, nothing granted");
@@ -173,6 +179,11 @@ fn respond(d: &Decision) -> Response<Full<Bytes>> {
     *r.status_mut() = StatusCode::from_u16(d.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    // A refused client gets no second request on this connection, nor its body read.
+    if d.status != 200 {
+        r.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     if d.status == Refusal::MethodNotAllowed.status() {
         r.headers_mut()
             .insert(ALLOW, HeaderValue::from_static("POST"));
@@ -258,6 +269,9 @@ mod tests {
         let r = read_response(&mut c).await;
         assert!(r.starts_with("HTTP/1.1 403"), "{r}");
         assert!(!leases.allowed(ip("192.0.2.2"), now_ms()));
+        // And then the connection is closed: a refused client gets no second request.
+        let mut rest = [0u8; 64];
+        assert_eq!(c.read(&mut rest).await.unwrap_or(0), 0);
     }
 
     #[tokio::test(start_paused = true)]
