@@ -138,7 +138,7 @@ fn dovecot_policy(
         }
         ListenAddr::Unix(_) => {
             return Err(bad(
-                "Dovecot's policy client speaks HTTP over TCP only: use inet:127.0.0.1:PORT",
+                "TCP only, as Dovecot's auth_policy_server_url is an http:// URL: use inet:127.0.0.1:PORT",
             ));
         }
     };
