@@ -342,7 +342,8 @@ mod tests {
     fn malformed_requests_get_http_errors_and_grant_nothing() {
         let s = secret();
         let good = [("X-Relaylease-Secret", &b" s3cr3t "[..])];
-        let cases: [(&str, &str, &[(&str, &[u8])], &str, u16); 9] = [
+        type Headers<'a> = &'a [(&'a str, &'a [u8])];
+        let cases: [(&str, &str, Headers, &str, u16); 9] = [
             ("POST", "/?command=report", &good, "{not json", 400),
             ("POST", "/?command=report", &good, r#"["remote"]"#, 400),
             ("POST", "/?command=report", &good, "\u{0}\u{ff}", 400),
