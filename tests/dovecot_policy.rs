@@ -258,6 +258,9 @@ fn over_tcp_only_a_good_report_with_the_secret_grants_and_bad_requests_get_http_
     for n in 11..=16 {
         assert!(!may_relay(&env, &format!("192.0.2.{n}")), "192.0.2.{n}");
     }
+    // Not HTTP at all (a TLS hello): hyper's own 400, logged, and the daemon goes on.
+    let (status, _) = http(port, b"\x16\x03\x01\x00\x05hello\r\n\r\n");
+    assert_eq!(status, 400);
     // A failure report and an allow check: the neutral answer, nothing granted.
     let failure = report("192.0.2.17").replace(r#""success":true"#, r#""success":false"#);
     assert_eq!(
@@ -273,7 +276,8 @@ fn over_tcp_only_a_good_report_with_the_secret_grants_and_bad_requests_get_http_
     );
     assert!(!may_relay(&env, "192.0.2.17") && !may_relay(&env, "192.0.2.18"));
     assert!(
-        d.log_text().contains("dovecot-policy: request refused"),
+        d.log_text().contains("dovecot-policy: request refused")
+            && d.log_text().contains("dovecot-policy: not HTTP"),
         "{}",
         d.log_text()
     );

@@ -84,8 +84,12 @@ async fn connection(
             served.await
         }
     };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "dovecot-policy: connection ended with an error");
+    match result {
+        Err(e) if e.is_parse() || e.is_parse_too_large() => {
+            tracing::warn!(error = %e, "dovecot-policy: not HTTP, connection closed");
+        }
+        Err(e) => tracing::debug!(error = %e, "dovecot-policy: connection ended with an error"),
+        Ok(()) => {}
     }
 }
 
