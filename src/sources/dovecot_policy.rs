@@ -291,6 +291,20 @@ mod tests {
         );
         task.await.unwrap();
 
+        // Idle after a request too (Dovecot keeps its connections between requests).
+        let (mut c, task, _stop) = serve_pipe(leases(dir.path()), None);
+        c.write_all(post("/?command=allow", "", "{}").as_bytes())
+            .await
+            .unwrap();
+        assert!(read_response(&mut c).await.starts_with("HTTP/1.1 200"));
+        tokio::time::sleep(IDLE + Duration::from_secs(1)).await;
+        assert_eq!(
+            c.read(&mut buf).await.unwrap_or(0),
+            0,
+            "closed after idling"
+        );
+        task.await.unwrap();
+
         let (mut c, _task, _stop) = serve_pipe(leases(dir.path()), None);
         let head = format!(
             "POST /?command=report HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
