@@ -178,6 +178,8 @@ pub async fn run(
         ));
     }
     if let (Some(l), Some(c)) = (dovecot_policy, &cfg.dovecot_policy) {
+        tracing::info!(addr = %c.addr, api_header = c.secret.as_ref().map_or("-", |h| h.name.as_str()),
+            "dovecot-policy: taking Dovecot's auth-policy reports");
         if c.secret.is_none() {
             tracing::warn!(addr = %c.addr,
                 "dovecot-policy: no --dovecot-policy-secret-file: any local process can report a login");
