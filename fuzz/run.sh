@@ -24,7 +24,7 @@ fi
 cd "$(dirname "$0")"
 export RUSTC_BOOTSTRAP=1
 readonly CARGO_FUZZ_VERSION=0.13.2
-readonly TARGETS=(logline policy_request control_request tcprules_base socketmap_request)
+readonly TARGETS=(logline policy_request control_request tcprules_base socketmap_request dovecot_policy_request)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "== installing cargo-fuzz $CARGO_FUZZ_VERSION"

@@ -206,6 +206,17 @@ pub struct DaemonArgs {
     #[arg(long, default_value = "OK", value_name = "VALUE")]
     pub socketmap_value: String,
 
+    /// Take logins from Dovecot's auth-policy reports (auth_policy_server_url,
+    /// auth_policy_report_after_auth = yes) over HTTP at ADDR: inet:127.0.0.1:PORT (loopback
+    /// only)
+    #[arg(long, value_name = "ADDR")]
+    pub dovecot_policy: Option<String>,
+
+    /// The auth_policy_server_api_header every Dovecot request must carry, `Name: value`, read
+    /// from FILE (without it any local process could report a login)
+    #[arg(long, value_name = "FILE", requires = "dovecot_policy")]
+    pub dovecot_policy_secret_file: Option<PathBuf>,
+
     /// Permissions of the policy and socketmap unix sockets, in octal (Postfix's smtpd runs as
     /// user postfix)
     #[arg(long, default_value = "0666", value_name = "MODE")]

@@ -94,6 +94,8 @@ pub struct DaemonConfig {
     pub socketmap_map: crate::answers::socketmap::MapConfig,
     pub policy_mode: u32,
     pub policy_gid: Option<u32>,
+    /// `--dovecot-policy`: Dovecot's auth-policy reports as a login source.
+    pub dovecot_policy: Option<crate::sources::dovecot_policy::PolicyConfig>,
     pub tcprules: Option<CdbConfig>,
     pub run_as: Option<RunAs>,
     /// `--store redis://...`: leases shared through Redis; `None` keeps them in `--db`.
@@ -128,6 +130,44 @@ fn socketmap_map(name: &str, value: &str) -> Result<crate::answers::socketmap::M
         name: name.to_string(),
         value: value.to_string(),
     })
+}
+
+/// `--dovecot-policy ADDR` on loopback, with the API header from
+/// `--dovecot-policy-secret-file`. Whoever reaches the port can report a login, so it is
+/// never opened beyond this host, and the secret file must hold a header.
+fn dovecot_policy(
+    addr: &str,
+    secret_file: Option<&Path>,
+) -> Result<crate::sources::dovecot_policy::PolicyConfig> {
+    let bad = |why: &str| Error::invalid(format!("--dovecot-policy '{addr}': {why}"));
+    let addr = match parse_listen_addr("--dovecot-policy", addr)? {
+        ListenAddr::Inet(a) if a.ip().is_loopback() => a,
+        ListenAddr::Inet(_) => {
+            return Err(bad(
+                "only a loopback address (127.0.0.1, ::1): whoever reaches it can grant relay",
+            ));
+        }
+        ListenAddr::Unix(_) => {
+            return Err(bad(
+                "TCP only, as Dovecot's auth_policy_server_url is an http:// URL: use inet:127.0.0.1:PORT",
+            ));
+        }
+    };
+    let secret = match secret_file {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+            let header = crate::sources::dovecot_policy_proto::ApiHeader::parse(&text)
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "--dovecot-policy-secret-file {}: expected one line 'Header-Name: value', as in Dovecot's auth_policy_server_api_header",
+                        path.display()
+                    ))
+                })?;
+            Some(header)
+        }
+    };
+    Ok(crate::sources::dovecot_policy::PolicyConfig { addr, secret })
 }
 
 pub fn group_id(name: &str) -> Result<u32> {
@@ -236,6 +276,11 @@ impl DaemonConfig {
                 .map(|p| parse_listen_addr("--socketmap", p))
                 .collect::<Result<_>>()?,
             socketmap_map: socketmap_map(&a.socketmap_name, &a.socketmap_value)?,
+            dovecot_policy: a
+                .dovecot_policy
+                .as_deref()
+                .map(|addr| dovecot_policy(addr, a.dovecot_policy_secret_file.as_deref()))
+                .transpose()?,
             policy_mode: parse_mode(&a.policy_mode)?,
             policy_gid: a.policy_group.as_deref().map(group_id).transpose()?,
             run_as: a
@@ -301,6 +346,42 @@ mod tests {
         );
         let p = Paths::resolve_with(Some("/s".into()), Some("/d".into()), true, none);
         assert_eq!((p.db.to_str(), p.socket.to_str()), (Some("/d"), Some("/s")));
+    }
+
+    #[test]
+    fn the_dovecot_policy_listens_on_loopback_only_and_needs_a_readable_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let good = file("good", "X-Relaylease-Secret: s3cr3t\n");
+        let c = dovecot_policy("inet:127.0.0.1:10032", Some(&good)).unwrap();
+        assert_eq!(c.addr, "127.0.0.1:10032".parse().unwrap());
+        assert_eq!(c.secret.unwrap().name, "X-Relaylease-Secret");
+        assert!(
+            dovecot_policy("inet:[::1]:10032", None)
+                .unwrap()
+                .secret
+                .is_none()
+        );
+        for (addr, needle) in [
+            ("inet:0.0.0.0:10032", "only a loopback address"),
+            ("inet:192.0.2.1:10032", "only a loopback address"),
+            ("unix:/run/relaylease/dovecot.sock", "TCP only"),
+            ("127.0.0.1:10032", "expected unix:/path or inet:host:port"),
+        ] {
+            let e = dovecot_policy(addr, None).unwrap_err().to_string();
+            assert!(e.contains(needle) && e.contains(addr), "{e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
+        let empty = file("empty", "\n");
+        let e = dovecot_policy("inet:127.0.0.1:10032", Some(&empty)).unwrap_err();
+        assert!(e.to_string().contains("expected one line"), "{e}");
+        let missing = dir.path().join("missing");
+        let e = dovecot_policy("inet:127.0.0.1:10032", Some(&missing)).unwrap_err();
+        assert!(e.to_string().starts_with("cannot read"), "{e}");
     }
 
     #[test]

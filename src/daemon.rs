@@ -130,6 +130,10 @@ pub async fn run(
             sockets.0.push(p.clone());
         }
     }
+    let dovecot_policy = match &cfg.dovecot_policy {
+        Some(c) => Some(Listener::bind(&ListenAddr::Inet(c.addr), 0, None).await?),
+        None => None,
+    };
     if let Some(to) = run_as {
         for d in &new_dirs {
             crate::privs::hand_over(d, to)?;
@@ -169,6 +173,21 @@ pub async fn run(
             l,
             leases.clone(),
             cfg.socketmap_map.clone(),
+            stopped(stop_rx.clone()),
+            GRACE,
+        ));
+    }
+    if let (Some(l), Some(c)) = (dovecot_policy, &cfg.dovecot_policy) {
+        tracing::info!(addr = %c.addr, api_header = c.secret.as_ref().map_or("-", |h| h.name.as_str()),
+            "dovecot-policy: taking Dovecot's auth-policy reports");
+        if c.secret.is_none() {
+            tracing::warn!(addr = %c.addr,
+                "dovecot-policy: no --dovecot-policy-secret-file: any local process can report a login");
+        }
+        tasks.spawn(crate::sources::dovecot_policy::serve(
+            l,
+            leases.clone(),
+            c.secret.clone(),
             stopped(stop_rx.clone()),
             GRACE,
         ));

@@ -26,6 +26,8 @@ pub fn now_ms() -> Millis {
 /// Where a lease came from, as shown to the administrator.
 pub const SOURCE_HOOK: &str = "hook";
 pub const SOURCE_MANUAL: &str = "manual";
+/// Logins Dovecot reported to `--dovecot-policy`.
+pub const SOURCE_DOVECOT_POLICY: &str = "dovecot-policy";
 
 /// One successful POP3/IMAP login, from any source.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,7 +5,8 @@
 //! # Layout
 //! Logins flow one way: sources -> leases -> answers.
 //!
-//! - [`sources`]: where logins come from: followed log files, their line parsers, the hook.
+//! - [`sources`]: where logins come from: followed log files, their line parsers, the hook,
+//!   Dovecot's auth-policy reports over HTTP.
 //! - [`lease`]: the lease model: address normalisation, who may get a lease, expiry arithmetic.
 //! - [`store`]: the lease table: an in-memory index over a durable backend behind one trait:
 //!   sled, or Redis shared by a site's hosts (kept in step by [`store::redis_sync`]).

@@ -58,6 +58,8 @@ complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l policy 
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l socketmap -d 'Serve the socketmap lookup protocol of Sendmail and Postfix at ADDR: unix:/path or inet:host:port; repeatable' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l socketmap-name -d 'The map name socketmap lookups must ask for (Sendmail\'s K line, Postfix\'s socketmap:ADDR:NAME)' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l socketmap-value -d 'What a socketmap lookup answers (after OK) for an address that may relay' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l dovecot-policy -d 'Take logins from Dovecot\'s auth-policy reports (auth_policy_server_url, auth_policy_report_after_auth = yes) over HTTP at ADDR: inet:127.0.0.1:PORT (loopback only)' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l dovecot-policy-secret-file -d 'The auth_policy_server_api_header every Dovecot request must carry, `Name: value`, read from FILE (without it any local process could report a login)' -r -F
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l policy-mode -d 'Permissions of the policy and socketmap unix sockets, in octal (Postfix\'s smtpd runs as user postfix)' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l policy-group -d 'Group of the policy and socketmap unix sockets (e.g. postfix, with --policy-mode 0660)' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l tcprules -d 'Keep a tcpserver rules cdb for qmail: each leased address gets ADDR:allow,RELAYCLIENT=""' -r -F

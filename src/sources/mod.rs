@@ -1,5 +1,8 @@
-//! Where logins come from: followed log files and their line parsers, and the login hook.
+//! Where logins come from: followed log files and their line parsers, the login hook, and
+//! Dovecot's auth-policy reports.
 
+pub mod dovecot_policy;
+pub mod dovecot_policy_proto;
 pub mod follow;
 pub mod hook;
 pub mod logparse;

@@ -41,7 +41,7 @@ mod ucspi;
 #[allow(unused_imports)]
 pub use dovecot::{Dovecot, PASSWORD, USERS, imap_login, pop3_login};
 #[allow(unused_imports)]
-pub use net::{connect_from, ipv6_loopback_available};
+pub use net::{connect_from, free_port, ipv6_loopback_available};
 #[allow(unused_imports)]
 pub use postfix::{
     LOCAL_RCPT, MAIL_FROM, Postfix, REMOTE_RCPT, SmtpReply, contrib_restrictions,

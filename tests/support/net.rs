@@ -30,7 +30,7 @@ pub fn ipv6_loopback_available() -> bool {
 /// the range; a per-process counter keeps threads apart. Another process can still take the
 /// port before the daemon binds it, so each component retries with a new port when its daemon
 /// reports "address already in use".
-pub(crate) fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let width = PORT_RANGE.end - PORT_RANGE.start;
     let base = std::process::id().wrapping_mul(7919);
