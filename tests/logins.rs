@@ -259,23 +259,35 @@ fn parse_log_finds_every_login_in_the_real_corpus() {
     let maybe = ambiguous.lines().skip(1).filter(|l| !l.is_empty()).count();
     let mut logins = 0;
     let mut summary = None;
+    let (mut opened, mut ended) = (Vec::new(), std::collections::HashSet::new());
     for line in o.stdout.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         match v["type"].as_str() {
             Some("login") => {
                 logins += 1;
                 assert_ne!(v["address"], "127.0.0.99", "forged address granted: {v}");
+                if let Some(s) = v["session"].as_str() {
+                    opened.push(s.to_string());
+                }
+            }
+            Some("logout") => {
+                ended.insert(v["session"].as_str().expect("a session").to_string());
             }
             Some("summary") => summary = Some(v),
             _ => panic!("unexpected line {line}"),
         }
     }
+    // Dovecot, Courier and Cyrus logins name their sessions, and each one's end is printed.
+    assert!(opened.len() > 100, "{} logins with a session", opened.len());
+    let unended: Vec<&String> = opened.iter().filter(|s| !ended.contains(*s)).collect();
+    assert!(unended.len() <= 1, "sessions with no end line: {unended:?}");
     assert!(
         logins >= rows && logins <= rows + maybe,
         "{logins} logins, expected {rows} (+ up to {maybe} ambiguous)"
     );
     let summary = summary.expect("summary line");
     assert_eq!(summary["logins"], logins);
+    assert!(summary["session_ends"].as_u64().unwrap() >= ended.len() as u64);
     assert!(summary["failures"].as_u64().unwrap() > 0);
     assert!(
         o.stderr.contains("acl { log from any; }"),
