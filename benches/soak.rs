@@ -726,11 +726,12 @@ fn log_writer(plan: &Plan, tally: &Tally, path: &Path, pid: u32, t0: Instant, en
             use std::fmt::Write as _;
             let _ = write!(
                 buf,
-                "{stamp} mx1 dovecot: imap-login: Login: user=<u{j}>, method=PLAIN, rip={ip}, lip=10.0.0.1, mpid={}, TLS, session=<soak{k:012}>\n\
-                 {stamp} mx1 postfix/smtpd[{}]: connect from unknown[198.51.100.{}]\n",
-                20_000 + k % 100_000,
+                "{stamp} mx1 dovecot: imap-login: Login: user=<u{j}>, method=PLAIN, rip={ip}, lip=10.0.0.1, mpid={pid}, TLS, session=<soak{k:012}>\n\
+                 {stamp} mx1 postfix/smtpd[{}]: connect from unknown[198.51.100.{}]\n\
+                 {stamp} mx1 dovecot: imap(u{j})<{pid}><soak{k:012}>: Disconnected: Logged out in=26 out=770\n",
                 30_000 + k % 100_000,
-                1 + k % 254
+                1 + k % 254,
+                pid = 20_000 + k % 100_000,
             );
             k += 1;
         }

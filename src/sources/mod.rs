@@ -45,7 +45,12 @@ struct StoreSink {
     /// `--max-session-hold`; zero holds no session.
     hold: Duration,
     last_tick: Millis,
+    /// When the sessions table was last said to be full.
+    warned_full: Millis,
 }
+
+/// How often a full sessions table is warned about.
+const FULL_WARNING_EVERY: Millis = 10 * 60 * 1000;
 
 /// A session event waiting for the logins read with it to be written.
 enum Step {
@@ -75,9 +80,10 @@ impl StoreSink {
                         continue;
                     };
                     let (held, ended) = self.sessions.open(session, l.ip, l.at, self.hold);
-                    if !held {
+                    if !held && now_ms().saturating_sub(self.warned_full) >= FULL_WARNING_EVERY {
+                        self.warned_full = now_ms();
                         tracing::warn!(addr = %l.ip, limit = sessions::CAP,
-                            "too many open sessions: this one gets the ordinary window");
+                            "too many open sessions: new ones get the plain window (said at most every 10 minutes)");
                     }
                     ends.extend(ended.map(|ip| (ip, l.at.saturating_add(window))));
                 }
@@ -225,6 +231,7 @@ pub fn start_followers(
         sessions: Sessions::new(sessions::CAP),
         hold: max_session_hold,
         last_tick: 0,
+        warned_full: 0,
     };
     // Open every file before the daemon says it is ready: "from the end" must mean the end
     // at start, not wherever the file has grown to when a thread gets going.
