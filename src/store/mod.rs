@@ -479,10 +479,8 @@ impl Leases {
 
     fn extend_batch(&self, targets: &[(IpAddr, Millis)], now: Millis) -> Result<usize> {
         let rules = self.rules();
-        let w = self.write_lock()?;
-        let mut longer: HashMap<IpNet, Lease> = HashMap::new();
-        {
-            let t = self.table.read().map_err(|_| poisoned())?;
+        let longer = |t: &Index| {
+            let mut longer: HashMap<IpNet, Lease> = HashMap::new();
             for &(ip, until) in targets {
                 let net = lease_key(ip, rules.v6_prefix);
                 let current = match longer.get(&net) {
@@ -496,7 +494,15 @@ impl Leases {
                     longer.insert(net, lease);
                 }
             }
+            longer
+        };
+        // Most ends move nothing (a POP3 session ends as it begins): find that out without
+        // the writer lock, which logins wait for.
+        if longer(&*self.table.read().map_err(|_| poisoned())?).is_empty() {
+            return Ok(0);
         }
+        let w = self.write_lock()?;
+        let longer = longer(&*self.table.read().map_err(|_| poisoned())?);
         let leases: Vec<Lease> = longer.into_values().collect();
         if leases.is_empty() {
             return Ok(0);
