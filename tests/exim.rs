@@ -10,10 +10,9 @@ mod support;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
-use common::{Env, eventually};
-use support::{Dovecot, PASSWORD, REMOTE_RCPT, SmtpDaemon, pop3_login, swaks_rcpt};
+use common::Env;
+use support::{Dovecot, SmtpDaemon, relay_follows_leases};
 
 /// A recipient in the local domain, which the ACL accepts before contrib's clause.
 const LOCAL_RCPT: &str = "c@rig.test";
@@ -121,32 +120,12 @@ fn exim_relays_after_a_real_login_and_fails_closed_without_relaylease() {
     ]);
     let conf = exim_config(&env, &env.socket());
     let exim = start_exim(&env, &exim, &conf);
-    let port = exim.port();
-    let relay = |from| swaks_rcpt(from, port, REMOTE_RCPT);
-    let local = |from| swaks_rcpt(from, port, LOCAL_RCPT);
-    let who = IpAddr::from([127, 0, 0, 91]);
-    let failed = IpAddr::from([127, 0, 0, 92]);
-
-    // Before a login: relay refused, local mail accepted.
-    assert_eq!(relay(who), 550, "{}", exim.output());
-    assert_eq!(local(who), 250);
-    // After a real POP3 login to Dovecot: relay accepted.
-    assert!(pop3_login(who, dovecot.pop3_port(), "alice", PASSWORD));
-    assert!(eventually(Duration::from_secs(3), || relay(who) == 250));
-    // A failed login opens nothing.
-    assert!(!pop3_login(failed, dovecot.pop3_port(), "alice", "wrong"));
-    assert_eq!(relay(failed), 550);
-    assert_eq!(local(failed), 250);
-    // After the window the relay closes again.
-    assert!(
-        eventually(Duration::from_secs(10), || relay(who) == 550),
-        "relay still open after expiry"
-    );
-
     // relaylease stopped: readsocket fails, the clause says NO, relay refused, local mail flows.
-    assert!(pop3_login(who, dovecot.pop3_port(), "alice", PASSWORD));
-    assert!(eventually(Duration::from_secs(3), || relay(who) == 250));
-    assert_eq!(d.stop(), 0);
-    assert_eq!(relay(who), 550, "relay open with relaylease stopped");
-    assert_eq!(local(who), 250);
+    relay_follows_leases(
+        &exim,
+        &dovecot,
+        LOCAL_RCPT,
+        (IpAddr::from([127, 0, 0, 91]), IpAddr::from([127, 0, 0, 92])),
+        || assert_eq!(d.stop(), 0),
+    );
 }

@@ -24,7 +24,8 @@
 //! - `net`: free ports, connecting from a chosen loopback source, line-based sessions.
 //! - `dovecot`: [`Dovecot`] plus [`pop3_login`] and [`imap_login`].
 //! - `postfix`: [`Postfix`] plus [`rcpt`], [`relay_allowed`] and [`local_delivery_accepted`].
-//! - `smtpd`: [`SmtpDaemon`], a foreground Exim or Sendmail on a free port, and [`swaks_rcpt`].
+//! - `smtpd`: [`SmtpDaemon`], a foreground Exim or Sendmail on a free port, [`swaks_rcpt`],
+//!   and [`relay_follows_leases`], the scenario both must pass.
 //! - `ucspi`: [`TcpServer`], [`tcprules`] and [`tcpserver_env`].
 
 // Each test binary compiles this whole module but uses only part of it.
@@ -50,6 +51,6 @@ pub use postfix::{
 #[allow(unused_imports)]
 pub use process::{log_tail, wait_for_line};
 #[allow(unused_imports)]
-pub use smtpd::{SmtpDaemon, swaks_rcpt};
+pub use smtpd::{SmtpDaemon, relay_follows_leases, swaks_rcpt};
 #[allow(unused_imports)]
 pub use ucspi::{TcpServer, tcprules, tcpserver_env};

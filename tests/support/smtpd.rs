@@ -7,11 +7,13 @@ use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use nix::unistd::Pid;
 
+use super::dovecot::{Dovecot, PASSWORD, pop3_login};
 use super::net::{IO_TIMEOUT, free_port};
-use super::postfix::MAIL_FROM;
+use super::postfix::{MAIL_FROM, REMOTE_RCPT};
 use super::process::{self, STARTUP_TIMEOUT, child_exited, log_tail, report_stop, stop_group};
 
 const ATTEMPTS: usize = 5;
@@ -151,4 +153,40 @@ pub fn swaks_rcpt(from: IpAddr, port: u16, to: &str) -> u16 {
         .find(|l| l.as_bytes().get(3) == Some(&b' '))
         .and_then(|l| l.get(..3)?.parse().ok());
     code.unwrap_or_else(|| fail("no reply to RCPT"))
+}
+
+/// What every MTA recipe must do, asked with swaks: refuse relay from `who` before a real
+/// POP3 login to `dovecot`, accept it after, refuse it from `failed` after a failed login
+/// and from `who` once the lease's window (a few seconds in these tests) is over, and refuse
+/// it again with relaylease stopped (`stop_relaylease`). Mail to `local_rcpt` is accepted
+/// throughout.
+pub fn relay_follows_leases(
+    mta: &SmtpDaemon,
+    dovecot: &Dovecot,
+    local_rcpt: &str,
+    (who, failed): (IpAddr, IpAddr),
+    stop_relaylease: impl FnOnce(),
+) {
+    let port = mta.port();
+    let relay = |from| swaks_rcpt(from, port, REMOTE_RCPT);
+    let local = |from| swaks_rcpt(from, port, local_rcpt);
+    let soon = |secs, f: &dyn Fn() -> bool| process::wait_until(Duration::from_secs(secs), f);
+
+    assert_eq!(relay(who), 550, "before a login\n{}", mta.output());
+    assert_eq!(local(who), 250);
+    assert!(pop3_login(who, dovecot.pop3_port(), "alice", PASSWORD));
+    assert!(soon(3, &|| relay(who) == 250), "after a real POP3 login");
+    assert!(!pop3_login(failed, dovecot.pop3_port(), "alice", "wrong"));
+    assert_eq!(relay(failed), 550, "after a failed login");
+    assert_eq!(local(failed), 250);
+    assert!(
+        soon(10, &|| relay(who) == 550),
+        "relay still open after expiry"
+    );
+
+    assert!(pop3_login(who, dovecot.pop3_port(), "alice", PASSWORD));
+    assert!(soon(3, &|| relay(who) == 250));
+    stop_relaylease();
+    assert_eq!(relay(who), 550, "relay open with relaylease stopped");
+    assert_eq!(local(who), 250);
 }
