@@ -120,7 +120,7 @@ fn exim_relays_after_a_real_login_and_fails_closed_without_relaylease() {
     ]);
     let conf = exim_config(&env, &env.socket());
     let exim = start_exim(&env, &exim, &conf);
-    // relaylease stopped: readsocket fails, the clause says NO, relay refused, local mail flows.
+    // With relaylease stopped, readsocket fails and the clause says NO: relay refused.
     relay_follows_leases(
         &exim,
         &dovecot,

@@ -175,7 +175,7 @@ fn sendmail_relays_after_a_real_login_and_fails_closed_without_relaylease() {
     ]);
     let sendmail = start_sendmail(&env, &sock);
     let (who, failed) = (ip(101), ip(102));
-    // relaylease stopped: the lookup fails, no relay, local mail still accepted.
+    // With relaylease stopped, the lookup fails (a TMPF tag): no relay.
     relay_follows_leases(&sendmail, &dovecot, LOCAL_RCPT, (who, failed), || {
         assert_eq!(d.stop(), 0)
     });
