@@ -422,10 +422,9 @@ fn a_database_on_a_file_system_turned_read_only_refuses_new_leases_and_writes_ag
 
 /// A Dovecot login line as rsyslog writes it, stamped now.
 fn login_line(ip: &str) -> String {
-    let now = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
-    let stamp = now.trim_end_matches('Z');
+    let stamp = common::stamp_now();
     format!(
-        "{stamp}+00:00 vm dovecot: pop3-login: Login: user=<alice>, method=PLAIN, rip={ip}, lip=127.0.0.1, mpid=4242, session=<abcdEFGH>\n"
+        "{stamp} vm dovecot: pop3-login: Login: user=<alice>, method=PLAIN, rip={ip}, lip=127.0.0.1, mpid=4242, session=<abcdEFGH>\n"
     )
 }
 

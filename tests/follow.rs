@@ -12,10 +12,9 @@ use common::{Env, eventually};
 
 /// A Dovecot login line in rsyslog's RFC 5424 form, stamped now.
 fn login_line(ip: &str) -> String {
-    let now = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
-    let stamp = now.trim_end_matches('Z');
+    let stamp = common::stamp_now();
     format!(
-        "{stamp}+00:00 vm dovecot: pop3-login: Login: user=<alice>, method=PLAIN, rip={ip}, lip=127.0.0.1, mpid=4242, session=<abcdEFGH>\n"
+        "{stamp} vm dovecot: pop3-login: Login: user=<alice>, method=PLAIN, rip={ip}, lip=127.0.0.1, mpid=4242, session=<abcdEFGH>\n"
     )
 }
 

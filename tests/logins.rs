@@ -6,14 +6,9 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use common::{Env, eventually};
+use common::{Env, eventually, stamp_now};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/logs");
-
-fn stamp_now() -> String {
-    let now = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
-    format!("{}+00:00", now.trim_end_matches('Z'))
-}
 
 #[test]
 fn the_hook_reports_the_login_then_runs_the_program_with_the_same_environment() {

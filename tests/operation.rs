@@ -56,12 +56,11 @@ fn the_daemon_drops_root_and_still_reads_a_log_through_its_group() {
     assert!(d.log_text().contains("dropped root privileges"));
     assert!(!d.log_text().contains("running as root"));
 
-    let now = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
     let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
     writeln!(
         f,
-        "{}+00:00 vm dovecot: imap-login: Login: user=<alice>, method=PLAIN, rip=192.0.2.80, lip=127.0.0.1, mpid=1, session=<x>",
-        now.trim_end_matches('Z')
+        "{} vm dovecot: imap-login: Login: user=<alice>, method=PLAIN, rip=192.0.2.80, lip=127.0.0.1, mpid=1, session=<x>",
+        common::stamp_now()
     )
     .unwrap();
     assert!(
@@ -79,8 +78,8 @@ fn the_daemon_drops_root_and_still_reads_a_log_through_its_group() {
     std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o640)).unwrap();
     writeln!(
         g,
-        "{}+00:00 vm dovecot: imap-login: Login: user=<alice>, method=PLAIN, rip=192.0.2.81, lip=127.0.0.1, mpid=1, session=<y>",
-        now.trim_end_matches('Z')
+        "{} vm dovecot: imap-login: Login: user=<alice>, method=PLAIN, rip=192.0.2.81, lip=127.0.0.1, mpid=1, session=<y>",
+        common::stamp_now()
     )
     .unwrap();
     assert!(
@@ -184,10 +183,9 @@ fn tcprulescheck(cdb: &std::path::Path, ip: &str) -> String {
 }
 
 fn dovecot_login(log: &std::path::Path, ip: &str) {
-    let now = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
     let line = format!(
-        "{}+00:00 vm dovecot: pop3-login: Login: user=<alice>, method=PLAIN, rip={ip}, lip=127.0.0.1, mpid=4242, session=<abcdEFGH>\n",
-        now.trim_end_matches('Z')
+        "{} vm dovecot: pop3-login: Login: user=<alice>, method=PLAIN, rip={ip}, lip=127.0.0.1, mpid=4242, session=<abcdEFGH>\n",
+        common::stamp_now()
     );
     let mut f = std::fs::OpenOptions::new().append(true).open(log).unwrap();
     f.write_all(line.as_bytes()).unwrap();

@@ -174,11 +174,10 @@ impl PopHost {
     /// Dovecot logs a POP3 session from `ip`, stamped now: its login and at once its end, so
     /// the lease runs the plain window.
     fn login(&self, ip: &str) {
-        let now = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
-        let stamp = now.trim_end_matches('Z');
+        let stamp = common::stamp_now();
         let line = format!(
-            "{stamp}+00:00 vm dovecot: pop3-login: Login: user=<alice>, method=PLAIN, rip={ip}, lip=127.0.0.1, mpid=4242, session=<abcdEFGH>\n\
-             {stamp}+00:00 vm dovecot: pop3(alice)<4242><abcdEFGH>: Disconnected: Logged out top=0/0, retr=0/0, del=0/0, size=0\n"
+            "{stamp} vm dovecot: pop3-login: Login: user=<alice>, method=PLAIN, rip={ip}, lip=127.0.0.1, mpid=4242, session=<abcdEFGH>\n\
+             {stamp} vm dovecot: pop3(alice)<4242><abcdEFGH>: Disconnected: Logged out top=0/0, retr=0/0, del=0/0, size=0\n"
         );
         OpenOptions::new()
             .append(true)

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{Env, eventually};
+use common::{Env, eventually, stamp_now};
 use support::{Dovecot, PASSWORD, connect_from, pop3_login};
 
 fn ip(last: u8) -> IpAddr {
@@ -126,11 +126,6 @@ fn an_open_imap_session_relays_past_the_window_and_its_logout_starts_one() {
         eventually(Duration::from_secs(12), || check(&env, held) == 1),
         "and then ends"
     );
-}
-
-fn stamp_now() -> String {
-    let now = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
-    format!("{}+00:00", now.trim_end_matches('Z'))
 }
 
 fn append(path: &std::path::Path, lines: &[String]) {

@@ -11,6 +11,13 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_relaylease");
 
+/// Now as rsyslog stamps a line in its RFC 5424 form (Debian 12's default):
+/// `2026-11-22T03:09:57.790849+00:00`.
+pub fn stamp_now() -> String {
+    let now = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+    format!("{}+00:00", now.trim_end_matches('Z'))
+}
+
 /// A temporary home for one daemon: database, sockets and logs.
 pub struct Env {
     pub dir: tempfile::TempDir,

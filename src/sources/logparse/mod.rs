@@ -199,24 +199,21 @@ impl SessionKey {
     /// since every Dovecot, Courier and Cyrus login and logout line makes one.
     fn new(format: Format, tag: &[u8], conn: &Conn<'_>, pid: Option<u32>) -> Option<SessionKey> {
         use std::fmt::Write as _;
-        let (a, b) = match conn {
-            Conn::None => return None,
-            Conn::Pair(a, b) => (*a, *b),
-            Conn::Pid => (&b""[..], &b""[..]),
-        };
-        let mut s = String::with_capacity(format.name().len() + tag.len() + a.len() + b.len() + 14);
+        if *conn == Conn::None {
+            return None;
+        }
+        let text = |b| String::from_utf8_lossy(b);
+        let mut s = String::with_capacity(format.name().len() + tag.len() + 32);
         s.push_str(format.name());
         s.push(':');
-        s.push_str(&String::from_utf8_lossy(tag));
+        s.push_str(&text(tag));
         match conn {
+            Conn::None => {}
             Conn::Pid => {
                 let _ = write!(s, "[{}]", pid?);
             }
-            _ => {
-                s.push('/');
-                s.push_str(&String::from_utf8_lossy(a));
-                s.push('/');
-                s.push_str(&String::from_utf8_lossy(b));
+            Conn::Pair(a, b) => {
+                let _ = write!(s, "/{}/{}", text(a), text(b));
             }
         }
         Some(SessionKey(s.into_boxed_str()))
