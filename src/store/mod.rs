@@ -487,8 +487,16 @@ impl Leases {
                     Some(l) => Some(l.clone()),
                     None => t.get(&net).filter(|l| l.is_live(now)),
                 };
+                // A user taken off --users (SIGHUP) keeps no hold.
+                let allowed = |l: &Lease| {
+                    rules
+                        .users
+                        .as_ref()
+                        .is_none_or(|users| l.user.as_ref().is_some_and(|u| users.contains(u)))
+                };
                 if let Some(mut lease) = current
                     && lease.deadline < until
+                    && allowed(&lease)
                 {
                     lease.deadline = until;
                     longer.insert(net, lease);
@@ -1007,6 +1015,11 @@ mod tests {
             l.extend_many(&[(b, T0 + 90 * MIN)], T0 + 31 * MIN).unwrap(),
             0
         );
+        // Nor is the lease of a user taken off --users extended.
+        let mut rules = (*l.rules()).clone();
+        rules.users = Some(Arc::new(["bob".to_string()].into_iter().collect()));
+        l.set_rules(rules);
+        assert_eq!(l.extend_many(&[(a, T0 + 90 * MIN)], now).unwrap(), 0);
     }
 
     #[test]
