@@ -22,6 +22,8 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 fn validate(op: &Op) -> Result<()> {
     match op {
         Op::Check { addr } | Op::Del { addr } => parse_key(addr, 128).map(|_| ()),
+        Op::Relay { addr } => parse_ip(addr).map(|_| ()),
+        Op::Usage { .. } | Op::Forget { .. } => Ok(()),
         Op::Login { addr, .. } => parse_ip(addr).map(|_| ()),
         Op::Add { addr, duration } => {
             parse_ip(addr)?;
@@ -120,6 +122,7 @@ pub fn check(paths: &Paths, addr: String) -> Result<i32> {
             now,
             lease,
             static_net,
+            ..
         } => {
             let line = match (lease, static_net) {
                 (Some(l), _) => describe_lease(&addr, &l, now),
@@ -243,7 +246,7 @@ pub fn flush(paths: &Paths) -> Result<i32> {
 
 pub fn show_stats(s: &StatsSnapshot) -> String {
     let mut out = format!(
-        "leases active: {}\nsessions open: {}\ngranted: {}\nrenewed: {}\nrefused: {}\nexpired: {}\ndeleted: {}\npolicy OK: {}\npolicy DUNNO: {}\nerrors: {}\n",
+        "leases active: {}\nsessions open: {}\ngranted: {}\nrenewed: {}\nrefused: {}\nexpired: {}\ndeleted: {}\npolicy OK: {}\npolicy DUNNO: {}\npolicy DEFER_IF_REJECT: {}\npolicy PREPEND: {}\nrelayed messages: {}\nrelayed recipients: {}\nrelay checks: {}\nusage lost: {}\nerrors: {}\n",
         s.leases_active,
         s.sessions_open,
         s.granted,
@@ -253,6 +256,12 @@ pub fn show_stats(s: &StatsSnapshot) -> String {
         s.deleted,
         s.policy_ok,
         s.policy_dunno,
+        s.policy_defer,
+        s.policy_prepend,
+        s.relayed_messages,
+        s.relayed_recipients,
+        s.relay_checks,
+        s.usage_lost,
         s.errors
     );
     for (src, n) in &s.logins_by_source {
@@ -321,7 +330,33 @@ pub fn prometheus(s: &StatsSnapshot) -> String {
         vec![
             ("{action=\"OK\"}".into(), s.policy_ok),
             ("{action=\"DUNNO\"}".into(), s.policy_dunno),
+            ("{action=\"DEFER_IF_REJECT\"}".into(), s.policy_defer),
+            ("{action=\"PREPEND\"}".into(), s.policy_prepend),
         ],
+    );
+    metric(
+        "relayed_messages_total",
+        "counter",
+        "Messages relayed through a lease (Postfix policy service).",
+        one(s.relayed_messages),
+    );
+    metric(
+        "relayed_recipients_total",
+        "counter",
+        "Recipients relayed through a lease (Postfix policy service).",
+        one(s.relayed_recipients),
+    );
+    metric(
+        "relay_checks_total",
+        "counter",
+        "Relay checks answered yes through a lease (socketmap, Exim CHECK, smtp-wrap).",
+        one(s.relay_checks),
+    );
+    metric(
+        "usage_lost_total",
+        "counter",
+        "Lease uses and logins not recorded in the usage table (queue full or store failing).",
+        one(s.usage_lost),
     );
     metric(
         "errors_total",
@@ -468,12 +503,24 @@ mod tests {
         let mut s = StatsSnapshot {
             leases_active: 3,
             policy_ok: 7,
+            relayed_messages: 4,
+            relayed_recipients: 9,
+            usage_lost: 1,
             ..Default::default()
         };
         s.logins_by_source.insert("/var/log/a \"b\".log".into(), 2);
         let text = prometheus(&s);
         assert!(text.contains("relaylease_leases_active 3\n"), "{text}");
         assert!(text.contains("relaylease_policy_answers_total{action=\"OK\"} 7\n"));
+        assert!(
+            text.contains("relaylease_relayed_messages_total 4\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("relaylease_relayed_recipients_total 9\n"),
+            "{text}"
+        );
+        assert!(text.contains("relaylease_usage_lost_total 1\n"), "{text}");
         assert!(
             text.contains("relaylease_logins_total{source=\"/var/log/a \\\"b\\\".log\"} 2\n"),
             "{text}"

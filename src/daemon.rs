@@ -83,6 +83,7 @@ pub async fn run(
     }
     let sled = open_store(&cfg.paths.db)?;
     save_rules(&sled, &cfg.rules)?;
+    let usage_store = crate::usage::command::store_for(&cfg.paths.db, &sled, cfg.store.as_ref())?;
     let (backend, redis): (Box<dyn Backend>, _) = match &cfg.store {
         Some(rc) => {
             let (b, link) = RedisBackend::open(rc.clone(), sled).await?;
@@ -95,6 +96,7 @@ pub async fn run(
         }
     };
     let leases = Arc::new(Leases::open(backend, cfg.rules.clone(), now_ms())?);
+    let recorder = crate::usage::recorder::start(&leases, usage_store, cfg.usage.clone());
     let mut unix_paths = vec![cfg.paths.socket.clone()];
     unix_paths.extend(
         cfg.policy
@@ -258,6 +260,7 @@ pub async fn run(
     })
     .await;
     drop(sockets);
+    recorder.stop(GRACE).await;
     leases.sync()?;
     tracing::info!("stopped");
     Ok(())

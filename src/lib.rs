@@ -13,6 +13,8 @@
 //! - [`expiry`]: the one task that sleeps until the next deadline.
 //! - [`answers`]: who asks: the Postfix policy service, the tcprules cdb, the wrapper check.
 //! - [`control`]: the daemon's control socket: protocol (pure), handler, server and client.
+//! - [`usage`]: who relayed: each use of a lease, recorded off the answer path into audit
+//!   lines and the per-user usage table.
 //! - [`daemon`]: starts and stops all of the above; [`listen`]: its listening sockets;
 //!   [`privs`]: dropping root once they are open.
 //! - [`cli`], [`config`] and [`commands`]: what the user types, the validated settings built
@@ -31,5 +33,6 @@ pub mod listen;
 pub mod privs;
 pub mod sources;
 pub mod store;
+pub mod usage;
 
 pub use error::{Error, Result};

@@ -116,14 +116,18 @@ fn smtp_wrap(paths: &Paths, env: &[String], timeout: &str, program: &[std::ffi::
         vars.push(("RELAYCLIENT".to_string(), String::new()));
     }
     let addr = std::env::var("TCPREMOTEIP").ok();
-    match wrap::allowed(&paths.socket, addr.as_deref(), timeout) {
-        Ok(true) => {
+    match wrap::relay(&paths.socket, addr.as_deref(), timeout) {
+        Ok(grant) if grant.allowed => {
             for (k, v) in &vars {
                 // SAFETY: single-threaded here, just before exec.
                 unsafe { std::env::set_var(k, v) };
             }
+            if let Some(info) = &grant.remote_info {
+                // SAFETY: as above. qmail-smtpd writes it into its Received header.
+                unsafe { std::env::set_var("TCPREMOTEINFO", info) };
+            }
         }
-        Ok(false) => {}
+        Ok(_) => {}
         Err(e) => eprintln!("relaylease smtp-wrap: {e}; running without relay permission"),
     }
     let e = relaylease::sources::hook::exec(program);
@@ -157,6 +161,7 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                     timeout,
                     program,
                 } => Ok(smtp_wrap(&paths, env, timeout, program)),
+                Command::Usage(a) => relaylease::usage::command::run(&paths, a),
                 Command::ParseLog {
                     json,
                     format,

@@ -1,8 +1,10 @@
 //! Who asks whether an address may relay: Postfix's policy service, the socketmap lookup
-//! server of Sendmail and Postfix, qmail's tcprules cdb and the wrapper check.
+//! server of Sendmail and Postfix, qmail's tcprules cdb and the wrapper check; the uses of
+//! leases they grant by are recorded through [`lease_use`].
 
 pub mod cdb;
 pub mod cdbfile;
+pub mod lease_use;
 pub mod policy;
 pub mod policy_proto;
 pub mod socketmap;

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::policy_proto::{
     Action, MAX_REQUEST, ProtoError, Request, RequestRef, client_ip, client_ip_bytes,
-    parse_request_ref, reply,
+    parse_request_ref,
 };
 use crate::lease::{Millis, now_ms};
 use crate::listen::{Conn, Listener, serve_each};
@@ -84,6 +84,7 @@ pub async fn serve(
 }
 
 async fn connection(mut conn: Box<dyn Conn>, leases: Arc<Leases>, mut stop: watch::Receiver<bool>) {
+    let mut session = super::lease_use::PolicySession::new(&leases);
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut out: Vec<u8> = Vec::with_capacity(64);
     let mut chunk = [0u8; 8192];
@@ -107,7 +108,7 @@ async fn connection(mut conn: Box<dyn Conn>, leases: Arc<Leases>, mut stop: watc
                 match parse_request_ref(&buf[used..]) {
                     Ok(Some((req, n))) => {
                         used += n;
-                        out.extend_from_slice(reply(decide_ref(&leases, &req, now_ms())));
+                        session.answer(&req, now_ms(), &mut out);
                     }
                     Ok(None) => break,
                     Err(ProtoError::TooLarge) => return too_large(&leases),

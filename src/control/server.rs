@@ -137,7 +137,14 @@ async fn connection(
         if let Ok(Ok(LineRead::Line)) = &read
             && let Some(addr) = plain_check(&buf)
         {
-            let allowed = parse_ip(addr).is_ok_and(|ip| leases.allowed(ip, now_ms()));
+            let allowed = parse_ip(addr).is_ok_and(|ip| {
+                crate::answers::lease_use::grants(
+                    &leases,
+                    ip,
+                    now_ms(),
+                    crate::usage::Method::EximCheck,
+                )
+            });
             let _ = wr.write_all(plain_reply(allowed)).await;
             return;
         }

@@ -5,11 +5,13 @@ mod index;
 mod redis_store;
 pub mod redis_sync;
 mod sled_store;
+mod usage_redis;
+mod usage_store;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -19,6 +21,8 @@ use tokio::sync::{Notify, watch};
 pub use redis_store::{RedisBackend, RedisConfig, RedisLink, STORE_META, drop_queue};
 pub(crate) use sled_store::describe_sled;
 pub use sled_store::{Opened, SledBackend};
+pub use usage_redis::UsageRedis;
+pub use usage_store::{UsageSled, UsageStore};
 
 use crate::error::{Error, Result};
 use crate::lease::{Lease, Login, Millis, Rules, SOURCE_MANUAL, Verdict, lease_key, show_key};
@@ -117,6 +121,17 @@ pub struct Stats {
     pub errors: AtomicU64,
     /// Open sessions holding their leases (a gauge the log follower sets).
     pub sessions_open: AtomicU64,
+    /// `--unleased-action defer` answers, and `--mark-header` PREPENDs.
+    pub policy_defer: AtomicU64,
+    pub policy_prepend: AtomicU64,
+    /// Uses of leases (see [`crate::usage`]): messages and recipients through the Postfix
+    /// policy service, and checks answered yes by the socketmap, Exim and smtp-wrap.
+    pub relayed_messages: AtomicU64,
+    pub relayed_recipients: AtomicU64,
+    pub relay_checks: AtomicU64,
+    /// Uses and logins not recorded in the usage table: the recorder's queue was full, or
+    /// the table could not be written.
+    pub usage_lost: AtomicU64,
 }
 
 impl Stats {
@@ -148,6 +163,12 @@ impl Stats {
             policy_dunno: get(&self.policy_dunno),
             errors: get(&self.errors),
             sessions_open: get(&self.sessions_open),
+            policy_defer: get(&self.policy_defer),
+            policy_prepend: get(&self.policy_prepend),
+            relayed_messages: get(&self.relayed_messages),
+            relayed_recipients: get(&self.relayed_recipients),
+            relay_checks: get(&self.relay_checks),
+            usage_lost: get(&self.usage_lost),
         }
     }
 }
@@ -167,6 +188,18 @@ pub struct StatsSnapshot {
     /// Absent from an older daemon's answer.
     #[serde(default)]
     pub sessions_open: u64,
+    #[serde(default)]
+    pub policy_defer: u64,
+    #[serde(default)]
+    pub policy_prepend: u64,
+    #[serde(default)]
+    pub relayed_messages: u64,
+    #[serde(default)]
+    pub relayed_recipients: u64,
+    #[serde(default)]
+    pub relay_checks: u64,
+    #[serde(default)]
+    pub usage_lost: u64,
 }
 
 /// The lease table shared by every source and answer in the daemon (and by the commands
@@ -184,6 +217,8 @@ pub struct Leases {
     /// Wakes the expiry task when a deadline earlier than all others arrives.
     sooner: Notify,
     pub stats: Stats,
+    /// Where answers and logins record their uses (set once by the daemon).
+    usage: OnceLock<crate::usage::Usage>,
 }
 
 /// The lease a login makes: `current` renewed to `deadline`, or a new one.
@@ -233,6 +268,7 @@ impl Leases {
             changed,
             sooner: Notify::new(),
             stats: Stats::default(),
+            usage: OnceLock::new(),
         })
     }
 
@@ -248,6 +284,15 @@ impl Leases {
             Ok(mut r) => *r = Arc::new(rules),
             Err(p) => *p.into_inner() = Arc::new(rules),
         }
+    }
+
+    /// Record uses and logins through `usage` from now on (once; later calls are ignored).
+    pub fn set_usage(&self, usage: crate::usage::Usage) {
+        let _ = self.usage.set(usage);
+    }
+
+    pub fn usage(&self) -> Option<&crate::usage::Usage> {
+        self.usage.get()
     }
 
     pub fn backend(&self) -> &dyn Backend {
@@ -431,6 +476,7 @@ impl Leases {
 
     /// Counters and the log line for one login's outcome.
     fn report(&self, login: &Login, outcome: &Outcome, now: Millis) {
+        crate::usage::login_seen(self, login, outcome, now);
         let user = login.user.as_deref().unwrap_or("-");
         match outcome {
             Outcome::Renewed(lease) => {

@@ -1,0 +1,259 @@
+//! Answers that let a client relay because of a lease record the use (see [`crate::usage`]):
+//! the Postfix policy service per connection ([`PolicySession`]: messages, the
+//! `--mark-header` PREPEND at DATA, `--unleased-action defer`), the socketmap and Exim's
+//! `CHECK` ([`grants`]), smtp-wrap ([`relay_check`]) and the cdb's `TCPREMOTEINFO`
+//! ([`cdb_marks`]). A grant by `--allow` is not a lease use and is not recorded.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use super::policy_proto::{Action, RequestRef, client_ip_bytes, reply, write_prepend};
+use crate::cli::UnleasedAction;
+use crate::control::proto::Reply;
+use crate::lease::{Lease, Millis, parse_ip};
+use crate::store::{Answer, Leases, Stats};
+use crate::usage::message::{Granted, PolicyUse};
+use crate::usage::{Event, Method};
+
+/// May `ip` relay? Records the use when a lease says yes. The answer is the one
+/// [`Leases::allowed`] gives; recording only looks at the lease behind a yes.
+pub fn grants(leases: &Leases, ip: IpAddr, now: Millis, method: Method) -> bool {
+    if !leases.allowed(ip, now) {
+        return false;
+    }
+    let Some(usage) = leases.usage() else {
+        return true;
+    };
+    match leases.check(ip, now) {
+        Answer::Lease(lease) => {
+            usage.send(
+                Event::Use {
+                    at: now,
+                    client: ip,
+                    lease: lease.into(),
+                    method,
+                    policy: None,
+                },
+                &leases.stats,
+            );
+            true
+        }
+        Answer::Static(_) => true,
+        // Gone in the instant between the two looks (deleted, expired): no.
+        Answer::No => false,
+    }
+}
+
+/// smtp-wrap's `relay` request: the `check` reply, recorded as a use when a lease grants
+/// it, with the user (or token) for `TCPREMOTEINFO` when `--mark-header` is set.
+pub fn relay_check(leases: &Leases, addr: String, now: Millis) -> crate::Result<Reply> {
+    let ip = parse_ip(&addr)?;
+    let answer = leases.check(ip, now);
+    let (lease, static_net, remote_info) = match &answer {
+        Answer::Lease(l) => {
+            let info = leases
+                .usage()
+                .and_then(|u| u.mark_who(l.user.as_deref(), &l.net));
+            if let Some(u) = leases.usage() {
+                u.send(
+                    Event::Use {
+                        at: now,
+                        client: ip,
+                        lease: l.clone().into(),
+                        method: Method::SmtpWrap,
+                        policy: None,
+                    },
+                    &leases.stats,
+                );
+            }
+            (Some(l.clone()), None, info)
+        }
+        Answer::Static(n) => (None, Some(*n), None),
+        Answer::No => (None, None, None),
+    };
+    Ok(Reply::Check {
+        addr,
+        allowed: answer.allowed(),
+        now,
+        lease,
+        static_net,
+        remote_info,
+    })
+}
+
+/// With `--mark-header`: each lease's `TCPREMOTEINFO` for the tcprules cdb (the user or
+/// token qmail-smtpd writes into its Received header); empty otherwise.
+pub fn cdb_marks(leases: &Leases, list: &[Lease]) -> Vec<Option<String>> {
+    match leases.usage() {
+        Some(u) if u.settings.mark_header.is_some() => list
+            .iter()
+            .map(|l| u.mark_who(l.user.as_deref(), &l.net))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn lossy(v: Option<&[u8]>) -> String {
+    match v {
+        None => String::new(),
+        Some(v) => String::from_utf8_lossy(v).into_owned(),
+    }
+}
+
+/// The lease the connection's current message relays through.
+struct Leased {
+    instance: Vec<u8>,
+    user: Option<String>,
+    net: IpNet,
+    login_at: Millis,
+    /// Its DATA (or END-OF-MESSAGE) request was seen.
+    data_seen: bool,
+}
+
+/// One Postfix policy connection (one smtpd process): what it needs to remember between
+/// requests, which is the message that relayed through a lease last.
+pub struct PolicySession {
+    leases: Arc<Leases>,
+    conn: u64,
+    leased: Option<Leased>,
+}
+
+impl PolicySession {
+    pub fn new(leases: &Arc<Leases>) -> PolicySession {
+        PolicySession {
+            leases: leases.clone(),
+            conn: leases.usage().map_or(0, |u| u.next_conn()),
+            leased: None,
+        }
+    }
+
+    /// Answer one request into `out`. At RCPT (and any stage but DATA and END-OF-MESSAGE):
+    /// OK for a leased or `--allow`ed client, else DUNNO (DEFER_IF_REJECT at RCPT with
+    /// `--unleased-action defer`). At DATA and END-OF-MESSAGE never OK: PREPEND of the mark
+    /// header at DATA for a message that relayed through a lease, else DUNNO.
+    pub fn answer(&mut self, req: &RequestRef<'_>, now: Millis, out: &mut Vec<u8>) {
+        let leases = &*self.leases;
+        let state = req.protocol_state();
+        if let Some(s @ (b"DATA" | b"END-OF-MESSAGE")) = state {
+            self.data_stage(req, s == b"DATA", out);
+            return;
+        }
+        let raw = req.client_address();
+        let Some(ip) = client_ip_bytes(raw) else {
+            Stats::bump(&leases.stats.policy_dunno);
+            let shown = raw.map(String::from_utf8_lossy);
+            tracing::warn!(
+                client_address = shown.as_deref().unwrap_or(""),
+                "policy request without a usable client_address: DUNNO"
+            );
+            out.extend_from_slice(reply(Action::Dunno));
+            return;
+        };
+        if leases.allowed(ip, now) {
+            let Some(usage) = leases.usage() else {
+                return self.ok(ip, out);
+            };
+            match leases.check(ip, now) {
+                Answer::Lease(l) => {
+                    let instance = req.instance().unwrap_or_default();
+                    let marking = usage.settings.mark_header.is_some();
+                    let leased = self.leased.get_or_insert_with(|| Leased {
+                        instance: Vec::new(),
+                        user: None,
+                        net: l.net,
+                        login_at: 0,
+                        data_seen: false,
+                    });
+                    if leased.instance != instance || leased.data_seen {
+                        leased.instance.clear();
+                        leased.instance.extend_from_slice(instance);
+                        leased.data_seen = false;
+                    }
+                    if marking {
+                        leased.user.clone_from(&l.user);
+                        leased.net = l.net;
+                        leased.login_at = l.last_login;
+                    }
+                    let policy = PolicyUse {
+                        conn: self.conn,
+                        instance: lossy(Some(instance)),
+                        sender: lossy(req.sender()),
+                        recipient: lossy(req.recipient()),
+                        queue_id: lossy(req.queue_id()),
+                    };
+                    usage.send(
+                        Event::Use {
+                            at: now,
+                            client: ip,
+                            lease: Granted::from(l),
+                            method: Method::PostfixPolicy,
+                            policy: Some(policy),
+                        },
+                        &leases.stats,
+                    );
+                    return self.ok(ip, out);
+                }
+                Answer::Static(_) => return self.ok(ip, out),
+                Answer::No => {}
+            }
+        }
+        let defer = state == Some(b"RCPT")
+            && leases
+                .usage()
+                .is_some_and(|u| u.settings.unleased == UnleasedAction::Defer);
+        if defer {
+            Stats::bump(&leases.stats.policy_defer);
+            out.extend_from_slice(reply(Action::DeferIfReject));
+        } else {
+            Stats::bump(&leases.stats.policy_dunno);
+            out.extend_from_slice(reply(Action::Dunno));
+        }
+    }
+
+    fn ok(&self, ip: IpAddr, out: &mut Vec<u8>) {
+        Stats::bump(&self.leases.stats.policy_ok);
+        tracing::debug!(addr = %ip, "policy: OK");
+        out.extend_from_slice(reply(Action::Ok));
+    }
+
+    fn data_stage(&mut self, req: &RequestRef<'_>, at_data: bool, out: &mut Vec<u8>) {
+        let leases = &*self.leases;
+        let instance = req.instance().unwrap_or_default();
+        if let (Some(usage), Some(l)) = (leases.usage(), self.leased.as_mut())
+            && l.instance == instance
+        {
+            if !l.data_seen {
+                l.data_seen = true;
+                usage.send(
+                    Event::Data {
+                        conn: self.conn,
+                        instance: lossy(Some(instance)),
+                        queue_id: lossy(req.queue_id()),
+                    },
+                    &leases.stats,
+                );
+            }
+            if at_data
+                && let Some((name, value)) = usage.header(l.user.as_deref(), &l.net, l.login_at)
+            {
+                Stats::bump(&leases.stats.policy_prepend);
+                write_prepend(out, name, &value);
+                return;
+            }
+        }
+        Stats::bump(&leases.stats.policy_dunno);
+        out.extend_from_slice(reply(Action::Dunno));
+    }
+}
+
+impl Drop for PolicySession {
+    fn drop(&mut self) {
+        if self.leased.is_some()
+            && let Some(u) = self.leases.usage()
+        {
+            u.send(Event::Closed { conn: self.conn }, &self.leases.stats);
+        }
+    }
+}
