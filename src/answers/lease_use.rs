@@ -4,6 +4,7 @@
 //! `CHECK` ([`grants`]), smtp-wrap ([`relay_check`]) and the cdb's `TCPREMOTEINFO`
 //! ([`cdb_marks`]). A grant by `--allow` is not a lease use and is not recorded.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -13,36 +14,22 @@ use super::policy_proto::{Action, RequestRef, client_ip_bytes, reply, write_prep
 use crate::cli::UnleasedAction;
 use crate::control::proto::Reply;
 use crate::lease::{Lease, Millis, parse_ip};
-use crate::store::{Answer, Leases, Stats};
-use crate::usage::message::{Granted, PolicyUse};
-use crate::usage::{Event, Method};
+use crate::store::{Answer, Grant, LeaseRef, Leases, Stats};
+use crate::usage::{Event, Method, Use};
 
 /// May `ip` relay? Records the use when a lease says yes. The answer is the one
-/// [`Leases::allowed`] gives; recording only looks at the lease behind a yes.
+/// [`Leases::allowed`] gives; recording copies the lease's user and source, nothing more.
 pub fn grants(leases: &Leases, ip: IpAddr, now: Millis, method: Method) -> bool {
-    if !leases.allowed(ip, now) {
-        return false;
-    }
     let Some(usage) = leases.usage() else {
-        return true;
+        return leases.allowed(ip, now);
     };
-    match leases.check(ip, now) {
-        Answer::Lease(lease) => {
-            usage.send(
-                Event::Use {
-                    at: now,
-                    client: ip,
-                    lease: lease.into(),
-                    method,
-                    policy: None,
-                },
-                &leases.stats,
-            );
+    match leases.grant(ip, now, |l| Use::new(l, now, ip, method, 0, [""; 4])) {
+        Grant::Lease(u) => {
+            usage.send(Event::Use(u), &leases.stats);
             true
         }
-        Answer::Static(_) => true,
-        // Gone in the instant between the two looks (deleted, expired): no.
-        Answer::No => false,
+        Grant::Static => true,
+        Grant::No => false,
     }
 }
 
@@ -53,20 +40,17 @@ pub fn relay_check(leases: &Leases, addr: String, now: Millis) -> crate::Result<
     let answer = leases.check(ip, now);
     let (lease, static_net, remote_info) = match &answer {
         Answer::Lease(l) => {
-            let info = leases
-                .usage()
-                .and_then(|u| u.mark_who(l.user.as_deref(), &l.net));
-            if let Some(u) = leases.usage() {
-                u.send(
-                    Event::Use {
-                        at: now,
-                        client: ip,
-                        lease: l.clone().into(),
-                        method: Method::SmtpWrap,
-                        policy: None,
-                    },
-                    &leases.stats,
-                );
+            let usage = leases.usage();
+            let info = usage.and_then(|u| u.mark_who(l.user.as_deref(), &l.net));
+            if let Some(u) = usage {
+                let r = LeaseRef {
+                    net: l.net,
+                    user: l.user.as_deref(),
+                    source: &l.source,
+                    last_login: l.last_login,
+                };
+                let used = Use::new(&r, now, ip, Method::SmtpWrap, 0, [""; 4]);
+                u.send(Event::Use(used), &leases.stats);
             }
             (Some(l.clone()), None, info)
         }
@@ -95,21 +79,20 @@ pub fn cdb_marks(leases: &Leases, list: &[Lease]) -> Vec<Option<String>> {
     }
 }
 
-fn lossy(v: Option<&[u8]>) -> String {
+fn lossy(v: Option<&[u8]>) -> Cow<'_, str> {
     match v {
-        None => String::new(),
-        Some(v) => String::from_utf8_lossy(v).into_owned(),
+        None => Cow::Borrowed(""),
+        Some(v) => String::from_utf8_lossy(v),
     }
 }
 
-/// The lease the connection's current message relays through.
+/// The message the connection's last leased recipient belongs to.
 struct Leased {
     instance: Vec<u8>,
-    user: Option<String>,
-    net: IpNet,
-    login_at: Millis,
     /// Its DATA (or END-OF-MESSAGE) request was seen.
     data_seen: bool,
+    /// With `--mark-header`: the lease's user, key and login time, for the header.
+    mark: Option<(Option<String>, IpNet, Millis)>,
 }
 
 /// One Postfix policy connection (one smtpd process): what it needs to remember between
@@ -151,71 +134,50 @@ impl PolicySession {
             out.extend_from_slice(reply(Action::Dunno));
             return;
         };
-        if leases.allowed(ip, now) {
-            let Some(usage) = leases.usage() else {
-                return self.ok(ip, out);
-            };
-            match leases.check(ip, now) {
-                Answer::Lease(l) => {
-                    let instance = req.instance().unwrap_or_default();
-                    let marking = usage.settings.mark_header.is_some();
-                    let leased = self.leased.get_or_insert_with(|| Leased {
-                        instance: Vec::new(),
-                        user: None,
-                        net: l.net,
-                        login_at: 0,
-                        data_seen: false,
-                    });
-                    if leased.instance != instance || leased.data_seen {
-                        leased.instance.clear();
-                        leased.instance.extend_from_slice(instance);
-                        leased.data_seen = false;
-                    }
-                    if marking {
-                        leased.user.clone_from(&l.user);
-                        leased.net = l.net;
-                        leased.login_at = l.last_login;
-                    }
-                    let policy = PolicyUse {
-                        conn: self.conn,
-                        instance: lossy(Some(instance)),
-                        sender: lossy(req.sender()),
-                        recipient: lossy(req.recipient()),
-                        queue_id: lossy(req.queue_id()),
-                    };
-                    usage.send(
-                        Event::Use {
-                            at: now,
-                            client: ip,
-                            lease: Granted::from(l),
-                            method: Method::PostfixPolicy,
-                            policy: Some(policy),
-                        },
-                        &leases.stats,
-                    );
-                    return self.ok(ip, out);
-                }
-                Answer::Static(_) => return self.ok(ip, out),
-                Answer::No => {}
+        let Some(usage) = leases.usage() else {
+            if leases.allowed(ip, now) {
+                return ok(leases, ip, out);
             }
+            return dunno(leases, out);
+        };
+        let instance = req.instance().unwrap_or_default();
+        let granted = leases.grant(ip, now, |l| {
+            let policy = [
+                lossy(Some(instance)),
+                lossy(req.sender()),
+                lossy(req.recipient()),
+                lossy(req.queue_id()),
+            ];
+            let [a, b, c, d] = &policy;
+            Use::new(l, now, ip, Method::PostfixPolicy, self.conn, [a, b, c, d])
+        });
+        match granted {
+            Grant::Lease(u) => {
+                let leased = self.leased.get_or_insert_with(|| Leased {
+                    instance: Vec::new(),
+                    data_seen: false,
+                    mark: None,
+                });
+                if leased.instance != instance || leased.data_seen {
+                    leased.instance.clear();
+                    leased.instance.extend_from_slice(instance);
+                    leased.data_seen = false;
+                }
+                if usage.settings.mark_header.is_some() {
+                    leased.mark = Some((u.user().map(str::to_string), u.net, u.login_at));
+                }
+                usage.send(Event::Use(u), &leases.stats);
+                ok(leases, ip, out)
+            }
+            Grant::Static => ok(leases, ip, out),
+            Grant::No
+                if state == Some(b"RCPT") && usage.settings.unleased == UnleasedAction::Defer =>
+            {
+                Stats::bump(&leases.stats.policy_defer);
+                out.extend_from_slice(reply(Action::DeferIfReject));
+            }
+            Grant::No => dunno(leases, out),
         }
-        let defer = state == Some(b"RCPT")
-            && leases
-                .usage()
-                .is_some_and(|u| u.settings.unleased == UnleasedAction::Defer);
-        if defer {
-            Stats::bump(&leases.stats.policy_defer);
-            out.extend_from_slice(reply(Action::DeferIfReject));
-        } else {
-            Stats::bump(&leases.stats.policy_dunno);
-            out.extend_from_slice(reply(Action::Dunno));
-        }
-    }
-
-    fn ok(&self, ip: IpAddr, out: &mut Vec<u8>) {
-        Stats::bump(&self.leases.stats.policy_ok);
-        tracing::debug!(addr = %ip, "policy: OK");
-        out.extend_from_slice(reply(Action::Ok));
     }
 
     fn data_stage(&mut self, req: &RequestRef<'_>, at_data: bool, out: &mut Vec<u8>) {
@@ -229,23 +191,34 @@ impl PolicySession {
                 usage.send(
                     Event::Data {
                         conn: self.conn,
-                        instance: lossy(Some(instance)),
-                        queue_id: lossy(req.queue_id()),
+                        instance: lossy(Some(instance)).into_owned(),
+                        queue_id: lossy(req.queue_id()).into_owned(),
                     },
                     &leases.stats,
                 );
             }
             if at_data
-                && let Some((name, value)) = usage.header(l.user.as_deref(), &l.net, l.login_at)
+                && let Some((user, net, login_at)) = &l.mark
+                && let Some((name, value)) = usage.header(user.as_deref(), net, *login_at)
             {
                 Stats::bump(&leases.stats.policy_prepend);
                 write_prepend(out, name, &value);
                 return;
             }
         }
-        Stats::bump(&leases.stats.policy_dunno);
-        out.extend_from_slice(reply(Action::Dunno));
+        dunno(leases, out);
     }
+}
+
+fn ok(leases: &Leases, ip: IpAddr, out: &mut Vec<u8>) {
+    Stats::bump(&leases.stats.policy_ok);
+    tracing::debug!(addr = %ip, "policy: OK");
+    out.extend_from_slice(reply(Action::Ok));
+}
+
+fn dunno(leases: &Leases, out: &mut Vec<u8>) {
+    Stats::bump(&leases.stats.policy_dunno);
+    out.extend_from_slice(reply(Action::Dunno));
 }
 
 impl Drop for PolicySession {

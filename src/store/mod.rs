@@ -27,6 +27,7 @@ pub use usage_store::{UsageSled, UsageStore};
 use crate::error::{Error, Result};
 use crate::lease::{Lease, Login, Millis, Rules, SOURCE_MANUAL, Verdict, lease_key, show_key};
 use index::Index;
+pub use index::LeaseRef;
 
 /// Where leases live when the process stops.
 pub trait Backend: Send + Sync {
@@ -97,6 +98,15 @@ impl Answer {
     pub fn allowed(&self) -> bool {
         !matches!(self, Answer::No)
     }
+}
+
+/// [`Leases::grant`]'s answer: relay by `--allow`, by a lease (with what `f` made of it),
+/// or not at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grant<R> {
+    No,
+    Static,
+    Lease(R),
 }
 
 /// What a login did to the table.
@@ -659,6 +669,33 @@ impl Leases {
         match self.table.read() {
             Ok(t) => t.allows(&net, now),
             Err(_) => false,
+        }
+    }
+
+    /// [`Leases::allowed`] for the answers that record a lease's use: `f` sees the lease
+    /// behind a yes (under the table's read lock, so it should only copy what it needs).
+    pub fn grant<R>(
+        &self,
+        ip: IpAddr,
+        now: Millis,
+        f: impl FnOnce(&LeaseRef<'_>) -> R,
+    ) -> Grant<R> {
+        let net = {
+            let rules = match self.rules.read() {
+                Ok(r) => r,
+                Err(p) => p.into_inner(),
+            };
+            if rules.static_net(ip).is_some() {
+                return Grant::Static;
+            }
+            lease_key(ip, rules.v6_prefix)
+        };
+        match self.table.read() {
+            Ok(t) => match t.view(&net, now) {
+                Some(l) => Grant::Lease(f(&l)),
+                None => Grant::No,
+            },
+            Err(_) => Grant::No,
         }
     }
 

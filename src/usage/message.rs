@@ -7,11 +7,9 @@
 //! closing; or [`QUIET`] without another recipient. Then it is finished: one audit line.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 
-use ipnet::IpNet;
-
-use crate::lease::{Lease, Millis};
+use super::{Text, Use};
+use crate::lease::Millis;
 
 /// A message with no new recipient for this long is finished (Postfix sends its DATA request
 /// right after the last RCPT, when it is configured to ask at DATA at all).
@@ -19,51 +17,30 @@ pub const QUIET: Millis = 60_000;
 /// Recipients named in one audit line; the count is always exact.
 pub const MAX_LISTED: usize = 20;
 
-/// The lease an answer granted relay by, as the audit line shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Granted {
-    pub net: IpNet,
-    pub user: Option<String>,
-    /// Where the login that granted (or last renewed) it came from.
-    pub source: String,
-    pub login_at: Millis,
-}
-
-impl From<Lease> for Granted {
-    fn from(l: Lease) -> Granted {
-        Granted {
-            net: l.net,
-            user: l.user,
-            source: l.source,
-            login_at: l.last_login,
-        }
-    }
-}
-
-/// What a Postfix policy request says about the message a leased recipient belongs to.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PolicyUse {
-    /// The policy connection it came on (one per smtpd process).
-    pub conn: u64,
-    pub instance: String,
-    pub sender: String,
-    pub recipient: String,
-    /// Empty until Postfix has opened the queue file (after the first accepted recipient).
-    pub queue_id: String,
-}
-
 /// A message relayed through a lease, for its audit line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finished {
-    pub client: IpAddr,
-    pub lease: Granted,
-    pub instance: String,
-    pub sender: String,
-    /// The first [`MAX_LISTED`] recipients.
-    pub recipients: Vec<String>,
+    /// Its first leased recipient: client, lease, instance, sender, first recipient.
+    pub first: Use,
+    /// The next recipients, up to [`MAX_LISTED`] in all.
+    pub more: Vec<String>,
     pub count: u64,
-    pub queue_id: String,
-    pub first_at: Millis,
+    /// The latest queue id Postfix sent, if the first request had none.
+    pub queue_id: Option<String>,
+}
+
+impl Finished {
+    pub fn queue_id(&self) -> &str {
+        self.queue_id
+            .as_deref()
+            .unwrap_or_else(|| self.first.text(Text::QueueId))
+    }
+
+    /// The recipients named, in order.
+    pub fn recipients(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.first.text(Text::Recipient))
+            .chain(self.more.iter().map(String::as_str))
+    }
 }
 
 #[derive(Debug)]
@@ -79,58 +56,52 @@ pub struct Messages {
 }
 
 impl Messages {
+    /// Would [`Self::rcpt`] start a new message with `u`?
+    pub fn starts_new(&self, u: &Use) -> bool {
+        self.open
+            .get(&u.conn)
+            .is_none_or(|o| o.msg.first.text(Text::Instance) != u.text(Text::Instance))
+    }
+
     /// A leased recipient. Returns whether it starts a new message, and the message it
     /// finished (the connection's previous one).
-    pub fn rcpt(
-        &mut self,
-        at: Millis,
-        client: IpAddr,
-        lease: &Granted,
-        u: PolicyUse,
-    ) -> (bool, Option<Finished>) {
-        let mut finished = None;
-        if let Some(o) = self.open.get_mut(&u.conn) {
-            if o.msg.instance == u.instance {
-                o.last_at = at.max(o.last_at);
-                o.msg.count += 1;
-                if o.msg.recipients.len() < MAX_LISTED {
-                    o.msg.recipients.push(u.recipient);
-                }
-                if !u.queue_id.is_empty() {
-                    o.msg.queue_id = u.queue_id;
-                }
-                return (false, None);
+    pub fn rcpt(&mut self, u: Use) -> (bool, Option<Finished>) {
+        if let Some(o) = self.open.get_mut(&u.conn)
+            && o.msg.first.text(Text::Instance) == u.text(Text::Instance)
+        {
+            o.last_at = u.at.max(o.last_at);
+            o.msg.count += 1;
+            if o.msg.more.len() + 1 < MAX_LISTED {
+                o.msg.more.push(u.text(Text::Recipient).to_string());
             }
-            finished = self.open.remove(&u.conn).map(|o| o.msg);
+            let q = u.text(Text::QueueId);
+            if !q.is_empty() && q != o.msg.queue_id() {
+                o.msg.queue_id = Some(q.to_string());
+            }
+            return (false, None);
         }
-        self.open.insert(
-            u.conn,
-            Open {
-                msg: Finished {
-                    client,
-                    lease: lease.clone(),
-                    instance: u.instance,
-                    sender: u.sender,
-                    recipients: vec![u.recipient],
-                    count: 1,
-                    queue_id: u.queue_id,
-                    first_at: at,
-                },
-                last_at: at,
+        let open = Open {
+            last_at: u.at,
+            msg: Finished {
+                first: u,
+                more: Vec::new(),
+                count: 1,
+                queue_id: None,
             },
-        );
+        };
+        let finished = self.open.insert(open.msg.first.conn, open).map(|o| o.msg);
         (true, finished)
     }
 
     /// The DATA or END-OF-MESSAGE request of `instance`: the message is complete, and
     /// `queue_id` is known.
     pub fn data(&mut self, conn: u64, instance: &str, queue_id: &str) -> Option<Finished> {
-        if self.open.get(&conn)?.msg.instance != instance {
+        if self.open.get(&conn)?.msg.first.text(Text::Instance) != instance {
             return None;
         }
         let mut msg = self.open.remove(&conn)?.msg;
         if !queue_id.is_empty() {
-            msg.queue_id = queue_id.to_string();
+            msg.queue_id = Some(queue_id.to_string());
         }
         Some(msg)
     }
@@ -156,7 +127,7 @@ impl Messages {
     /// Every open message (at shutdown).
     pub fn finish_all(&mut self) -> Vec<Finished> {
         let mut all: Vec<Finished> = self.open.drain().map(|(_, o)| o.msg).collect();
-        all.sort_by_key(|m| m.first_at);
+        all.sort_by_key(|m| m.first.at);
         all
     }
 
@@ -172,55 +143,50 @@ impl Messages {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::LeaseRef;
+    use crate::usage::Method;
 
     const T: Millis = 1_790_000_000_000;
 
-    fn lease() -> Granted {
-        Granted {
+    fn rcpt(at: Millis, conn: u64, instance: &str, to: &str, queue_id: &str) -> Use {
+        let l = LeaseRef {
             net: "192.0.2.7/32".parse().unwrap(),
-            user: Some("alice".into()),
-            source: "/var/log/mail.log".into(),
-            login_at: T - 60_000,
-        }
-    }
-
-    fn rcpt(conn: u64, instance: &str, to: &str, queue_id: &str) -> PolicyUse {
-        PolicyUse {
+            user: Some("alice"),
+            source: "/var/log/mail.log",
+            last_login: T - 60_000,
+        };
+        Use::new(
+            &l,
+            at,
+            "192.0.2.7".parse().unwrap(),
+            Method::PostfixPolicy,
             conn,
-            instance: instance.into(),
-            sender: "alice@example.net".into(),
-            recipient: to.into(),
-            queue_id: queue_id.into(),
-        }
-    }
-
-    fn client() -> IpAddr {
-        "192.0.2.7".parse().unwrap()
+            [instance, "alice@example.net", to, queue_id],
+        )
     }
 
     #[test]
     fn recipients_of_one_instance_make_one_message_finished_at_data_with_the_queue_id() {
         let mut m = Messages::default();
-        let l = lease();
+        assert!(m.starts_new(&rcpt(T, 1, "i1", "a@x.example", "")));
+        assert_eq!(m.rcpt(rcpt(T, 1, "i1", "a@x.example", "")), (true, None));
+        assert!(!m.starts_new(&rcpt(T, 1, "i1", "a@x.example", "")));
         assert_eq!(
-            m.rcpt(T, client(), &l, rcpt(1, "i1", "a@x.example", "")),
-            (true, None)
-        );
-        assert_eq!(
-            m.rcpt(T + 1, client(), &l, rcpt(1, "i1", "b@x.example", "4F1A2B")),
+            m.rcpt(rcpt(T + 1, 1, "i1", "b@x.example", "4F1A2B")),
             (false, None)
         );
         // Another connection's message is its own.
-        assert!(
-            m.rcpt(T + 1, client(), &l, rcpt(2, "i9", "c@x.example", ""))
-                .0
-        );
+        assert!(m.rcpt(rcpt(T + 1, 2, "i9", "c@x.example", "")).0);
         // A DATA request of another instance finishes nothing.
         assert_eq!(m.data(1, "i2", "77"), None);
         let done = m.data(1, "i1", "4F1A2B").expect("finished at DATA");
-        assert_eq!(done.recipients, ["a@x.example", "b@x.example"]);
-        assert_eq!((done.count, done.queue_id.as_str()), (2, "4F1A2B"));
-        assert_eq!(done.lease, l);
+        assert_eq!(
+            done.recipients().collect::<Vec<_>>(),
+            ["a@x.example", "b@x.example"]
+        );
+        assert_eq!((done.count, done.queue_id()), (2, "4F1A2B"));
+        assert_eq!(done.first.user(), Some("alice"));
+        assert_eq!(done.first.text(Text::Source), "/var/log/mail.log");
         // END-OF-MESSAGE after DATA: already finished.
         assert_eq!(m.data(1, "i1", "4F1A2B"), None);
         assert_eq!(m.len(), 1);
@@ -229,19 +195,22 @@ mod tests {
     #[test]
     fn without_a_data_request_the_next_message_the_close_or_quiet_finishes_it() {
         let mut m = Messages::default();
-        let l = lease();
-        m.rcpt(T, client(), &l, rcpt(1, "i1", "a@x.example", ""));
-        m.rcpt(T, client(), &l, rcpt(1, "i1", "b@x.example", "Q1"));
-        let (new, prev) = m.rcpt(T + 5, client(), &l, rcpt(1, "i2", "c@x.example", ""));
+        m.rcpt(rcpt(T, 1, "i1", "a@x.example", ""));
+        m.rcpt(rcpt(T, 1, "i1", "b@x.example", "Q1"));
+        let (new, prev) = m.rcpt(rcpt(T + 5, 1, "i2", "c@x.example", ""));
         assert!(new);
         let prev = prev.expect("the next message finishes the previous one");
         assert_eq!(
-            (prev.instance.as_str(), prev.count, prev.queue_id.as_str()),
+            (prev.first.text(Text::Instance), prev.count, prev.queue_id()),
             ("i1", 2, "Q1")
         );
-        assert_eq!(m.closed(1).map(|f| f.instance), Some("i2".to_string()));
+        assert_eq!(
+            m.closed(1)
+                .map(|f| f.first.text(Text::Instance).to_string()),
+            Some("i2".to_string())
+        );
         assert_eq!(m.closed(1), None);
-        m.rcpt(T, client(), &l, rcpt(3, "i3", "d@x.example", ""));
+        m.rcpt(rcpt(T, 3, "i3", "d@x.example", ""));
         assert!(m.quiet(T + QUIET - 1).is_empty());
         assert_eq!(m.quiet(T + QUIET).len(), 1);
         assert!(m.is_empty());
@@ -250,17 +219,14 @@ mod tests {
     #[test]
     fn a_long_list_of_recipients_is_counted_exactly_and_listed_in_part() {
         let mut m = Messages::default();
-        let l = lease();
         for i in 0..100 {
-            m.rcpt(
-                T,
-                client(),
-                &l,
-                rcpt(1, "i1", &format!("r{i}@x.example"), ""),
-            );
+            m.rcpt(rcpt(T, 1, "i1", &format!("r{i}@x.example"), ""));
         }
         let all = m.finish_all();
         assert_eq!(all.len(), 1);
-        assert_eq!((all[0].count, all[0].recipients.len()), (100, MAX_LISTED));
+        assert_eq!(
+            (all[0].count, all[0].recipients().count()),
+            (100, MAX_LISTED)
+        );
     }
 }

@@ -16,6 +16,7 @@
 //! - [`recorder`]: the task that drains the queue, logs, and writes the table.
 //! - [`command`]: `relaylease usage`.
 
+pub mod audit;
 pub mod command;
 pub mod mark;
 pub mod message;
@@ -32,11 +33,10 @@ use crate::error::{Error, Result};
 use crate::lease::Verdict;
 use crate::lease::{Login, Millis, lease_key, show_key};
 use crate::store::{Leases, Outcome, Stats};
-use message::{Granted, PolicyUse};
 use table::{Row, Subject};
 
-/// Uses and logins waiting for the recorder: at one drain per [`recorder::TICK`] (50 ms),
-/// room for 160,000 a second.
+/// Uses and logins waiting for the recorder (about 130 bytes each): at one drain per
+/// [`recorder::TICK`] (50 ms), room for 160,000 a second.
 pub const QUEUE: usize = 8192;
 
 /// The default `--usage-retention`.
@@ -62,22 +62,113 @@ impl Method {
     }
 }
 
+/// Which text of a [`Texts`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Text {
+    /// The lease's user (empty when it has none: see [`Use::user`]).
+    User = 0,
+    /// Where the login that granted the lease came from.
+    Source = 1,
+    /// The Postfix policy request's `instance`, `sender`, `recipient` and `queue_id`.
+    Instance = 2,
+    Sender = 3,
+    Recipient = 4,
+    QueueId = 5,
+}
+
+/// The texts of one use in one allocation: an answer makes one and the recorder frees one,
+/// however many texts the use carries.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Texts {
+    buf: String,
+    ends: [u32; 6],
+}
+
+impl Texts {
+    /// The texts in [`Text`] order.
+    pub fn new(parts: [&str; 6]) -> Texts {
+        let mut buf = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+        let mut ends = [0u32; 6];
+        for (end, p) in ends.iter_mut().zip(parts) {
+            buf.push_str(p);
+            *end = buf.len() as u32;
+        }
+        Texts { buf, ends }
+    }
+
+    pub fn get(&self, t: Text) -> &str {
+        let i = t as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        self.buf.get(start..self.ends[i] as usize).unwrap_or("")
+    }
+}
+
+/// One answer that granted relay because of a lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Use {
+    pub at: Millis,
+    pub client: IpAddr,
+    /// The lease's key.
+    pub net: ipnet::IpNet,
+    /// When the login that granted (or last renewed) the lease happened.
+    pub login_at: Millis,
+    pub has_user: bool,
+    pub method: Method,
+    /// The Postfix policy connection it came on (0 for the other methods).
+    pub conn: u64,
+    pub texts: Texts,
+}
+
+impl Use {
+    /// A use of the lease `l`; `policy` is the request's instance, sender, recipient and
+    /// queue id (empty for the methods that do not say which message).
+    pub fn new(
+        l: &crate::store::LeaseRef<'_>,
+        at: Millis,
+        client: IpAddr,
+        method: Method,
+        conn: u64,
+        policy: [&str; 4],
+    ) -> Use {
+        let [instance, sender, recipient, queue_id] = policy;
+        Use {
+            at,
+            client,
+            net: l.net,
+            login_at: l.last_login,
+            has_user: l.user.is_some(),
+            method,
+            conn,
+            texts: Texts::new([
+                l.user.unwrap_or(""),
+                l.source,
+                instance,
+                sender,
+                recipient,
+                queue_id,
+            ]),
+        }
+    }
+
+    pub fn user(&self) -> Option<&str> {
+        self.has_user.then(|| self.texts.get(Text::User))
+    }
+
+    pub fn text(&self, t: Text) -> &str {
+        self.texts.get(t)
+    }
+}
+
 /// What an answer or a login hands to the recorder.
 #[derive(Debug)]
 pub enum Event {
-    /// Relay granted because of `lease`; `policy` says which message (Postfix only).
-    Use {
-        at: Millis,
-        client: IpAddr,
-        lease: Granted,
-        method: Method,
-        policy: Option<PolicyUse>,
-    },
+    /// Relay granted because of a lease.
+    Use(Use),
     /// A successful login (whether or not it earned a lease).
     Login {
         at: Millis,
         subject: Subject,
-        addr: String,
+        addr: IpAddr,
     },
     /// The DATA or END-OF-MESSAGE request of a message that relayed through a lease.
     Data {
@@ -224,14 +315,6 @@ pub fn channel(
     )
 }
 
-/// Whose record a lease's use counts in: its user, or its address.
-pub fn subject_of(user: Option<&str>, net: &ipnet::IpNet) -> Subject {
-    match user {
-        Some(u) => Subject::User(u.to_string()),
-        None => Subject::Addr(show_key(net)),
-    }
-}
-
 /// A login the lease table judged: counted in its user's record (logins replayed from an
 /// old log, too old to grant anything, are not).
 pub fn login_seen(leases: &Leases, login: &Login, outcome: &Outcome, now: Millis) {
@@ -249,7 +332,7 @@ pub fn login_seen(leases: &Leases, login: &Login, outcome: &Outcome, now: Millis
         Event::Login {
             at: login.at.min(now),
             subject,
-            addr: crate::lease::canonical(login.ip).to_string(),
+            addr: crate::lease::canonical(login.ip),
         },
         &leases.stats,
     );

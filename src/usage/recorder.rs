@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::audit::Audit;
 use super::message::{Finished, Messages};
-use super::table::{Batch, Record, Subject, active_since, merged};
-use super::{Event, Method, Query, Settings, subject_of};
+use super::table::{Batch, Delta, Subject, active_since, merged};
+use super::{Event, Method, Query, Settings, Use};
+use crate::cli::LogFormat;
 use crate::lease::{Millis, now_ms, show_key};
 use crate::store::{Leases, Stats, UsageStore};
 
@@ -37,19 +39,17 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// failing since `GIVE_UP` ago or too much waits. Returns how many uses were dropped.
 pub fn after_failure(
     batch: &mut Batch,
-    failed: Vec<(Subject, Record)>,
+    failed: Vec<(Vec<u8>, Delta)>,
     failing_since: Millis,
     now: Millis,
 ) -> u64 {
     if now.saturating_sub(failing_since) >= GIVE_UP || batch.len() + failed.len() > MAX_WAITING {
-        let mut lost: u64 = failed.iter().map(|(_, r)| r.uses()).sum();
+        let mut lost: u64 = failed.iter().map(|(_, d)| d.uses()).sum();
         lost += batch.uses();
         batch.take();
         return lost;
     }
-    for (s, r) in failed {
-        batch.add(s, r);
-    }
+    batch.put_back(failed);
     0
 }
 
@@ -61,6 +61,9 @@ pub struct Recorder {
     retention: Duration,
     messages: Messages,
     batch: Batch,
+    audit: Audit,
+    /// Whether the log takes info lines, looked up once per drain.
+    logging: bool,
     failing_since: Option<Millis>,
     last_complaint: Option<Instant>,
 }
@@ -81,8 +84,13 @@ impl RecorderTask {
     }
 }
 
-/// Put a [`super::Usage`] into `leases` and start its recorder.
-pub fn start(leases: &Arc<Leases>, store: UsageStore, settings: Settings) -> RecorderTask {
+/// Put a [`super::Usage`] into `leases` and start its recorder; audit lines in `log`'s format.
+pub fn start(
+    leases: &Arc<Leases>,
+    store: UsageStore,
+    settings: Settings,
+    log: LogFormat,
+) -> RecorderTask {
     let retention = settings.retention;
     let (usage, rx, queries) = super::channel(settings);
     leases.set_usage(usage);
@@ -94,6 +102,8 @@ pub fn start(leases: &Arc<Leases>, store: UsageStore, settings: Settings) -> Rec
         retention,
         messages: Messages::default(),
         batch: Batch::default(),
+        audit: Audit::new(log),
+        logging: true,
         failing_since: None,
         last_complaint: None,
     };
@@ -104,32 +114,8 @@ pub fn start(leases: &Arc<Leases>, store: UsageStore, settings: Settings) -> Rec
     }
 }
 
-fn dash(s: &str) -> &str {
-    if s.is_empty() { "-" } else { s }
-}
-
-/// The audit line of a message relayed through a lease.
-fn audit_message(m: &Finished) {
-    let mut recipients = m.recipients.join(",");
-    if m.count > m.recipients.len() as u64 {
-        recipients.push_str(",...");
-    }
-    // Text from requests and logs goes in as strings: the text format quotes and escapes
-    // them (a newline cannot start a forged line), JSON carries them as they are.
-    tracing::info!(
-        client = %m.client,
-        user = m.lease.user.as_deref().unwrap_or("-"),
-        lease = %show_key(&m.lease.net),
-        login_source = m.lease.source.as_str(),
-        login_at = %super::table::utc(Some(m.lease.login_at)),
-        method = Method::PostfixPolicy.name(),
-        sender = dash(&m.sender),
-        recipients = recipients.as_str(),
-        rcpt_count = m.count,
-        queue_id = dash(&m.queue_id),
-        instance = dash(&m.instance),
-        "relayed through a lease"
-    );
+fn retention_start(now: Millis, retention: Duration) -> Millis {
+    now.saturating_sub(retention.as_millis().min(u64::MAX as u128) as u64)
 }
 
 impl Recorder {
@@ -144,8 +130,9 @@ impl Recorder {
                     let now = now_ms();
                     self.drain(now);
                     for m in self.messages.quiet(now) {
-                        audit_message(&m);
+                        self.audit_message(&m);
                     }
+                    self.audit.flush();
                     if last_flush.elapsed() >= FLUSH {
                         last_flush = Instant::now();
                         self.flush(now).await;
@@ -162,12 +149,21 @@ impl Recorder {
         let now = now_ms();
         self.drain(now);
         for m in self.messages.finish_all() {
-            audit_message(&m);
+            self.audit_message(&m);
         }
+        self.audit.flush();
         self.flush(now).await;
     }
 
+    fn audit_message(&mut self, m: &Finished) {
+        if self.logging {
+            self.audit.message(m);
+        }
+    }
+
     fn drain(&mut self, now: Millis) {
+        self.logging = Audit::enabled();
+        self.audit.stamp();
         for _ in 0..DRAIN_MAX {
             match self.rx.try_recv() {
                 Ok(e) => self.take(e, now),
@@ -176,52 +172,41 @@ impl Recorder {
         }
     }
 
+    /// Count a use in its user's record (or its address's, for a login without a user).
+    fn count(&mut self, u: &Use, d: Delta) {
+        match u.user() {
+            Some(user) => self.batch.add(b'u', user, d),
+            None => self.batch.add(b'a', &show_key(&u.net), d),
+        }
+    }
+
     fn take(&mut self, e: Event, now: Millis) {
-        let stats = &self.leases.stats;
         match e {
-            Event::Use {
-                at,
-                client,
-                lease,
-                method,
-                policy: Some(p),
-            } => {
-                debug_assert_eq!(method, Method::PostfixPolicy);
-                let subject = subject_of(lease.user.as_deref(), &lease.net);
-                let (new, finished) = self.messages.rcpt(at, client, &lease, p);
-                if let Some(f) = finished {
-                    audit_message(&f);
-                }
-                Stats::bump(&stats.relayed_recipients);
+            Event::Use(u) if u.method == Method::PostfixPolicy => {
+                let new = self.messages.starts_new(&u);
+                Stats::bump(&self.leases.stats.relayed_recipients);
                 if new {
-                    Stats::bump(&stats.relayed_messages);
+                    Stats::bump(&self.leases.stats.relayed_messages);
                 }
-                self.batch
-                    .add(subject, Record::relay(at, client.to_string(), new, true));
+                let d = Delta {
+                    messages: new as u64,
+                    ..Delta::relay(u.at, u.client, false, true)
+                };
+                self.count(&u, d);
+                if let (_, Some(f)) = self.messages.rcpt(u) {
+                    self.audit_message(&f);
+                }
             }
-            Event::Use {
-                at,
-                client,
-                lease,
-                method,
-                policy: None,
-            } => {
-                tracing::info!(
-                    client = %client,
-                    user = lease.user.as_deref().unwrap_or("-"),
-                    lease = %show_key(&lease.net),
-                    login_source = lease.source.as_str(),
-                    login_at = %super::table::utc(Some(lease.login_at)),
-                    method = method.name(),
-                    "relay granted through a lease"
-                );
-                Stats::bump(&stats.relay_checks);
-                let subject = subject_of(lease.user.as_deref(), &lease.net);
-                self.batch
-                    .add(subject, Record::relay(at, client.to_string(), false, false));
+            Event::Use(u) => {
+                Stats::bump(&self.leases.stats.relay_checks);
+                if self.logging {
+                    self.audit.check(&u);
+                }
+                self.count(&u, Delta::relay(u.at, u.client, false, false));
             }
             Event::Login { at, subject, addr } => {
-                self.batch.add(subject, Record::login(at.min(now), addr));
+                self.batch
+                    .add_subject(&subject, Delta::login(at.min(now), addr));
             }
             Event::Data {
                 conn,
@@ -229,12 +214,12 @@ impl Recorder {
                 queue_id,
             } => {
                 if let Some(m) = self.messages.data(conn, &instance, &queue_id) {
-                    audit_message(&m);
+                    self.audit_message(&m);
                 }
             }
             Event::Closed { conn } => {
                 if let Some(m) = self.messages.closed(conn) {
-                    audit_message(&m);
+                    self.audit_message(&m);
                 }
             }
         }
@@ -245,7 +230,11 @@ impl Recorder {
             return;
         }
         let items = self.batch.take();
-        match self.store.apply(items.clone(), self.retention).await {
+        match self
+            .store
+            .apply(Batch::records(&items), self.retention)
+            .await
+        {
             Ok(()) => {
                 if self.failing_since.take().is_some() {
                     tracing::info!(store = self.store.describe(), "usage table written again");
@@ -274,8 +263,7 @@ impl Recorder {
     }
 
     async fn prune(&mut self, now: Millis) {
-        let before = now.saturating_sub(self.retention.as_millis().min(u64::MAX as u128) as u64);
-        match self.store.prune(before).await {
+        match self.store.prune(retention_start(now, self.retention)).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(
                 records = n,
@@ -289,10 +277,10 @@ impl Recorder {
         let now = now_ms();
         // What the queue holds belongs in the answer too.
         self.drain(now);
+        self.audit.flush();
         match q {
             Query::Report(reply) => {
-                let kept_from =
-                    now.saturating_sub(self.retention.as_millis().min(u64::MAX as u128) as u64);
+                let kept_from = retention_start(now, self.retention);
                 let rows = self
                     .store
                     .load()
@@ -304,7 +292,7 @@ impl Recorder {
                 let mut n = 0;
                 let mut result = Ok(());
                 for s in [Subject::User(name.clone()), Subject::Addr(name.clone())] {
-                    let pending = self.batch.remove(&s).is_some();
+                    let pending = self.batch.remove(&s);
                     match self.store.forget(s).await {
                         Ok(found) => n += (found || pending) as usize,
                         Err(e) => result = Err(e),
@@ -327,22 +315,15 @@ mod tests {
 
     #[test]
     fn a_failing_store_keeps_counts_for_a_while_then_counts_them_lost() {
+        let ip = "192.0.2.1".parse().unwrap();
         let mut batch = Batch::default();
         let alice = Subject::User("alice".into());
-        let failed = vec![(
-            alice.clone(),
-            Record::relay(T, "192.0.2.1".into(), true, true),
-        )];
+        let failed = vec![(alice.key(), Delta::relay(T, ip, true, true))];
         // Failing for a moment: kept, merged with what came meanwhile.
-        batch.add(
-            alice.clone(),
-            Record::relay(T + 1, "192.0.2.1".into(), false, true),
-        );
+        batch.add(b'u', "alice", Delta::relay(T + 1, ip, false, true));
         assert_eq!(after_failure(&mut batch, failed.clone(), T, T + 1000), 0);
-        assert_eq!(
-            batch.get(&alice).map(|r| (r.messages, r.recipients)),
-            Some((1, 2))
-        );
+        let kept = batch.get(&alice).map(|r| (r.messages, r.recipients));
+        assert_eq!(kept, Some((1, 2)));
         // Failing for a minute: dropped, every use counted.
         assert_eq!(after_failure(&mut batch, failed, T, T + GIVE_UP), 3);
         assert!(batch.is_empty());

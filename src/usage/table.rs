@@ -142,42 +142,151 @@ impl Record {
     }
 }
 
-/// Records waiting to be written, merged per subject.
+/// What one batch adds to a record: [`Record`] without text, so that counting a use
+/// allocates nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Delta {
+    pub logins: u64,
+    pub messages: u64,
+    pub recipients: u64,
+    pub checks: u64,
+    pub first_login: Option<Millis>,
+    pub last_login: Option<Millis>,
+    pub first_relay: Option<Millis>,
+    pub last_relay: Option<Millis>,
+    /// The latest activity's address, and when.
+    pub last_addr: Option<(Millis, std::net::IpAddr)>,
+}
+
+impl Delta {
+    pub fn login(at: Millis, addr: std::net::IpAddr) -> Delta {
+        Delta {
+            logins: 1,
+            first_login: Some(at),
+            last_login: Some(at),
+            last_addr: Some((at, addr)),
+            ..Delta::default()
+        }
+    }
+
+    /// One relay: a new message (`message`), a recipient of one (`recipient`), or a check.
+    pub fn relay(at: Millis, addr: std::net::IpAddr, message: bool, recipient: bool) -> Delta {
+        Delta {
+            messages: message as u64,
+            recipients: recipient as u64,
+            checks: (!message && !recipient) as u64,
+            first_relay: Some(at),
+            last_relay: Some(at),
+            last_addr: Some((at, addr)),
+            ..Delta::default()
+        }
+    }
+
+    pub fn merge(&mut self, o: &Delta) {
+        self.logins = self.logins.saturating_add(o.logins);
+        self.messages = self.messages.saturating_add(o.messages);
+        self.recipients = self.recipients.saturating_add(o.recipients);
+        self.checks = self.checks.saturating_add(o.checks);
+        self.first_login = min_opt(self.first_login, o.first_login);
+        self.first_relay = min_opt(self.first_relay, o.first_relay);
+        self.last_login = self.last_login.max(o.last_login);
+        self.last_relay = self.last_relay.max(o.last_relay);
+        if o.last_addr.map(|a| a.0) >= self.last_addr.map(|a| a.0) && o.last_addr.is_some() {
+            self.last_addr = o.last_addr;
+        }
+    }
+
+    pub fn uses(&self) -> u64 {
+        self.recipients + self.checks
+    }
+
+    pub fn record(&self) -> Record {
+        Record {
+            logins: self.logins,
+            first_login: self.first_login,
+            last_login: self.last_login,
+            messages: self.messages,
+            recipients: self.recipients,
+            checks: self.checks,
+            first_relay: self.first_relay,
+            last_relay: self.last_relay,
+            last_address: self.last_addr.map(|(_, a)| a.to_string()),
+        }
+    }
+}
+
+/// Counts waiting to be written, merged per subject (by [`Subject::key`]).
 #[derive(Debug, Default)]
-pub struct Batch(HashMap<Subject, Record>);
+pub struct Batch {
+    map: HashMap<Vec<u8>, Delta>,
+    /// The key being looked up, reused so that adding to a known subject allocates nothing.
+    key: Vec<u8>,
+}
 
 impl Batch {
-    pub fn add(&mut self, subject: Subject, r: Record) {
-        match self.0.get_mut(&subject) {
-            Some(old) => old.merge(&r),
+    /// Add `d` to the subject `tag` (`b'u'` or `b'a'`) + `name`.
+    pub fn add(&mut self, tag: u8, name: &str, d: Delta) {
+        self.key.clear();
+        self.key.push(tag);
+        self.key.extend_from_slice(name.as_bytes());
+        match self.map.get_mut(self.key.as_slice()) {
+            Some(old) => old.merge(&d),
             None => {
-                self.0.insert(subject, r);
+                self.map.insert(self.key.clone(), d);
             }
         }
     }
 
+    pub fn add_subject(&mut self, s: &Subject, d: Delta) {
+        match s {
+            Subject::User(u) => self.add(b'u', u, d),
+            Subject::Addr(a) => self.add(b'a', a, d),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.map.is_empty()
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.map.len()
     }
 
-    pub fn get(&self, s: &Subject) -> Option<&Record> {
-        self.0.get(s)
+    pub fn get(&self, s: &Subject) -> Option<&Delta> {
+        self.map.get(&s.key())
     }
 
-    pub fn remove(&mut self, s: &Subject) -> Option<Record> {
-        self.0.remove(s)
+    pub fn remove(&mut self, s: &Subject) -> bool {
+        self.map.remove(&s.key()).is_some()
     }
 
-    pub fn take(&mut self) -> Vec<(Subject, Record)> {
-        self.0.drain().collect()
+    /// Everything, emptying the batch.
+    pub fn take(&mut self) -> Vec<(Vec<u8>, Delta)> {
+        self.map.drain().collect()
+    }
+
+    /// Put back what [`Self::take`] gave (a write that failed).
+    pub fn put_back(&mut self, items: Vec<(Vec<u8>, Delta)>) {
+        for (k, d) in items {
+            match self.map.get_mut(&k) {
+                Some(old) => old.merge(&d),
+                None => {
+                    self.map.insert(k, d);
+                }
+            }
+        }
     }
 
     pub fn uses(&self) -> u64 {
-        self.0.values().map(Record::uses).sum()
+        self.map.values().map(Delta::uses).sum()
+    }
+
+    /// The batch as records of subjects, for the store.
+    pub fn records(items: &[(Vec<u8>, Delta)]) -> Vec<(Subject, Record)> {
+        items
+            .iter()
+            .filter_map(|(k, d)| Some((Subject::from_key(k)?, d.record())))
+            .collect()
     }
 }
 
@@ -225,8 +334,10 @@ impl Row {
 /// Stored records and the batch not yet written, merged: what the report shows.
 pub fn merged(stored: Vec<(Subject, Record)>, pending: &Batch) -> Vec<Row> {
     let mut all: HashMap<Subject, Record> = stored.into_iter().collect();
-    for (s, r) in &pending.0 {
-        all.entry(s.clone()).or_default().merge(r);
+    for (k, d) in &pending.map {
+        if let Some(s) = Subject::from_key(k) {
+            all.entry(s).or_default().merge(&d.record());
+        }
     }
     all.into_iter().map(|(s, r)| Row::new(s, r)).collect()
 }
@@ -511,6 +622,43 @@ mod tests {
         assert!(one.relayed());
         assert_eq!(one.uses(), 3);
         assert!(!a.relayed());
+    }
+
+    #[test]
+    fn a_batch_adds_up_like_records_do() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let mut b = Batch::default();
+        b.add(b'u', "alice", Delta::login(T, ip("192.0.2.1")));
+        b.add(
+            b'u',
+            "alice",
+            Delta::relay(T + 9, ip("192.0.2.3"), true, true),
+        );
+        b.add(
+            b'u',
+            "alice",
+            Delta::relay(T + 5, ip("192.0.2.2"), false, true),
+        );
+        b.add(
+            b'a',
+            "192.0.2.9",
+            Delta::relay(T, ip("192.0.2.9"), false, false),
+        );
+        assert_eq!((b.len(), b.uses()), (2, 3));
+        let mut want = Record::login(T, "192.0.2.1".into());
+        want.merge(&Record::relay(T + 9, "192.0.2.3".into(), true, true));
+        want.merge(&Record::relay(T + 5, "192.0.2.2".into(), false, true));
+        assert_eq!(
+            b.get(&Subject::User("alice".into())).map(Delta::record),
+            Some(want)
+        );
+        let items = b.take();
+        assert!(b.is_empty());
+        let records = Batch::records(&items);
+        assert_eq!(records.len(), 2);
+        b.put_back(items);
+        assert!(b.remove(&Subject::Addr("192.0.2.9".into())));
+        assert_eq!(b.len(), 1);
     }
 
     #[test]
