@@ -337,3 +337,45 @@ pub fn login_seen(leases: &Leases, login: &Login, outcome: &Outcome, now: Millis
         &leases.stats,
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_never_waits_and_counts_what_it_lost() {
+        let (usage, rx, _queries) = channel(Settings::default());
+        let stats = Stats::default();
+        let login = |i: u64| Event::Login {
+            at: i,
+            subject: Subject::User("alice".into()),
+            addr: "192.0.2.1".parse().unwrap(),
+        };
+        for i in 0..QUEUE as u64 + 5 {
+            usage.send(login(i), &stats);
+        }
+        assert_eq!(stats.usage_lost.load(Ordering::Relaxed), 5);
+        assert_eq!(rx.try_iter().count(), QUEUE);
+        // A recorder that is gone loses everything, still without waiting.
+        drop(rx);
+        usage.send(login(0), &stats);
+        assert_eq!(stats.usage_lost.load(Ordering::Relaxed), 6);
+    }
+
+    #[test]
+    fn texts_travel_together_and_come_apart_again() {
+        let t = Texts::new([
+            "alice",
+            "/var/log/mail.log",
+            "i1",
+            "",
+            "b@remote.example",
+            "Q1",
+        ]);
+        assert_eq!(t.get(Text::User), "alice");
+        assert_eq!(t.get(Text::Source), "/var/log/mail.log");
+        assert_eq!(t.get(Text::Sender), "");
+        assert_eq!(t.get(Text::QueueId), "Q1");
+        assert_eq!(Texts::default().get(Text::Recipient), "");
+    }
+}
