@@ -83,7 +83,7 @@ pub async fn run(
     }
     let sled = open_store(&cfg.paths.db)?;
     save_rules(&sled, &cfg.rules)?;
-    let usage_store = crate::usage::command::store_for(&cfg.paths.db, &sled, cfg.store.as_ref())?;
+    let usage_store = crate::usage::command::store_for(&sled, cfg.store.as_ref())?;
     let (backend, redis): (Box<dyn Backend>, _) = match &cfg.store {
         Some(rc) => {
             let (b, link) = RedisBackend::open(rc.clone(), sled).await?;

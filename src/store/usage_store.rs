@@ -14,8 +14,7 @@ const USAGE_TREE: &str = "usage";
 
 /// The usage table in the local database: one JSON record per subject.
 pub struct UsageSled {
-    tree: sled::Tree,
-    path: std::path::PathBuf,
+    db: SledBackend,
 }
 
 fn decode(k: &[u8], v: &[u8]) -> Option<(Subject, Record)> {
@@ -23,86 +22,78 @@ fn decode(k: &[u8], v: &[u8]) -> Option<(Subject, Record)> {
 }
 
 impl UsageSled {
-    pub fn open(db: &SledBackend, path: &std::path::Path) -> Result<UsageSled> {
-        Ok(UsageSled {
-            tree: db.tree(USAGE_TREE)?,
-            path: path.to_path_buf(),
-        })
-    }
-
-    fn err(&self, op: &'static str) -> impl FnOnce(sled::Error) -> Error + '_ {
-        move |e| Error::Db {
-            op,
-            path: self.path.clone(),
-            source: e,
-        }
+    pub fn open(db: &SledBackend) -> UsageSled {
+        UsageSled { db: db.share() }
     }
 
     /// Add `batch` to the stored records in one atomic write, and make it durable: a
     /// daemon killed after this returns keeps it.
     pub fn apply(&self, batch: &[(Subject, Record)]) -> Result<()> {
-        let mut write = sled::Batch::default();
-        for (s, delta) in batch {
-            let key = s.key();
-            let mut r = self
-                .tree
-                .get(&key)
-                .map_err(self.err("read usage"))?
-                .and_then(|v| serde_json::from_slice::<Record>(&v).ok())
-                .unwrap_or_default();
-            r.merge(delta);
-            let value = serde_json::to_vec(&r)
-                .map_err(|e| Error::invalid(format!("internal error: {e}")))?;
-            write.insert(key, value);
-        }
-        self.tree
-            .apply_batch(write)
-            .map_err(self.err("write usage"))?;
-        self.tree.flush().map_err(self.err("flush usage"))?;
-        Ok(())
+        self.db.with_tree("write usage", USAGE_TREE, |tree| {
+            let mut write = sled::Batch::default();
+            for (s, delta) in batch {
+                let key = s.key();
+                let mut r = tree
+                    .get(&key)?
+                    .and_then(|v| serde_json::from_slice::<Record>(&v).ok())
+                    .unwrap_or_default();
+                r.merge(delta);
+                write.insert(key, serde_json::to_vec(&r).unwrap_or_default());
+            }
+            tree.apply_batch(write)?;
+            tree.flush()?;
+            Ok(())
+        })
     }
 
     pub fn load(&self) -> Result<Vec<(Subject, Record)>> {
-        let mut out = Vec::new();
-        for item in self.tree.iter() {
-            let (k, v) = item.map_err(self.err("read usage"))?;
-            match decode(&k, &v) {
-                Some(x) => out.push(x),
-                None => tracing::warn!("usage table: skipping an unreadable record"),
+        let (out, unreadable) = self.db.with_tree("read usage", USAGE_TREE, |tree| {
+            let mut out = Vec::new();
+            let mut unreadable = 0usize;
+            for item in tree.iter() {
+                let (k, v) = item?;
+                match decode(&k, &v) {
+                    Some(x) => out.push(x),
+                    None => unreadable += 1,
+                }
             }
+            Ok((out, unreadable))
+        })?;
+        if unreadable > 0 {
+            tracing::warn!(
+                records = unreadable,
+                "usage table: skipping unreadable records"
+            );
         }
         Ok(out)
     }
 
     pub fn forget(&self, s: &Subject) -> Result<bool> {
-        let old = self
-            .tree
-            .remove(s.key())
-            .map_err(self.err("remove usage"))?;
-        self.tree.flush().map_err(self.err("flush usage"))?;
-        Ok(old.is_some())
+        self.db.with_tree("remove usage", USAGE_TREE, |tree| {
+            let old = tree.remove(s.key())?;
+            tree.flush()?;
+            Ok(old.is_some())
+        })
     }
 
     /// Drop the records with no login or relay since `before`.
     pub fn prune(&self, before: Millis) -> Result<usize> {
-        let mut old = Vec::new();
-        for item in self.tree.iter() {
-            let (k, v) = item.map_err(self.err("read usage"))?;
-            let stale = match decode(&k, &v) {
-                Some((_, r)) => r.last_active() < before,
-                None => true,
-            };
-            if stale {
-                old.push(k);
+        self.db.with_tree("prune usage", USAGE_TREE, |tree| {
+            let mut old = Vec::new();
+            for item in tree.iter() {
+                let (k, v) = item?;
+                if decode(&k, &v).is_none_or(|(_, r)| r.last_active() < before) {
+                    old.push(k);
+                }
             }
-        }
-        for k in &old {
-            self.tree.remove(k).map_err(self.err("remove usage"))?;
-        }
-        if !old.is_empty() {
-            self.tree.flush().map_err(self.err("flush usage"))?;
-        }
-        Ok(old.len())
+            for k in &old {
+                tree.remove(k)?;
+            }
+            if !old.is_empty() {
+                tree.flush()?;
+            }
+            Ok(old.len())
+        })
     }
 }
 
@@ -184,7 +175,7 @@ mod tests {
             let Ok(Opened::Fine(b)) = SledBackend::open(&db) else {
                 panic!("open")
             };
-            let u = UsageSled::open(&b, &db).unwrap();
+            let u = UsageSled::open(&b);
             let alice = Subject::User("alice".into());
             let old = Subject::Addr("192.0.2.9".into());
             u.apply(&[
@@ -206,7 +197,7 @@ mod tests {
                 _ => std::thread::sleep(Duration::from_millis(20)),
             }
         };
-        let u = UsageSled::open(&b, &db).unwrap();
+        let u = UsageSled::open(&b);
         let all = u.load().unwrap();
         assert_eq!(all.len(), 1);
         let (s, r) = &all[0];

@@ -2,7 +2,6 @@
 //! It asks the daemon; with none running it reads the local database directly.
 
 use std::io::Write;
-use std::path::Path;
 use std::time::Duration;
 
 use super::table::{
@@ -21,10 +20,10 @@ use crate::store::{
 const TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The usage table for a daemon keeping its leases in `db`, or in Redis.
-pub fn store_for(db: &Path, sled: &SledBackend, redis: Option<&RedisConfig>) -> Result<UsageStore> {
+pub fn store_for(sled: &SledBackend, redis: Option<&RedisConfig>) -> Result<UsageStore> {
     Ok(match redis {
         Some(rc) => UsageStore::Redis(std::sync::Arc::new(UsageRedis::new(rc.clone()))),
-        None => UsageStore::Sled(std::sync::Arc::new(UsageSled::open(sled, db)?)),
+        None => UsageStore::Sled(std::sync::Arc::new(UsageSled::open(sled))),
     })
 }
 
@@ -44,7 +43,7 @@ fn local(paths: &Paths) -> Result<UsageSled> {
             String::from_utf8_lossy(&v)
         )));
     }
-    UsageSled::open(&sled, &paths.db)
+    Ok(UsageSled::open(&sled))
 }
 
 fn unexpected(reply: Reply) -> Error {
