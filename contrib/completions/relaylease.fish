@@ -40,6 +40,7 @@ complete -c relaylease -n "__fish_relaylease_needs_command" -f -a "window" -d 'S
 complete -c relaylease -n "__fish_relaylease_needs_command" -f -a "stats" -d 'Show counters'
 complete -c relaylease -n "__fish_relaylease_needs_command" -f -a "hook" -d 'Report one successful login to the daemon, then exec PROGRAM (a login chain link)'
 complete -c relaylease -n "__fish_relaylease_needs_command" -f -a "smtp-wrap" -d 'Under tcpserver: set RELAYCLIENT when $TCPREMOTEIP may relay, then exec PROGRAM'
+complete -c relaylease -n "__fish_relaylease_needs_command" -f -a "usage" -d 'Who logged in and who relayed through a lease: the usage table, most recent relay first (counts are totals since each record began)'
 complete -c relaylease -n "__fish_relaylease_needs_command" -f -a "parse-log" -d 'Dry run: print the logins found in log files (or stdin), touching nothing'
 complete -c relaylease -n "__fish_relaylease_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l expire -d 'How long a login lets its address relay (humantime: 30m, 1h 30m)' -r
@@ -71,11 +72,16 @@ complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l store -
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l store-prefix -d 'Name prefix of relaylease\'s keys and channel in Redis, so several sites can share one' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l unleased-action -d 'What the policy service answers at RCPT a client without a lease: dunno, or defer (DEFER_IF_REJECT: Postfix answers 450 instead of 554 to a relay it refuses, and the client tries again after fetching its mail)' -r -f -a "dunno\t'No opinion: the rest of Postfix\'s list decides (relay refused with 554)'
+defer\t'DEFER_IF_REJECT: a refusal later in the list becomes 450, so the client retries'"
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l mark-header -d 'Mark mail relayed through a lease with this header (Postfix: the policy service in smtpd_data_restrictions answers PREPEND at DATA; qmail: TCPREMOTEINFO). Off by default' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l mark-token-secret -d 'With --mark-header: name an opaque token instead of the user, keyed by the secret in FILE (at least 16 bytes); `relaylease usage --token` maps it back' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l usage-retention -d 'Drop usage records with no login or relay for this long' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l socket -d 'Control socket of the daemon [default: /run/relaylease/relaylease.sock as root, else $XDG_RUNTIME_DIR/relaylease.sock]' -r -F
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l db -d 'Lease database directory [default: /var/lib/relaylease as root, else $XDG_STATE_HOME/relaylease]' -r -F
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -s v -l verbose -d 'More log output (repeat for more)'
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -s q -l quiet -d 'Less log output: warnings and errors only (twice: errors only)'
-complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -s h -l help -d 'Print help'
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -s V -l version -d 'Print version'
 complete -c relaylease -n "__fish_relaylease_using_subcommand check" -l socket -d 'Control socket of the daemon [default: /run/relaylease/relaylease.sock as root, else $XDG_RUNTIME_DIR/relaylease.sock]' -r -F
 complete -c relaylease -n "__fish_relaylease_using_subcommand check" -l db -d 'Lease database directory [default: /var/lib/relaylease as root, else $XDG_STATE_HOME/relaylease]' -r -F
@@ -140,6 +146,18 @@ complete -c relaylease -n "__fish_relaylease_using_subcommand smtp-wrap" -s v -l
 complete -c relaylease -n "__fish_relaylease_using_subcommand smtp-wrap" -s q -l quiet -d 'Less log output: warnings and errors only (twice: errors only)'
 complete -c relaylease -n "__fish_relaylease_using_subcommand smtp-wrap" -s h -l help -d 'Print help'
 complete -c relaylease -n "__fish_relaylease_using_subcommand smtp-wrap" -s V -l version -d 'Print version'
+complete -c relaylease -n "__fish_relaylease_using_subcommand usage" -l since -d 'Only users with a login or a relay in this period (humantime: 180d); with --users-file, those who relayed in it' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand usage" -l forget -d 'Remove USER\'s usage record (a privacy request); an address removes the record of logins without a user name from it' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand usage" -l token -d 'Which user a --mark-header token stands for (asks the daemon, which holds --mark-token-secret)' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand usage" -l socket -d 'Control socket of the daemon [default: /run/relaylease/relaylease.sock as root, else $XDG_RUNTIME_DIR/relaylease.sock]' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand usage" -l db -d 'Lease database directory [default: /var/lib/relaylease as root, else $XDG_STATE_HOME/relaylease]' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand usage" -l json -d 'One JSON object, for scripts'
+complete -c relaylease -n "__fish_relaylease_using_subcommand usage" -l csv -d 'CSV with a header line, times in UTC'
+complete -c relaylease -n "__fish_relaylease_using_subcommand usage" -l users-file -d 'Print a --users file listing the users who relayed through a lease (the freeze: give it to the daemon\'s --users and reload)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand usage" -s v -l verbose -d 'More log output (repeat for more)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand usage" -s q -l quiet -d 'Less log output: warnings and errors only (twice: errors only)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand usage" -s h -l help -d 'Print help'
+complete -c relaylease -n "__fish_relaylease_using_subcommand usage" -s V -l version -d 'Print version'
 complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -l format -d 'Parse every line as this format instead of detecting it' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -l login-pattern -d 'A site\'s own login format: a regex with named groups `ip` and optionally `user`' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -l socket -d 'Control socket of the daemon [default: /run/relaylease/relaylease.sock as root, else $XDG_RUNTIME_DIR/relaylease.sock]' -r -F
@@ -149,15 +167,16 @@ complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -s v -l
 complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -s q -l quiet -d 'Less log output: warnings and errors only (twice: errors only)'
 complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -s h -l help -d 'Print help'
 complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -s V -l version -d 'Print version'
-complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap parse-log help" -f -a "daemon" -d 'Run the daemon: follow logins, keep leases, answer the SMTP side'
-complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap parse-log help" -f -a "check" -d 'May ADDR relay now? Exit 0 yes, 1 no, 2 error'
-complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap parse-log help" -f -a "list" -d 'List the live leases, soonest expiry first'
-complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap parse-log help" -f -a "add" -d 'Grant ADDR a lease by hand'
-complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap parse-log help" -f -a "del" -d 'Delete the lease of ADDR'
-complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap parse-log help" -f -a "flush" -d 'Delete every lease'
-complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap parse-log help" -f -a "window" -d 'Show the expiry window, or change it for logins from now on (until the daemon restarts: put it in --expire to keep it)'
-complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap parse-log help" -f -a "stats" -d 'Show counters'
-complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap parse-log help" -f -a "hook" -d 'Report one successful login to the daemon, then exec PROGRAM (a login chain link)'
-complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap parse-log help" -f -a "smtp-wrap" -d 'Under tcpserver: set RELAYCLIENT when $TCPREMOTEIP may relay, then exec PROGRAM'
-complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap parse-log help" -f -a "parse-log" -d 'Dry run: print the logins found in log files (or stdin), touching nothing'
-complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap parse-log help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap usage parse-log help" -f -a "daemon" -d 'Run the daemon: follow logins, keep leases, answer the SMTP side'
+complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap usage parse-log help" -f -a "check" -d 'May ADDR relay now? Exit 0 yes, 1 no, 2 error'
+complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap usage parse-log help" -f -a "list" -d 'List the live leases, soonest expiry first'
+complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap usage parse-log help" -f -a "add" -d 'Grant ADDR a lease by hand'
+complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap usage parse-log help" -f -a "del" -d 'Delete the lease of ADDR'
+complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap usage parse-log help" -f -a "flush" -d 'Delete every lease'
+complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap usage parse-log help" -f -a "window" -d 'Show the expiry window, or change it for logins from now on (until the daemon restarts: put it in --expire to keep it)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap usage parse-log help" -f -a "stats" -d 'Show counters'
+complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap usage parse-log help" -f -a "hook" -d 'Report one successful login to the daemon, then exec PROGRAM (a login chain link)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap usage parse-log help" -f -a "smtp-wrap" -d 'Under tcpserver: set RELAYCLIENT when $TCPREMOTEIP may relay, then exec PROGRAM'
+complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap usage parse-log help" -f -a "usage" -d 'Who logged in and who relayed through a lease: the usage table, most recent relay first (counts are totals since each record began)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap usage parse-log help" -f -a "parse-log" -d 'Dry run: print the logins found in log files (or stdin), touching nothing'
+complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap usage parse-log help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
