@@ -154,6 +154,13 @@ fn each_relayed_message_is_one_audit_line_and_counts_in_its_users_record() {
         "action=OK"
     );
     assert_eq!(p.data("127.0.0.90", "m4", "Q4"), "action=DUNNO");
+    // Relay is decided at RCPT: an OK asked at another stage is no use of the lease.
+    let mail = [
+        ("protocol_state", "MAIL"),
+        ("client_address", "127.0.0.81"),
+        ("instance", "m5"),
+    ];
+    assert_eq!(p.ask(&mail), "action=OK");
     drop(p);
 
     assert!(
@@ -203,7 +210,7 @@ fn each_relayed_message_is_one_audit_line_and_counts_in_its_users_record() {
     let stats = json(&env, &["stats", "--json"]);
     assert_eq!(stats["relayed_messages"], 2, "{stats}");
     assert_eq!(stats["relayed_recipients"], 4, "{stats}");
-    assert_eq!(stats["policy_ok"], 5, "{stats}");
+    assert_eq!(stats["policy_ok"], 6, "{stats}");
     assert_eq!(stats["usage_lost"], 0, "{stats}");
     let prom = env.run(&["stats", "--prometheus"]).stdout;
     assert!(

@@ -114,7 +114,7 @@ impl PolicySession {
 
     /// Answer one request into `out`. At RCPT (and any stage but DATA and END-OF-MESSAGE):
     /// OK for a leased or `--allow`ed client, else DUNNO (DEFER_IF_REJECT at RCPT with
-    /// `--unleased-action defer`). At DATA and END-OF-MESSAGE never OK: PREPEND of the mark
+    /// `--unleased-action defer`); only an OK at RCPT is recorded as a use. At DATA and END-OF-MESSAGE never OK: PREPEND of the mark
     /// header at DATA for a message that relayed through a lease, else DUNNO.
     pub fn answer(&mut self, req: &RequestRef<'_>, now: Millis, out: &mut Vec<u8>) {
         let leases = &*self.leases;
@@ -134,7 +134,10 @@ impl PolicySession {
             out.extend_from_slice(reply(Action::Dunno));
             return;
         };
-        let Some(usage) = leases.usage() else {
+        // Relay is decided at RCPT: an OK at another stage (a policy asked from
+        // smtpd_client_restrictions, say) is no use of the lease.
+        let usage = leases.usage().filter(|_| state == Some(b"RCPT"));
+        let Some(usage) = usage else {
             if leases.allowed(ip, now) {
                 return ok(leases, ip, out);
             }

@@ -24,7 +24,10 @@ pub const MAX_CONNS: usize = 1024;
 /// request for this long is closed, however slowly its bytes trickle in.
 pub const IDLE: Duration = Duration::from_secs(600);
 
-/// The answer for one request. Never OK unless the client address parses and may relay.
+/// The answer for one request at RCPT. Never OK unless the client address parses and may
+/// relay. The service itself answers through [`super::lease_use::PolicySession`], which
+/// gives the same answers at RCPT, records the uses of leases, and answers differently at
+/// DATA and END-OF-MESSAGE.
 pub fn decide(leases: &Leases, req: &Request, now: Millis) -> Action {
     judge(leases, client_ip(req), req.client_address.as_deref(), now)
 }

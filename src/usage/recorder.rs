@@ -24,6 +24,8 @@ use crate::store::{Leases, Stats, UsageStore};
 pub const TICK: Duration = Duration::from_millis(50);
 /// How often the batch of counts is written.
 pub const FLUSH: Duration = Duration::from_secs(1);
+/// How often a batch is tried while the store keeps failing.
+const FLUSH_FAILING: Duration = Duration::from_secs(10);
 /// What a `kill -9` may lose, in seconds, as the documentation states it.
 pub const CRASH_BOUND_SECS: u64 = 2;
 /// Events handled per drain, at most; the rest wait for the next tick.
@@ -133,7 +135,10 @@ impl Recorder {
                         self.audit_message(&m);
                     }
                     self.audit.flush();
-                    if last_flush.elapsed() >= FLUSH {
+                    // A store that fails (Redis away: each try may wait seconds) is tried
+                    // less often, so the queue keeps being drained.
+                    let every = if self.failing_since.is_some() { FLUSH_FAILING } else { FLUSH };
+                    if last_flush.elapsed() >= every {
                         last_flush = Instant::now();
                         self.flush(now).await;
                     }
