@@ -97,7 +97,7 @@ pub async fn run(
     };
     let leases = Arc::new(Leases::open(backend, cfg.rules.clone(), now_ms())?);
     let recorder =
-        crate::usage::recorder::start(&leases, usage_store, cfg.usage.clone(), cfg.log_format);
+        crate::usage::recorder::start(&leases, usage_store, cfg.usage.clone(), cfg.log_format)?;
     let mut unix_paths = vec![cfg.paths.socket.clone()];
     unix_paths.extend(
         cfg.policy

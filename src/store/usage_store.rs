@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::SledBackend;
 use super::usage_redis::UsageRedis;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::lease::Millis;
 use crate::usage::table::{Record, Subject};
 
@@ -104,40 +104,27 @@ pub enum UsageStore {
     Redis(Arc<UsageRedis>),
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| Err(Error::invalid(format!("internal error: {e}"))))
-}
-
+/// The methods are async for Redis; the sled ones block, which is what the recorder wants
+/// on its own thread and runtime.
 impl UsageStore {
     /// Add a batch; records with no activity for `retention` expire (Redis) or are pruned.
     pub async fn apply(&self, batch: Vec<(Subject, Record)>, retention: Duration) -> Result<()> {
         match self {
-            UsageStore::Sled(s) => {
-                let s = s.clone();
-                blocking(move || s.apply(&batch)).await
-            }
+            UsageStore::Sled(s) => s.apply(&batch),
             UsageStore::Redis(r) => r.apply(&batch, retention).await,
         }
     }
 
     pub async fn load(&self) -> Result<Vec<(Subject, Record)>> {
         match self {
-            UsageStore::Sled(s) => {
-                let s = s.clone();
-                blocking(move || s.load()).await
-            }
+            UsageStore::Sled(s) => s.load(),
             UsageStore::Redis(r) => r.load().await,
         }
     }
 
     pub async fn forget(&self, subject: Subject) -> Result<bool> {
         match self {
-            UsageStore::Sled(s) => {
-                let s = s.clone();
-                blocking(move || s.forget(&subject)).await
-            }
+            UsageStore::Sled(s) => s.forget(&subject),
             UsageStore::Redis(r) => r.forget(&subject).await,
         }
     }
@@ -145,10 +132,7 @@ impl UsageStore {
     /// Drop records idle since `before` (Redis expires its own).
     pub async fn prune(&self, before: Millis) -> Result<usize> {
         match self {
-            UsageStore::Sled(s) => {
-                let s = s.clone();
-                blocking(move || s.prune(before)).await
-            }
+            UsageStore::Sled(s) => s.prune(before),
             UsageStore::Redis(_) => Ok(0),
         }
     }

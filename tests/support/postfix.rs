@@ -78,8 +78,8 @@ impl Postfix {
         Postfix::start_with_main_cf(dir, restrictions, "")
     }
 
-    /// [`Postfix::start_with_restrictions`] with `extra` lines at the end of main.cf (a later
-    /// setting of a parameter replaces an earlier one).
+    /// [`Postfix::start_with_restrictions`] with the `extra` lines of main.cf replacing the
+    /// rig's settings of the same parameters (or added).
     pub fn start_with_main_cf(dir: &Path, restrictions: &str, extra: &str) -> Postfix {
         process::prepare();
         let postfix = find_program("postfix", "postfix");
@@ -96,7 +96,7 @@ impl Postfix {
         process::set_mode(&data, 0o700);
         process::write_config(
             &config_dir.join("main.cf"),
-            &(main_cf(&root, restrictions) + extra),
+            &with_extra(&main_cf(&root, restrictions), extra),
         );
         let log = root.join("maillog");
         let start_log = root.join("postfix-start.out");
@@ -319,6 +319,20 @@ smtpd_relay_restrictions = {restrictions}
 biff = no
 "
     )
+}
+
+/// `base` main.cf with the parameters `extra` sets taken out, then `extra`: Postfix warns
+/// about a parameter set twice, from every program it starts.
+fn with_extra(base: &str, extra: &str) -> String {
+    let name = |line: &str| line.split_once('=').map(|(n, _)| n.trim().to_string());
+    let replaced: Vec<String> = extra.lines().filter_map(name).collect();
+    let mut out: String = base
+        .lines()
+        .filter(|l| l.starts_with('#') || !name(l).is_some_and(|n| replaced.contains(&n)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    out.push_str(extra);
+    out
 }
 
 /// The `smtpd_relay_restrictions` of contrib/postfix/main.cf.snippet, the setup relaylease
