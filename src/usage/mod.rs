@@ -3,7 +3,7 @@
 //!
 //! An answer hands the use to [`Usage::send`], which puts it in a bounded queue and returns:
 //! recording never delays or changes an answer, and a use that finds the queue full is
-//! counted as lost in `stats`. The recorder task ([`recorder`]) empties the queue every
+//! counted as lost in `stats`. The recorder ([`recorder`], a thread of its own) empties the queue every
 //! [`recorder::TICK`], puts Postfix's per-recipient requests together into messages
 //! ([`message`]), writes one audit line per relayed message, and adds the counts to the
 //! per-user usage table ([`table`]) in batches, every [`recorder::FLUSH`]. Logins are counted
