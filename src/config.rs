@@ -86,6 +86,8 @@ pub struct DaemonConfig {
     pub socket_gid: Option<u32>,
     pub log_format: LogFormat,
     pub watches: Vec<WatchSpec>,
+    /// `--watch-insecure`: follow logs that ordinary users can write.
+    pub watch_insecure: bool,
     pub login_patterns: Vec<regex::Regex>,
     /// `--max-session-hold`: how long an open session may keep its login's lease.
     pub max_session_hold: Duration,
@@ -138,6 +140,7 @@ fn socketmap_map(name: &str, value: &str) -> Result<crate::answers::socketmap::M
 fn dovecot_policy(
     addr: &str,
     secret_file: Option<&Path>,
+    no_secret: bool,
 ) -> Result<crate::sources::dovecot_policy::PolicyConfig> {
     let bad = |why: &str| Error::invalid(format!("--dovecot-policy '{addr}': {why}"));
     let addr = match parse_listen_addr("--dovecot-policy", addr)? {
@@ -154,7 +157,12 @@ fn dovecot_policy(
         }
     };
     let secret = match secret_file {
-        None => None,
+        None if no_secret => None,
+        None => {
+            return Err(bad(
+                "needs --dovecot-policy-secret-file with the auth_policy_server_api_header Dovecot sends (without it any local process can open the relay; --dovecot-policy-no-secret accepts that)",
+            ));
+        }
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
             let header = crate::sources::dovecot_policy_proto::ApiHeader::parse(&text)
@@ -259,6 +267,7 @@ impl DaemonConfig {
             socket_gid: a.socket_group.as_deref().map(group_id).transpose()?,
             log_format: a.log_format,
             watches: watch_specs(a)?,
+            watch_insecure: a.watch_insecure,
             login_patterns: a
                 .login_pattern
                 .iter()
@@ -279,7 +288,13 @@ impl DaemonConfig {
             dovecot_policy: a
                 .dovecot_policy
                 .as_deref()
-                .map(|addr| dovecot_policy(addr, a.dovecot_policy_secret_file.as_deref()))
+                .map(|addr| {
+                    dovecot_policy(
+                        addr,
+                        a.dovecot_policy_secret_file.as_deref(),
+                        a.dovecot_policy_no_secret,
+                    )
+                })
                 .transpose()?,
             policy_mode: parse_mode(&a.policy_mode)?,
             policy_gid: a.policy_group.as_deref().map(group_id).transpose()?,
@@ -304,7 +319,7 @@ impl DaemonConfig {
                 .store
                 .as_deref()
                 .filter(|s| !s.is_empty())
-                .map(|url| RedisConfig::parse(url, &a.store_prefix))
+                .map(|url| RedisConfig::parse(url, &a.store_prefix, a.store_no_password))
                 .transpose()?,
         })
     }
@@ -357,11 +372,21 @@ mod tests {
             p
         };
         let good = file("good", "X-Relaylease-Secret: s3cr3t\n");
-        let c = dovecot_policy("inet:127.0.0.1:10032", Some(&good)).unwrap();
+        let c = dovecot_policy("inet:127.0.0.1:10032", Some(&good), false).unwrap();
         assert_eq!(c.addr, "127.0.0.1:10032".parse().unwrap());
         assert_eq!(c.secret.unwrap().name, "X-Relaylease-Secret");
+        // No secret: refused, unless the administrator says any local process may report.
+        let e = dovecot_policy("inet:[::1]:10032", None, false)
+            .unwrap_err()
+            .to_string();
         assert!(
-            dovecot_policy("inet:[::1]:10032", None)
+            e.contains("needs --dovecot-policy-secret-file")
+                && e.contains("--dovecot-policy-no-secret"),
+            "{e}"
+        );
+        assert_eq!(e.lines().count(), 1, "{e}");
+        assert!(
+            dovecot_policy("inet:[::1]:10032", None, true)
                 .unwrap()
                 .secret
                 .is_none()
@@ -372,15 +397,15 @@ mod tests {
             ("unix:/run/relaylease/dovecot.sock", "TCP only"),
             ("127.0.0.1:10032", "expected unix:/path or inet:host:port"),
         ] {
-            let e = dovecot_policy(addr, None).unwrap_err().to_string();
+            let e = dovecot_policy(addr, None, true).unwrap_err().to_string();
             assert!(e.contains(needle) && e.contains(addr), "{e}");
             assert_eq!(e.lines().count(), 1, "{e}");
         }
         let empty = file("empty", "\n");
-        let e = dovecot_policy("inet:127.0.0.1:10032", Some(&empty)).unwrap_err();
+        let e = dovecot_policy("inet:127.0.0.1:10032", Some(&empty), false).unwrap_err();
         assert!(e.to_string().contains("expected one line"), "{e}");
         let missing = dir.path().join("missing");
-        let e = dovecot_policy("inet:127.0.0.1:10032", Some(&missing)).unwrap_err();
+        let e = dovecot_policy("inet:127.0.0.1:10032", Some(&missing), false).unwrap_err();
         assert!(e.to_string().starts_with("cannot read"), "{e}");
     }
 

@@ -64,6 +64,28 @@ pub async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
+/// Say at start which ways in the settings leave open beyond root and the mail servers.
+fn warn_about_exposure(cfg: &DaemonConfig) {
+    if cfg.socket_mode & 0o002 != 0 && cfg.writer_gid.is_none() {
+        tracing::warn!(socket = %cfg.paths.socket.display(), mode = format!("{:04o}", cfg.socket_mode),
+            "--socket-mode lets every local user connect to the control socket: each can ask about any address (only root and the daemon's user may change leases; --writer-group names more)");
+    }
+    for (flag, addrs) in [("--policy", &cfg.policy), ("--socketmap", &cfg.socketmap)] {
+        for a in addrs {
+            if let ListenAddr::Inet(sa) = a
+                && !sa.ip().is_loopback()
+            {
+                tracing::warn!(addr = %sa, "{flag} listens beyond this host: whoever reaches it learns which addresses may relay, which is information about customers");
+            }
+        }
+    }
+    if cfg.watch_insecure && !cfg.watches.is_empty() {
+        tracing::warn!(
+            "--watch-insecure: log files that ordinary users can write are followed, so any of them could open the relay"
+        );
+    }
+}
+
 /// Run until `shutdown` resolves. `reload` ticks on SIGHUP.
 pub async fn run(
     cfg: DaemonConfig,
@@ -74,6 +96,7 @@ pub async fn run(
         Some(p) => crate::answers::cdbfile::read_base(p)?,
         None => Vec::new(),
     };
+    warn_about_exposure(&cfg);
     let root = nix::unistd::Uid::effective().is_root();
     let run_as = cfg.run_as.as_ref().filter(|_| root);
     if let Some(to) = run_as {
@@ -182,7 +205,7 @@ pub async fn run(
             "dovecot-policy: taking Dovecot's auth-policy reports");
         if c.secret.is_none() {
             tracing::warn!(addr = %c.addr,
-                "dovecot-policy: no --dovecot-policy-secret-file: any local process can report a login");
+                "dovecot-policy: --dovecot-policy-no-secret: any local process can report a login and open the relay");
         }
         tasks.spawn(crate::sources::dovecot_policy::serve(
             l,
@@ -211,6 +234,7 @@ pub async fn run(
             &cfg.login_patterns,
             leases.clone(),
             cfg.max_session_hold,
+            cfg.watch_insecure,
         )?)
     };
     if let Some(to) = run_as {

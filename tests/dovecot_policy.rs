@@ -323,3 +323,56 @@ fn a_reachable_address_or_a_bad_secret_file_is_refused_at_start() {
         assert_eq!(o.stderr.trim().lines().count(), 1, "{args:?}: {o:?}");
     }
 }
+
+/// `curl` run as `nobody`, posting a successful report for `addr` with `header` (if any).
+/// Returns the HTTP status.
+fn report_as_nobody(port: u16, header: Option<&str>, addr: &str) -> String {
+    let mut c = std::process::Command::new("curl");
+    c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"]);
+    if let Some(h) = header {
+        c.args(["-H", h]);
+    }
+    c.args(["--data", &report(addr)])
+        .arg(format!("http://127.0.0.1:{port}/?command=report"))
+        .stdin(std::process::Stdio::null());
+    let out = common::as_nobody(&mut c).output().expect("run curl");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn nobody_cannot_report_a_login_unless_the_daemon_was_told_to_take_reports_without_a_secret() {
+    // Default: no secret, no start, one line naming the fix.
+    let env = Env::new();
+    let port = free_port();
+    let addr = format!("inet:127.0.0.1:{port}");
+    let o = env.run(&["daemon", "--dovecot-policy", &addr]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert_eq!(o.stderr.trim().lines().count(), 1, "{o:?}");
+    assert!(
+        o.stderr.contains("needs --dovecot-policy-secret-file"),
+        "{o:?}"
+    );
+
+    // With the secret: nobody, who cannot read it, is refused and grants nothing.
+    let secret = secret_file(&env, &format!("{SECRET}\n"));
+    let d = start_daemon(&env, port, &secret);
+    assert_eq!(report_as_nobody(port, None, "203.0.113.66"), "401");
+    assert_eq!(
+        report_as_nobody(port, Some("X-Relaylease-Secret: guess"), "203.0.113.66"),
+        "403"
+    );
+    assert!(!may_relay(&env, "203.0.113.66"));
+    drop(d);
+
+    // --dovecot-policy-no-secret is what opens it: the same request from nobody grants.
+    let d = env.start(&["--dovecot-policy", &addr, "--dovecot-policy-no-secret"]);
+    assert!(
+        d.log_text().contains(
+            "--dovecot-policy-no-secret: any local process can report a login and open the relay"
+        ),
+        "{}",
+        d.log_text()
+    );
+    assert_eq!(report_as_nobody(port, None, "203.0.113.66"), "200");
+    assert!(may_relay(&env, "203.0.113.66"));
+}

@@ -6,7 +6,6 @@ mod common;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 use common::{Env, closed, eventually, raw};
@@ -237,45 +236,26 @@ fn a_database_in_use_is_a_clear_error_not_a_quarantine() {
     );
 }
 
-/// Run the binary as the unprivileged user `nobody`.
-fn as_nobody(env: &Env, args: &[&str]) -> common::Out {
-    let mut c = env.cmd();
-    c.args(args);
-    unsafe {
-        c.pre_exec(|| {
-            nix::unistd::setgroups(&[]).map_err(std::io::Error::from)?;
-            nix::unistd::setgid(nix::unistd::Gid::from_raw(65534)).map_err(std::io::Error::from)?;
-            nix::unistd::setuid(nix::unistd::Uid::from_raw(65534)).map_err(std::io::Error::from)?;
-            Ok(())
-        });
-    }
-    common::Out::from(c.output().expect("run as nobody"))
-}
-
 #[test]
 fn peer_credentials_decide_who_may_change_leases() {
-    assert!(
-        nix::unistd::Uid::effective().is_root(),
-        "this test switches a child to user nobody and must run as root"
-    );
     let env = Env::new();
     std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let d = env.start(&["--socket-mode", "0666"]);
     assert_eq!(env.run(&["add", "192.0.2.50"]).code, 0);
 
-    let o = as_nobody(&env, &["check", "192.0.2.50"]);
+    let o = env.run_as_nobody(&["check", "192.0.2.50"]);
     assert_eq!(o.code, 0, "anyone who can connect may check: {o:?}");
-    assert_eq!(as_nobody(&env, &["list"]).code, 0);
-    assert_eq!(as_nobody(&env, &["stats"]).code, 0);
+    assert_eq!(env.run_as_nobody(&["list"]).code, 0);
+    assert_eq!(env.run_as_nobody(&["stats"]).code, 0);
 
-    assert_eq!(as_nobody(&env, &["window"]).code, 0);
+    assert_eq!(env.run_as_nobody(&["window"]).code, 0);
     for args in [
         &["add", "192.0.2.51"][..],
         &["del", "192.0.2.50"][..],
         &["flush"][..],
         &["window", "5h"][..],
     ] {
-        let o = as_nobody(&env, args);
+        let o = env.run_as_nobody(args);
         assert_eq!(o.code, 2, "{args:?}: {o:?}");
         assert!(o.stderr.contains("permission denied: uid 65534"), "{o:?}");
         assert_eq!(o.stderr.lines().count(), 1, "{o:?}");
@@ -290,7 +270,7 @@ fn peer_credentials_decide_who_may_change_leases() {
 
     // Members of --writer-group may write (nobody's primary group is nogroup, 65534).
     let _d = env.start(&["--socket-mode", "0666", "--writer-group", "65534"]);
-    let o = as_nobody(&env, &["add", "192.0.2.52"]);
+    let o = env.run_as_nobody(&["add", "192.0.2.52"]);
     assert_eq!(o.code, 0, "{o:?}");
 }
 

@@ -24,6 +24,8 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// Credentials of the Redis user the harness itself uses (tests with ACLs turn `default` off).
 const ADMIN: (&str, &str) = ("admin", "admin-pw");
+/// The password of Redis's `default` user (`requirepass`), where tests leave it on.
+const DEFAULT_PW: &str = "default-pw";
 
 /// A redis-server of our own: loopback only, its files in a temp dir, killed on drop.
 /// Append-only persistence with fsync on every write, as docs/redis.md recommends.
@@ -47,7 +49,7 @@ impl Redis {
         let port = free_port();
         let conf = format!(
             "port {port}\nbind 127.0.0.1\ndir {}\nsave \"\"\nappendonly yes\nappendfsync always\n\
-             daemonize no\nlogfile {}\nuser {} on >{} ~* &* +@all\n{extra}\n",
+             daemonize no\nlogfile {}\nuser {} on >{} ~* &* +@all\nrequirepass {DEFAULT_PW}\n{extra}\n",
             dir.path().display(),
             dir.path().join("redis.log").display(),
             ADMIN.0,
@@ -105,7 +107,13 @@ impl Redis {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// As the default user, with its password (relaylease refuses a URL without one).
     fn url(&self) -> String {
+        format!("redis://:{DEFAULT_PW}@127.0.0.1:{}/0", self.port)
+    }
+
+    /// No password at all: taken only with --store-no-password.
+    fn url_without_password(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
@@ -572,14 +580,14 @@ fn an_acl_user_with_its_password_works_and_a_wrong_one_never_says_ok() {
             redis.url_as("relay", "wrong-pw"),
             "wrong user name or password",
         ),
-        (redis.url(), "NOAUTH"),
+        (redis.url_without_password(), "NOAUTH"),
         (redis.url_as("reader", "reader-pw"), "NOPERM"),
     ] {
         let env = Env::new();
         let policy_sock = env.path("policy.sock");
         let out = env
             .cmd()
-            .args(["daemon", "--store", &url, "--policy"])
+            .args(["daemon", "--store", &url, "--store-no-password", "--policy"])
             .arg(format!("unix:{}", policy_sock.display()))
             .output()
             .expect("run daemon");
@@ -753,7 +761,7 @@ fn tls_with_a_trusted_certificate_and_never_with_an_unknown_one() {
         c("redis.key"),
         c("ca.pem")
     ));
-    let url = format!("rediss://127.0.0.1:{tls_port}/0");
+    let url = format!("rediss://:{DEFAULT_PW}@127.0.0.1:{tls_port}/0");
     let ca = certs.path().join("ca.pem");
 
     let pop = Env::new();
@@ -872,4 +880,76 @@ fn logins_queued_during_an_outage_survive_a_crash_of_the_daemon() {
         .filter_map(|l| l["logins"].as_u64())
         .collect();
     assert_eq!(logins, [1], "{list:?}");
+}
+
+/// `redis-cli` run as `nobody` with no password, as a hostile local user would: it writes a
+/// lease for `ip` the way relaylease itself does (the key, then the event on the channel).
+/// Returns what Redis answered.
+fn forge_lease_as_nobody(redis: &Redis, ip: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let lease = format!(
+        r#"{{"net":"{ip}/32","deadline":{},"first_login":{now},"last_login":{now},"user":"mallory","source":"hook","logins":1}}"#,
+        now + 1_800_000
+    );
+    let mut said = String::new();
+    for args in [
+        vec![
+            "SET".to_string(),
+            format!("relaylease:lease:{ip}/32"),
+            lease.clone(),
+        ],
+        vec![
+            "PUBLISH".to_string(),
+            "relaylease:events".to_string(),
+            format!(r#"{{"op":"put","lease":{lease}}}"#),
+        ],
+    ] {
+        let mut c = Command::new("redis-cli");
+        c.args(["-h", "127.0.0.1", "-p", &redis.port.to_string()])
+            .args(&args)
+            .stdin(Stdio::null());
+        let out = common::as_nobody(&mut c).output().expect("run redis-cli");
+        said.push_str(String::from_utf8_lossy(&out.stdout).trim());
+        said.push('\n');
+    }
+    said
+}
+
+#[test]
+fn nobody_cannot_write_a_lease_through_redis_unless_the_store_has_no_password() {
+    let _serial = serial();
+    // Default: the URL must carry a password, refused in one line otherwise.
+    let redis = Redis::start();
+    let env = Env::new();
+    let o = env.run(&["daemon", "--store", &redis.url_without_password()]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert_eq!(o.stderr.trim().lines().count(), 1, "{o:?}");
+    assert!(
+        o.stderr.contains("no password") && o.stderr.contains("--store-no-password"),
+        "{o:?}"
+    );
+    // With a password on the default user, nobody's unauthenticated writes are refused.
+    let smtp = SmtpHost::start(&redis.url(), &[]);
+    let said = forge_lease_as_nobody(&redis, "203.0.113.66");
+    assert!(said.contains("NOAUTH"), "{said}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(smtp.policy().action("203.0.113.66"), "DUNNO");
+    drop(smtp);
+    drop(redis);
+
+    // --store-no-password on a Redis without one: the flag, not an accident, opens the way.
+    let open = Redis::start_with("user default on nopass ~* &* +@all");
+    let smtp = SmtpHost::start(&open.url_without_password(), &["--store-no-password"]);
+    let said = forge_lease_as_nobody(&open, "203.0.113.67");
+    assert!(!said.contains("NOAUTH"), "{said}");
+    assert!(
+        eventually(Duration::from_secs(5), || smtp
+            .policy()
+            .action("203.0.113.67")
+            == "OK"),
+        "{said}"
+    );
 }

@@ -73,6 +73,9 @@ complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l log-for
 json\t''"
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l socket -d 'Control socket of the daemon [default: /run/relaylease/relaylease.sock as root, else $XDG_RUNTIME_DIR/relaylease.sock]' -r -F
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l db -d 'Lease database directory [default: /var/lib/relaylease as root, else $XDG_STATE_HOME/relaylease]' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l watch-insecure -d 'Follow --watch files that ordinary users can write (the file or its directory writable by others, or owned by a uid of 1000 or above): any of them could then write a login line and open the relay. Without it such a file is refused'
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l dovecot-policy-no-secret -d 'Take Dovecot\'s auth-policy reports without a secret: any local process can then report a login and open the relay for any address. Without it --dovecot-policy needs --dovecot-policy-secret-file'
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l store-no-password -d 'Use a --store URL without a password: whoever can reach that Redis can then write a lease and open the relay. Without it a URL must carry a password'
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -s v -l verbose -d 'More log output (repeat for more)'
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -s q -l quiet -d 'Less log output: warnings and errors only (twice: errors only)'
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -s h -l help -d 'Print help'

@@ -7,6 +7,7 @@ pub mod follow;
 pub mod hook;
 pub mod logparse;
 pub mod sessions;
+pub mod watch_trust;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -217,11 +218,18 @@ pub fn start_followers(
     patterns: &[regex::Regex],
     leases: Arc<Leases>,
     max_session_hold: Duration,
+    trust_any: bool,
 ) -> crate::Result<(std::thread::JoinHandle<()>, mpsc::Sender<Msg>)> {
     let mut followers: Vec<Follower> = specs
         .iter()
-        .map(|s| Follower::new(s.path.clone(), LineParser::new(s.format, patterns.to_vec())))
+        .map(|s| {
+            Follower::new(s.path.clone(), LineParser::new(s.format, patterns.to_vec()))
+                .trust_any(trust_any)
+        })
         .collect();
+    if let Some(why) = followers.iter().find_map(Follower::untrusted) {
+        return Err(crate::Error::invalid(why));
+    }
     let mut sink = StoreSink {
         leases,
         warned_no_address: Default::default(),
