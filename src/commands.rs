@@ -8,11 +8,11 @@ use crate::config::Paths;
 use crate::control::client::{CallError, call};
 use crate::control::handle;
 use crate::control::proto::{Op, Reply};
-use crate::daemon::open_store;
 use crate::error::{Error, Result};
 use crate::lease::{
     Lease, Millis, now_ms, parse_duration, parse_ip, parse_key, show_key, show_remaining,
 };
+use crate::store::open_store;
 use crate::store::{Leases, StatsSnapshot};
 
 /// How long a command waits for the daemon.
@@ -64,7 +64,7 @@ pub fn execute(paths: &Paths, op: Op) -> Result<Reply> {
 /// would show nothing, and change nothing any host answers from.
 fn refuse_shared(backend: &dyn crate::store::Backend) -> Result<()> {
     match backend.get_meta(crate::store::STORE_META)? {
-        Some(v) if v != crate::daemon::LOCAL_STORE => Err(Error::invalid(format!(
+        Some(v) if v != crate::store::LOCAL_STORE => Err(Error::invalid(format!(
             "the daemon keeps leases in Redis ({}): start it (or use a host where it runs)",
             String::from_utf8_lossy(&v)
         ))),

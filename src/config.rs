@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::unistd::{Group, Uid};
+use nix::unistd::Uid;
 
 use crate::answers::cdbfile::{CdbConfig, parse_env};
 use crate::cli::{DaemonArgs, LogFormat};
@@ -178,19 +178,6 @@ fn dovecot_policy(
     Ok(crate::sources::dovecot_policy::PolicyConfig { addr, secret })
 }
 
-pub fn group_id(name: &str) -> Result<u32> {
-    if let Ok(n) = name.parse::<u32>() {
-        return Ok(n);
-    }
-    match Group::from_name(name) {
-        Ok(Some(g)) => Ok(g.gid.as_raw()),
-        Ok(None) => Err(Error::invalid(format!("unknown group '{name}'"))),
-        Err(e) => Err(Error::invalid(format!(
-            "cannot look up group '{name}': {e}"
-        ))),
-    }
-}
-
 pub fn parse_mode(s: &str) -> Result<u32> {
     u32::from_str_radix(s.trim_start_matches("0o"), 8)
         .ok()
@@ -262,9 +249,17 @@ impl DaemonConfig {
                 users,
             },
             users_file: a.users.clone(),
-            writer_gid: a.writer_group.as_deref().map(group_id).transpose()?,
+            writer_gid: a
+                .writer_group
+                .as_deref()
+                .map(crate::privs::group_id)
+                .transpose()?,
             socket_mode: parse_mode(&a.socket_mode)?,
-            socket_gid: a.socket_group.as_deref().map(group_id).transpose()?,
+            socket_gid: a
+                .socket_group
+                .as_deref()
+                .map(crate::privs::group_id)
+                .transpose()?,
             log_format: a.log_format,
             watches: watch_specs(a)?,
             watch_insecure: a.watch_insecure,
@@ -297,7 +292,11 @@ impl DaemonConfig {
                 })
                 .transpose()?,
             policy_mode: parse_mode(&a.policy_mode)?,
-            policy_gid: a.policy_group.as_deref().map(group_id).transpose()?,
+            policy_gid: a
+                .policy_group
+                .as_deref()
+                .map(crate::privs::group_id)
+                .transpose()?,
             run_as: a
                 .user
                 .as_deref()
@@ -420,10 +419,10 @@ mod tests {
                 .contains("'0999'")
         );
         assert!(parse_mode("7777").is_err());
-        assert_eq!(group_id("0").unwrap(), 0);
-        assert_eq!(group_id("root").unwrap(), 0);
+        assert_eq!(crate::privs::group_id("0").unwrap(), 0);
+        assert_eq!(crate::privs::group_id("root").unwrap(), 0);
         assert!(
-            group_id("no-such-group-here")
+            crate::privs::group_id("no-such-group-here")
                 .unwrap_err()
                 .to_string()
                 .contains("'no-such-group-here'")

@@ -29,6 +29,7 @@ pub mod expiry;
 pub mod lease;
 pub mod listen;
 pub mod privs;
+pub mod shutdown;
 pub mod sources;
 pub mod store;
 

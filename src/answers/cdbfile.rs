@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use super::tcprules::{Rule, build_rules, lease_keys, parse_rules};
 use crate::error::{Error, Result};
 use crate::lease::{now_ms, show_key};
+use crate::shutdown::Shutdown;
 use crate::store::{Leases, Stats};
 
 /// Wait this long after a change for more before writing: one write per burst.
@@ -94,13 +95,13 @@ fn build(leases: &Leases, base: &[Rule], env: &[(String, String)]) -> Result<(Ve
 }
 
 /// Rebuild on every change (coalesced) and on `reload` (SIGHUP: the base file is re-read),
-/// until `stop` turns true. Writes once at start so the file always exists.
+/// until `shutdown`. Writes once at start so the file always exists.
 pub async fn run(
     cfg: CdbConfig,
     mut base: Vec<Rule>,
     leases: Arc<Leases>,
     mut reload: mpsc::Receiver<()>,
-    stop: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) {
     let mut changes = leases.subscribe();
     let mut failed = false;
@@ -147,7 +148,7 @@ pub async fn run(
                 }
             }
             _ = tokio::time::sleep(RETRY), if failed => {}
-            _ = crate::daemon::stopped(stop.clone()) => {
+            _ = shutdown.recv() => {
                 // Nobody keeps the leases in the file current once we are gone: leave only
                 // the administrator's static rules, so nothing relays past its deadline.
                 let emptied = build_rules(&base, &[], &cfg.env)

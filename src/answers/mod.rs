@@ -5,6 +5,7 @@ pub mod cdb;
 pub mod cdbfile;
 pub mod policy;
 pub mod policy_proto;
+pub mod request_loop;
 pub mod socketmap;
 pub mod socketmap_proto;
 pub mod tcprules;

@@ -12,7 +12,7 @@ use proto::{Op, Reply};
 /// Carry out one operation. The daemon calls it for socket requests and the commands call
 /// it on the database directly when no daemon answers, so both behave the same.
 pub fn handle(leases: &Leases, op: Op, now: Millis) -> Reply {
-    match run(leases, op, now) {
+    match dispatch(leases, op, now) {
         Ok(r) => r,
         Err(e) => Reply::Error {
             error: e.to_string(),
@@ -21,7 +21,7 @@ pub fn handle(leases: &Leases, op: Op, now: Millis) -> Reply {
 }
 
 /// [`handle`] with the error still typed, for the daemon to log failures of its own.
-pub(crate) fn run(leases: &Leases, op: Op, now: Millis) -> crate::Result<Reply> {
+pub(crate) fn dispatch(leases: &Leases, op: Op, now: Millis) -> crate::Result<Reply> {
     let v6_prefix = leases.rules().v6_prefix;
     Ok(match op {
         Op::Login { addr, user } => {

@@ -212,14 +212,33 @@ impl Sink for StoreSink {
     }
 }
 
-/// Followers run on one thread; the returned sender stops (`Msg::Stop`) or reopens them.
+/// The log followers' thread, reopened on SIGHUP and stopped at shutdown.
+pub struct FollowerHandle {
+    thread: std::thread::JoinHandle<()>,
+    tx: mpsc::Sender<Msg>,
+}
+
+impl FollowerHandle {
+    /// Reopen every followed file (SIGHUP: logrotate's postrotate may have renamed them).
+    pub fn reopen(&self) {
+        let _ = self.tx.send(Msg::Reopen);
+    }
+
+    /// Stop following and wait for the thread: what it read is recorded when this returns.
+    pub async fn stop(self) {
+        let _ = self.tx.send(Msg::Stop);
+        let _ = tokio::task::spawn_blocking(move || self.thread.join()).await;
+    }
+}
+
+/// Followers run on one thread of their own: file reads block.
 pub fn start_followers(
     specs: &[WatchSpec],
     patterns: &[regex::Regex],
     leases: Arc<Leases>,
     max_session_hold: Duration,
     trust_any: bool,
-) -> crate::Result<(std::thread::JoinHandle<()>, mpsc::Sender<Msg>)> {
+) -> crate::Result<FollowerHandle> {
     let mut followers: Vec<Follower> = specs
         .iter()
         .map(|s| {
@@ -248,9 +267,9 @@ pub fn start_followers(
     }
     let (tx, rx) = mpsc::channel();
     let tx2 = tx.clone();
-    let handle = std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("follow".into())
         .spawn(move || follow::run(followers, &mut sink, tx2, rx))
         .map_err(|e| crate::Error::net("start the log follower thread", e))?;
-    Ok((handle, tx))
+    Ok(FollowerHandle { thread, tx })
 }

@@ -17,12 +17,22 @@ use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
 pub use redis_store::{RedisBackend, RedisConfig, RedisLink, STORE_META, drop_queue};
-pub(crate) use sled_store::describe_sled;
 pub use sled_store::{Opened, SledBackend};
 
 use crate::error::{Error, Result};
 use crate::lease::{Lease, Login, Millis, Rules, SOURCE_MANUAL, Verdict, lease_key, show_key};
 use index::Index;
+
+/// The [`STORE_META`] record of a host whose leases are in its own database.
+pub const LOCAL_STORE: &[u8] = b"local";
+
+/// Open the lease database, moving a corrupt one aside.
+pub fn open_store(db: &std::path::Path) -> Result<SledBackend> {
+    Ok(match SledBackend::open(db)? {
+        Opened::Fine(b) => b,
+        Opened::Quarantined(b, _) => b,
+    })
+}
 
 /// Where leases live when the process stops.
 pub trait Backend: Send + Sync {
