@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use nix::unistd::Uid;
 
-use crate::answers::cdbfile::{CdbConfig, parse_env};
-use crate::cli::{DaemonArgs, LogFormat};
+use crate::answers::tcprules_writer::CdbConfig;
+use crate::cli::DaemonArgs;
 use crate::error::{Error, Result};
 use crate::lease::{Rules, parse_duration, parse_net, parse_users};
 use crate::listen::{ListenAddr, parse_listen_addr};
@@ -84,7 +84,6 @@ pub struct DaemonConfig {
     pub writer_gid: Option<u32>,
     pub socket_mode: u32,
     pub socket_gid: Option<u32>,
-    pub log_format: LogFormat,
     pub watches: Vec<WatchSpec>,
     /// `--watch-insecure`: follow logs that ordinary users can write.
     pub watch_insecure: bool,
@@ -97,7 +96,7 @@ pub struct DaemonConfig {
     pub policy_mode: u32,
     pub policy_gid: Option<u32>,
     /// `--dovecot-policy`: Dovecot's auth-policy reports as a login source.
-    pub dovecot_policy: Option<crate::sources::dovecot_policy::PolicyConfig>,
+    pub dovecot_policy: Option<crate::sources::dovecot_auth_policy::PolicyConfig>,
     pub tcprules: Option<CdbConfig>,
     pub run_as: Option<RunAs>,
     /// `--store redis://...`: leases shared through Redis; `None` keeps them in `--db`.
@@ -141,7 +140,7 @@ fn dovecot_policy(
     addr: &str,
     secret_file: Option<&Path>,
     no_secret: bool,
-) -> Result<crate::sources::dovecot_policy::PolicyConfig> {
+) -> Result<crate::sources::dovecot_auth_policy::PolicyConfig> {
     let bad = |why: &str| Error::invalid(format!("--dovecot-policy '{addr}': {why}"));
     let addr = match parse_listen_addr("--dovecot-policy", addr)? {
         ListenAddr::Inet(a) if a.ip().is_loopback() => a,
@@ -165,7 +164,7 @@ fn dovecot_policy(
         }
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
-            let header = crate::sources::dovecot_policy_proto::ApiHeader::parse(&text)
+            let header = crate::sources::dovecot_auth_policy_proto::ApiHeader::parse(&text)
                 .ok_or_else(|| {
                     Error::invalid(format!(
                         "--dovecot-policy-secret-file {}: expected one line 'Header-Name: value', as in Dovecot's auth_policy_server_api_header",
@@ -175,7 +174,7 @@ fn dovecot_policy(
             Some(header)
         }
     };
-    Ok(crate::sources::dovecot_policy::PolicyConfig { addr, secret })
+    Ok(crate::sources::dovecot_auth_policy::PolicyConfig { addr, secret })
 }
 
 pub fn parse_mode(s: &str) -> Result<u32> {
@@ -260,7 +259,6 @@ impl DaemonConfig {
                 .as_deref()
                 .map(crate::privs::group_id)
                 .transpose()?,
-            log_format: a.log_format,
             watches: watch_specs(a)?,
             watch_insecure: a.watch_insecure,
             login_patterns: a
@@ -309,7 +307,7 @@ impl DaemonConfig {
                     env: a
                         .tcprules_env
                         .iter()
-                        .map(|e| parse_env(e))
+                        .map(|e| crate::answers::parse_env("--tcprules-env", e))
                         .collect::<Result<_>>()?,
                 }),
                 None => None,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::answers::tcprules::Rule;
 use crate::config::{DaemonConfig, read_users};
 use crate::control::server::Writers;
+use crate::counters::Counters;
 use crate::error::{Error, Result};
 use crate::lease::now_ms;
 use crate::listen::{ListenAddr, Listener, SocketFiles};
@@ -31,7 +32,7 @@ pub async fn run(
 ) -> Result<()> {
     warn_about_exposure(&cfg);
     let cdb_base = match cfg.tcprules.as_ref().and_then(|c| c.base.as_ref()) {
-        Some(p) => crate::answers::cdbfile::read_base(p)?,
+        Some(p) => crate::answers::tcprules_writer::read_base(p)?,
         None => Vec::new(),
     };
     let run_as = cfg
@@ -205,6 +206,7 @@ fn spawn_tasks(
     cdb_base: Vec<Rule>,
 ) -> Result<Running> {
     let (trigger, shutdown) = crate::shutdown::channel();
+    let counters = Arc::new(Counters::default());
     let stop = || shutdown.clone();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(crate::expiry::run(leases.clone(), stop()));
@@ -219,14 +221,16 @@ fn spawn_tasks(
     tasks.spawn(control::serve(
         sockets.control,
         leases.clone(),
+        counters.clone(),
         writers,
         stop(),
         GRACE,
     ));
     for l in sockets.policy {
-        tasks.spawn(crate::answers::policy::serve(
+        tasks.spawn(crate::answers::postfix_policy::serve(
             l,
             leases.clone(),
+            counters.clone(),
             stop(),
             GRACE,
         ));
@@ -246,7 +250,7 @@ fn spawn_tasks(
     }
     let cdb_reload = cfg.tcprules.clone().map(|c| {
         let (tx, rx) = tokio::sync::mpsc::channel(1);
-        let writer = crate::answers::cdbfile::run(c, cdb_base, leases.clone(), rx, stop());
+        let writer = crate::answers::tcprules_writer::run(c, cdb_base, leases.clone(), rx, stop());
         tasks.spawn(writer);
         tx
     });
@@ -256,6 +260,7 @@ fn spawn_tasks(
             &cfg.watches,
             &cfg.login_patterns,
             leases.clone(),
+            counters,
             cfg.max_session_hold,
             cfg.watch_insecure,
         )?),
@@ -271,7 +276,7 @@ fn spawn_tasks(
 fn spawn_dovecot_policy(
     tasks: &mut tokio::task::JoinSet<()>,
     listener: Listener,
-    c: &crate::sources::dovecot_policy::PolicyConfig,
+    c: &crate::sources::dovecot_auth_policy::PolicyConfig,
     leases: &Arc<Leases>,
     shutdown: Shutdown,
 ) {
@@ -282,8 +287,13 @@ fn spawn_dovecot_policy(
             "dovecot-policy: --dovecot-policy-no-secret: any local process can report a login and open the relay");
     }
     let secret = c.secret.clone();
-    let server =
-        crate::sources::dovecot_policy::serve(listener, leases.clone(), secret, shutdown, GRACE);
+    let server = crate::sources::dovecot_auth_policy::serve(
+        listener,
+        leases.clone(),
+        secret,
+        shutdown,
+        GRACE,
+    );
     tasks.spawn(server);
 }
 

@@ -7,6 +7,7 @@ use nix::unistd::{Gid, Uid, User, getgrouplist};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use super::proto::{MAX_LINE, Op, Response, encode, parse_request, plain_check, plain_reply};
+use crate::counters::Counters;
 use crate::lease::{now_ms, parse_ip};
 use crate::listen::{Accepted, Listener, Service, serve_each};
 use crate::shutdown::Shutdown;
@@ -78,6 +79,7 @@ pub async fn read_line_capped<R: AsyncBufRead + Unpin>(
 pub async fn serve(
     listener: Listener,
     leases: Arc<Leases>,
+    counters: Arc<Counters>,
     writers: Writers,
     shutdown: Shutdown,
     grace: Duration,
@@ -89,15 +91,25 @@ pub async fn serve(
         when_full: "",
     };
     serve_each(listener, service, shutdown, grace, |a, stop| {
-        connection(a, leases.clone(), writers.clone(), stop)
+        let state = State {
+            leases: leases.clone(),
+            counters: counters.clone(),
+        };
+        connection(a, state, writers.clone(), stop)
     })
     .await;
 }
 
 /// Requests one line at a time until the client closes, goes idle, or asks a plain `CHECK`.
+/// What requests are carried out on.
+struct State {
+    leases: Arc<Leases>,
+    counters: Arc<Counters>,
+}
+
 async fn connection(
     accepted: Accepted,
-    leases: Arc<Leases>,
+    state: State,
     writers: Arc<Writers>,
     mut shutdown: Shutdown,
 ) {
@@ -121,7 +133,7 @@ async fn connection(
                 .get_or_insert_with(|| peer.is_some_and(|c| writers.may_write(c.uid(), c.gid())))
         };
         let peer_uid = peer.map_or_else(|| "?".to_string(), |c| c.uid().to_string());
-        let (bytes, close) = reply(&leases, line, &mut writer, &peer_uid).await;
+        let (bytes, close) = reply(&state, line, &mut writer, &peer_uid).await;
         if wr.write_all(&bytes).await.is_err() || close {
             return;
         }
@@ -132,7 +144,7 @@ async fn connection(
 /// the connection closes after them. `may_write` says whether the peer may change leases;
 /// it is asked only for a change.
 async fn reply(
-    leases: &Arc<Leases>,
+    state: &State,
     line: Option<&[u8]>,
     may_write: &mut impl FnMut() -> bool,
     peer_uid: &str,
@@ -143,7 +155,7 @@ async fn reply(
         return (encode(&e), true);
     };
     if let Some(addr) = plain_check(line) {
-        let allowed = parse_ip(addr).is_ok_and(|ip| leases.allowed(ip, now_ms()));
+        let allowed = parse_ip(addr).is_ok_and(|ip| state.leases.allowed(ip, now_ms()));
         return (plain_reply(allowed).to_vec(), true);
     }
     let resp = match parse_request(line) {
@@ -159,16 +171,19 @@ async fn reply(
                 req.op.name()
             ))
         }
-        Ok(req) => carry_out(leases, req.op).await,
+        Ok(req) => carry_out(state, req.op).await,
     };
     (encode(&resp), false)
 }
 
 /// Run one operation off the runtime's threads (it may wait for the disk).
-async fn carry_out(leases: &Arc<Leases>, op: Op) -> Response {
-    let shared = leases.clone();
+async fn carry_out(state: &State, op: Op) -> Response {
+    let (leases, counters) = (state.leases.clone(), state.counters.clone());
     let name = op.name();
-    match tokio::task::spawn_blocking(move || super::dispatch(&shared, op, now_ms())).await {
+    let done =
+        tokio::task::spawn_blocking(move || super::dispatch(&leases, &counters, op, now_ms()));
+    let leases = &state.leases;
+    match done.await {
         Ok(Ok(reply)) => reply.into(),
         Ok(Err(e)) if e.is_storage() => {
             Stats::bump(&leases.stats.errors);

@@ -1,8 +1,8 @@
 //! Where logins come from: followed log files and their line parsers, the login hook, and
 //! Dovecot's auth-policy reports.
 
-pub mod dovecot_policy;
-pub mod dovecot_policy_proto;
+pub mod dovecot_auth_policy;
+pub mod dovecot_auth_policy_proto;
 pub mod follow;
 pub mod hook;
 pub mod logparse;
@@ -20,6 +20,7 @@ use follow::{Follower, Msg, Position, Sink};
 use logparse::{Format, LineParser, SessionKey};
 use sessions::Sessions;
 
+use crate::counters::Counters;
 use crate::lease::{Login, Millis, now_ms};
 use crate::store::{Leases, Outcome, Stats};
 
@@ -34,6 +35,7 @@ pub struct WatchSpec {
 /// chunk read go in one write, with the position after the last of them.
 struct StoreSink {
     leases: Arc<Leases>,
+    counters: Arc<Counters>,
     /// Mailutils without `acl log` names no address: say so once per file, not per login.
     warned_no_address: std::collections::HashSet<String>,
     /// Logins read since the last flush.
@@ -103,7 +105,7 @@ impl StoreSink {
 
     fn count_sessions(&self) {
         let n = self.sessions.len() as u64;
-        self.leases.stats.sessions_open.store(n, Ordering::Relaxed);
+        self.counters.sessions_open.store(n, Ordering::Relaxed);
     }
 
     fn extend(&self, targets: &[(IpAddr, Millis)], why: &str) {
@@ -236,6 +238,7 @@ pub fn start_followers(
     specs: &[WatchSpec],
     patterns: &[regex::Regex],
     leases: Arc<Leases>,
+    counters: Arc<Counters>,
     max_session_hold: Duration,
     trust_any: bool,
 ) -> crate::Result<FollowerHandle> {
@@ -251,6 +254,7 @@ pub fn start_followers(
     }
     let mut sink = StoreSink {
         leases,
+        counters,
         warned_no_address: Default::default(),
         pending: Vec::new(),
         position: None,

@@ -13,7 +13,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
-use super::dovecot_policy_proto::{
+use super::dovecot_auth_policy_proto::{
     ApiHeader, Decision, MAX_BODY, PolicyLogin, Refusal, check_head, decide_body,
 };
 use crate::lease::{Login, SOURCE_DOVECOT_POLICY, now_ms};
@@ -278,8 +278,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_idle_client_is_closed_and_a_huge_body_refused_unread() {
+        // A database of its own for each connection: sled's flusher thread may still hold
+        // the previous one's lock for a moment after it is dropped.
         let dir = tempfile::tempdir().unwrap();
-        let (mut c, task, _stop) = serve_pipe(leases(dir.path()), None);
+        let (mut c, task, _stop) = serve_pipe(leases(&dir.path().join("1")), None);
         tokio::time::sleep(IDLE + Duration::from_secs(1)).await;
         let mut buf = [0u8; 64];
         assert_eq!(
@@ -290,7 +292,7 @@ mod tests {
         task.await.unwrap();
 
         // Idle after a request too (Dovecot keeps its connections between requests).
-        let (mut c, task, _stop) = serve_pipe(leases(dir.path()), None);
+        let (mut c, task, _stop) = serve_pipe(leases(&dir.path().join("2")), None);
         c.write_all(post("/?command=allow", "", "{}").as_bytes())
             .await
             .unwrap();
@@ -303,7 +305,7 @@ mod tests {
         );
         task.await.unwrap();
 
-        let (mut c, _task, _stop) = serve_pipe(leases(dir.path()), None);
+        let (mut c, _task, _stop) = serve_pipe(leases(&dir.path().join("3")), None);
         let head = format!(
             "POST /?command=report HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
             1u64 << 32

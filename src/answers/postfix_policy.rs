@@ -4,11 +4,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::policy_proto::{
+use super::postfix_policy_proto::{
     Action, MAX_REQUEST, ProtoError, Request, RequestRef, client_ip, client_ip_bytes,
     parse_request_ref, reply,
 };
 use super::request_loop::{Answerer, Step, serve_connection};
+use crate::counters::Counters;
 use crate::lease::{Millis, now_ms};
 use crate::listen::{Listener, Service, serve_each};
 use crate::shutdown::Shutdown;
@@ -41,16 +42,11 @@ pub fn decide_ref(leases: &Leases, req: &RequestRef<'_>, now: Millis) -> Action 
 fn judge(leases: &Leases, ip: Option<IpAddr>, client_address: Option<&str>, now: Millis) -> Action {
     match ip {
         Some(ip) if leases.allowed(ip, now) => {
-            Stats::bump(&leases.stats.policy_ok);
             tracing::debug!(addr = %ip, "policy: OK");
             Action::Ok
         }
-        Some(_) => {
-            Stats::bump(&leases.stats.policy_dunno);
-            Action::Dunno
-        }
+        Some(_) => Action::Dunno,
         None => {
-            Stats::bump(&leases.stats.policy_dunno);
             tracing::warn!(
                 client_address = client_address.unwrap_or(""),
                 "policy request without a usable client_address: DUNNO"
@@ -61,20 +57,33 @@ fn judge(leases: &Leases, ip: Option<IpAddr>, client_address: Option<&str>, now:
 }
 
 /// Serve until `shutdown`; then stop accepting and give requests in flight `grace`.
-pub async fn serve(listener: Listener, leases: Arc<Leases>, shutdown: Shutdown, grace: Duration) {
+pub async fn serve(
+    listener: Listener,
+    leases: Arc<Leases>,
+    counters: Arc<Counters>,
+    shutdown: Shutdown,
+    grace: Duration,
+) {
     let service = Service {
         name: "policy",
         max_conns: MAX_CONNS,
         when_full: " (Postfix uses its default_action)",
     };
     serve_each(listener, service, shutdown, grace, |a, stop| {
-        serve_connection(a.conn, Policy(leases.clone()), IDLE, stop)
+        let policy = Policy {
+            leases: leases.clone(),
+            counters: counters.clone(),
+        };
+        serve_connection(a.conn, policy, IDLE, stop)
     })
     .await;
 }
 
 /// Postfix's side of [`serve_connection`]: requests end in an empty line.
-struct Policy(Arc<Leases>);
+struct Policy {
+    leases: Arc<Leases>,
+    counters: Arc<Counters>,
+}
 
 impl Answerer for Policy {
     fn maybe_complete(&self, buf: &[u8], from: usize) -> bool {
@@ -87,7 +96,12 @@ impl Answerer for Policy {
             match parse_request_ref(&buf[used..]) {
                 Ok(Some((req, n))) => {
                     used += n;
-                    out.extend_from_slice(reply(decide_ref(&self.0, &req, now_ms())));
+                    let action = decide_ref(&self.leases, &req, now_ms());
+                    Counters::bump(match action {
+                        Action::Ok => &self.counters.policy_ok,
+                        Action::Dunno => &self.counters.policy_dunno,
+                    });
+                    out.extend_from_slice(reply(action));
                 }
                 Ok(None) => return Step::Used(used),
                 Err(ProtoError::TooLarge) => {
@@ -95,7 +109,7 @@ impl Answerer for Policy {
                     return Step::Close;
                 }
                 Err(e) => {
-                    Stats::bump(&self.0.stats.errors);
+                    Stats::bump(&self.leases.stats.errors);
                     tracing::warn!(error = %e, "policy: malformed request, closing without a reply (Postfix uses its default_action)");
                     return Step::Close;
                 }
@@ -108,7 +122,7 @@ impl Answerer for Policy {
     }
 
     fn too_large(&mut self, _: &mut Vec<u8>) {
-        Stats::bump(&self.0.stats.errors);
+        Stats::bump(&self.leases.stats.errors);
         tracing::warn!(
             limit = MAX_REQUEST,
             "policy: request too large, closing without a reply (Postfix uses its default_action)"
@@ -163,7 +177,10 @@ mod tests {
         let (mut client, server) = tokio::io::duplex(1024);
         let served = tokio::spawn(serve_connection(
             Box::new(server),
-            Policy(leases),
+            Policy {
+                leases,
+                counters: Arc::default(),
+            },
             IDLE,
             Shutdown::never(),
         ));

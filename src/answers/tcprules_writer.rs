@@ -27,28 +27,6 @@ pub struct CdbConfig {
     pub env: Vec<(String, String)>,
 }
 
-/// Parse `--tcprules-env 'RELAYCLIENT=""'` (the value may be quoted or bare).
-pub fn parse_env(s: &str) -> Result<(String, String)> {
-    let (name, value) = s
-        .split_once('=')
-        .filter(|(n, _)| !n.is_empty() && !n.contains([',', ':', '\0']))
-        .ok_or_else(|| {
-            Error::invalid(format!(
-                "--tcprules-env '{s}': expected NAME=VALUE, e.g. RELAYCLIENT=\"\""
-            ))
-        })?;
-    let value = value
-        .strip_prefix('"')
-        .and_then(|v| v.strip_suffix('"'))
-        .unwrap_or(value);
-    if value.contains(['"', '\0', '\n']) {
-        return Err(Error::invalid(format!(
-            "--tcprules-env '{s}': the value may not contain a quote, NUL or newline"
-        )));
-    }
-    Ok((name.to_string(), value.to_string()))
-}
-
 pub fn read_base(path: &Path) -> Result<Vec<Rule>> {
     let text = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
     parse_rules(&text).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
@@ -166,24 +144,6 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn env_flags() {
-        assert_eq!(
-            parse_env("RELAYCLIENT=\"\"").unwrap(),
-            ("RELAYCLIENT".into(), "".into())
-        );
-        assert_eq!(
-            parse_env("RELAYCLIENT=@relay").unwrap(),
-            ("RELAYCLIENT".into(), "@relay".into())
-        );
-        for bad in ["RELAYCLIENT", "=x", "A=\"b\"c\"", "A:B=1"] {
-            assert!(
-                parse_env(bad).unwrap_err().to_string().contains(bad),
-                "{bad}"
-            );
-        }
-    }
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temp_file() {
