@@ -326,6 +326,7 @@ fn check_fresh(rel: &str, want: &[u8]) -> Option<String> {
 }
 
 #[test]
+#[test]
 fn generated_files_are_current() {
     let stale: Vec<String> = outputs()
         .iter()
@@ -367,6 +368,7 @@ fn groff(page: &str) -> (String, String) {
 }
 
 #[test]
+#[ignore = "needs Debian's groff-base (tests/run.sh installs and runs them)"]
 fn man_page_renders_without_warnings() {
     let (text, warnings) = groff(&man_page());
     assert!(
@@ -402,6 +404,7 @@ fn man_page_renders_without_warnings() {
 
 /// Every `\-\-flag` the written sections mention exists (another program's flag would
 /// need an allow-list here).
+#[test]
 #[test]
 fn written_sections_name_only_real_flags() {
     fn longs(cmd: &Command, into: &mut BTreeSet<String>) {

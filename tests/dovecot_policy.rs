@@ -62,6 +62,7 @@ fn start_daemon(env: &Env, port: u16, secret: &Path) -> common::Daemon {
 }
 
 #[test]
+#[ignore = "needs root and Debian's dovecot (tests/run.sh installs and runs them)"]
 fn dovecot_reports_grant_relay_and_logins_go_on_while_relaylease_is_stopped() {
     let env = Env::new();
     let port = free_port();
@@ -122,6 +123,7 @@ fn dovecot_reports_grant_relay_and_logins_go_on_while_relaylease_is_stopped() {
 }
 
 #[test]
+#[ignore = "needs root and Debian's dovecot (tests/run.sh installs and runs them)"]
 fn with_dovecots_default_checks_on_every_login_is_answered_go_on() {
     let env = Env::new();
     let port = free_port();
@@ -187,6 +189,7 @@ fn report(addr: &str) -> String {
     )
 }
 
+#[test]
 #[test]
 fn over_tcp_only_a_good_report_with_the_secret_grants_and_bad_requests_get_http_errors() {
     let env = Env::new();
@@ -284,6 +287,7 @@ fn over_tcp_only_a_good_report_with_the_secret_grants_and_bad_requests_get_http_
 }
 
 #[test]
+#[test]
 fn a_reachable_address_or_a_bad_secret_file_is_refused_at_start() {
     let env = Env::new();
     let empty = env.path("empty.secret");
@@ -340,6 +344,7 @@ fn report_as_nobody(port: u16, header: Option<&str>, addr: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root and Debian's curl (tests/run.sh installs and runs them)"]
 fn nobody_cannot_report_a_login_unless_the_daemon_was_told_to_take_reports_without_a_secret() {
     // Default: no secret, no start, one line naming the fix.
     let env = Env::new();

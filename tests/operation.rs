@@ -20,6 +20,7 @@ fn status_field(pid: i32, field: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root (tests/run.sh runs it): the daemon drops root"]
 fn the_daemon_drops_root_and_still_reads_a_log_through_its_group() {
     assert!(
         nix::unistd::Uid::effective().is_root(),
@@ -100,12 +101,14 @@ fn the_daemon_drops_root_and_still_reads_a_log_through_its_group() {
 }
 
 #[test]
+#[ignore = "needs root (tests/run.sh runs it)"]
 fn running_as_root_without_user_warns() {
     let env = Env::new();
     let d = env.start(&[]);
     assert!(d.log_text().contains("running as root"), "{}", d.log_text());
 }
 
+#[test]
 #[test]
 fn sigterm_answers_what_is_in_flight_and_exits_0_quickly() {
     let env = Env::new();
@@ -126,6 +129,7 @@ fn sigterm_answers_what_is_in_flight_and_exits_0_quickly() {
     );
 }
 
+#[test]
 #[test]
 fn json_logs_are_one_object_per_line() {
     let env = Env::new();
@@ -151,6 +155,7 @@ fn json_logs_are_one_object_per_line() {
     assert_eq!(added["fields"]["addr"], "192.0.2.90");
 }
 
+#[test]
 #[test]
 fn under_systemd_the_journal_stamps_lines_not_us() {
     let env = Env::new();
@@ -191,6 +196,7 @@ fn dovecot_login(log: &std::path::Path, ip: &str) {
     f.write_all(line.as_bytes()).unwrap();
 }
 
+#[test]
 #[test]
 fn sighup_rereads_the_base_rules_rebuilds_the_cdb_and_reopens_the_logs() {
     let env = Env::new();

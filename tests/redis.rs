@@ -330,6 +330,7 @@ fn count(text: &str, needle: &str) -> usize {
 }
 
 #[test]
+#[ignore = "needs Debian's redis-server, redis-tools (tests/run.sh installs and runs them)"]
 fn a_login_on_one_pop_host_lets_the_user_relay_through_the_smtp_host() {
     let _serial = serial();
     let redis = Redis::start();
@@ -401,6 +402,7 @@ fn a_login_on_one_pop_host_lets_the_user_relay_through_the_smtp_host() {
 }
 
 #[test]
+#[ignore = "needs Debian's redis-server, redis-tools (tests/run.sh installs and runs them)"]
 fn leases_expire_everywhere_at_their_deadline() {
     let _serial = serial();
     let redis = Redis::start();
@@ -432,6 +434,7 @@ fn leases_expire_everywhere_at_their_deadline() {
 }
 
 #[test]
+#[ignore = "needs Debian's redis-server, redis-tools (tests/run.sh installs and runs them)"]
 fn logins_during_a_redis_outage_arrive_when_it_returns() {
     let _serial = serial();
     let mut redis = Redis::start();
@@ -491,6 +494,7 @@ fn logins_during_a_redis_outage_arrive_when_it_returns() {
 }
 
 #[test]
+#[ignore = "needs Debian's redis-server, redis-tools (tests/run.sh installs and runs them)"]
 fn a_restarted_daemon_catches_up_from_redis() {
     let _serial = serial();
     let redis = Redis::start();
@@ -526,6 +530,7 @@ const RELAY_ACL: &str = "user relay on >relay-pw resetchannels ~relaylease:* &re
     +ping +select +get +set +mget +del +scan +eval +publish +subscribe +unsubscribe";
 
 #[test]
+#[ignore = "needs Debian's redis-server, redis-tools (tests/run.sh installs and runs them)"]
 fn an_acl_user_with_its_password_works_and_a_wrong_one_never_says_ok() {
     let _serial = serial();
     let redis = Redis::start_with(&format!(
@@ -606,6 +611,7 @@ fn an_acl_user_with_its_password_works_and_a_wrong_one_never_says_ok() {
 }
 
 #[test]
+#[ignore = "needs Debian's redis-server, redis-tools (tests/run.sh installs and runs them)"]
 fn an_invalid_store_url_is_named_at_start() {
     let _serial = serial();
     let env = Env::new();
@@ -628,6 +634,7 @@ fn an_invalid_store_url_is_named_at_start() {
 }
 
 #[test]
+#[ignore = "needs Debian's redis-server, redis-tools (tests/run.sh installs and runs them)"]
 fn two_prefixes_in_one_redis_do_not_see_each_others_leases() {
     let _serial = serial();
     let redis = Redis::start();
@@ -750,6 +757,7 @@ fn start_with_env(env: &Env, args: &[&str], vars: &[(&str, &Path)]) -> Daemon {
 }
 
 #[test]
+#[ignore = "needs Debian's redis-server, redis-tools (tests/run.sh installs and runs them)"]
 fn tls_with_a_trusted_certificate_and_never_with_an_unknown_one() {
     let certs = tempfile::tempdir().expect("temp dir");
     make_certs(certs.path());
@@ -801,6 +809,7 @@ fn tls_with_a_trusted_certificate_and_never_with_an_unknown_one() {
 }
 
 #[test]
+#[ignore = "needs Debian's redis-server, redis-tools (tests/run.sh installs and runs them)"]
 fn a_primary_demoted_to_replica_is_an_outage_until_promoted_again() {
     let redis = Redis::start();
     let other = Redis::start();
@@ -848,6 +857,7 @@ fn a_primary_demoted_to_replica_is_an_outage_until_promoted_again() {
 }
 
 #[test]
+#[ignore = "needs Debian's redis-server, redis-tools (tests/run.sh installs and runs them)"]
 fn logins_queued_during_an_outage_survive_a_crash_of_the_daemon() {
     let mut redis = Redis::start();
     let mut pop = PopHost::start(&redis.url(), &[]);
@@ -919,6 +929,7 @@ fn forge_lease_as_nobody(redis: &Redis, ip: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root and Debian's redis-server, redis-tools (tests/run.sh installs and runs them)"]
 fn nobody_cannot_write_a_lease_through_redis_unless_the_store_has_no_password() {
     let _serial = serial();
     // Default: the URL must carry a password, refused in one line otherwise.

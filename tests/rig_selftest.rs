@@ -22,6 +22,7 @@ fn ip(s: &str) -> IpAddr {
 }
 
 #[test]
+#[ignore = "needs root and Debian's postfix, dovecot, ucspi-tcp-ipv6, swaks (tests/run.sh installs and runs them)"]
 fn dovecot_accepts_right_password_refuses_wrong_and_logs_client_address() {
     let dir = tempfile::tempdir().unwrap();
     let dovecot = Dovecot::start(dir.path());
@@ -81,6 +82,7 @@ fn dovecot_accepts_right_password_refuses_wrong_and_logs_client_address() {
 }
 
 #[test]
+#[ignore = "needs root and Debian's postfix, dovecot, ucspi-tcp-ipv6, swaks (tests/run.sh installs and runs them)"]
 fn postfix_without_policy_refuses_relay_but_accepts_local_mail() {
     let dir = tempfile::tempdir().unwrap();
     let postfix = Postfix::start(dir.path(), None);
@@ -194,6 +196,7 @@ fn serve(conn: UnixStream, ok_for: &str, asked: &Mutex<Vec<String>>, stop: &Atom
 }
 
 #[test]
+#[ignore = "needs root and Debian's postfix, dovecot, ucspi-tcp-ipv6, swaks (tests/run.sh installs and runs them)"]
 fn postfix_consults_policy_service_for_untrusted_clients() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("policy.sock");
@@ -213,6 +216,7 @@ fn postfix_consults_policy_service_for_untrusted_clients() {
 }
 
 #[test]
+#[ignore = "needs root and Debian's postfix, dovecot, ucspi-tcp-ipv6, swaks (tests/run.sh installs and runs them)"]
 fn tcpserver_sets_relayclient_only_for_addresses_in_the_cdb() {
     let dir = tempfile::tempdir().unwrap();
     let cdb = dir.path().join("rules.cdb");

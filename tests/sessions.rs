@@ -82,6 +82,7 @@ impl Imap {
 }
 
 #[test]
+#[ignore = "needs root and Debian's dovecot (tests/run.sh installs and runs them)"]
 fn an_open_imap_session_relays_past_the_window_and_its_logout_starts_one() {
     let env = Env::new();
     let dovecot = Dovecot::start(env.dir.path());
@@ -139,6 +140,7 @@ fn append(path: &std::path::Path, lines: &[String]) {
     }
 }
 
+#[test]
 #[test]
 fn courier_and_cyrus_sessions_hold_and_a_restart_forgets_them_safely() {
     let env = Env::new();
