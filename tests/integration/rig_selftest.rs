@@ -1,6 +1,6 @@
 //! Proves the end-to-end test rig drives the real Dovecot, Postfix and tcpserver as intended.
 
-mod support;
+use crate::mail_rig;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::IpAddr;
@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use support::{
+use crate::mail_rig::{
     Dovecot, PASSWORD, Postfix, TcpServer, imap_login, local_delivery_accepted, pop3_login,
     relay_allowed, tcprules, tcpserver_env,
 };
@@ -73,7 +73,7 @@ fn dovecot_accepts_right_password_refuses_wrong_and_logs_client_address() {
         );
     }
 
-    if support::ipv6_loopback_available() {
+    if mail_rig::ipv6_loopback_available() {
         assert!(pop3_login(ip("::1"), dovecot.pop3_port(), "bob", PASSWORD));
         dovecot.wait_for_log("Login: user=<bob>, method=PLAIN, rip=::1,");
     } else {
@@ -93,7 +93,7 @@ fn postfix_without_policy_refuses_relay_but_accepts_local_mail() {
     postfix.wait_for_log(
         "reject: RCPT from unknown[127.0.0.30]: 554 5.7.1 <b@remote.example>: Relay access denied",
     );
-    if support::ipv6_loopback_available() {
+    if mail_rig::ipv6_loopback_available() {
         assert!(!relay_allowed(ip("::1"), postfix.smtp_port()));
     }
 }

@@ -2,15 +2,14 @@
 //! the policy service) and tcpserver (through the rules cdb and smtp-wrap) let that address
 //! relay, and nothing else does.
 
-mod common;
-mod support;
+use crate::daemon_harness;
 
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{BIN, Env, eventually};
-use support::{
+use crate::daemon_harness::{BIN, Env, eventually};
+use crate::mail_rig::{
     Dovecot, PASSWORD, Postfix, TcpServer, imap_login, local_delivery_accepted, pop3_login,
     relay_allowed, swaks_relay_allowed, tcprules, tcpserver_env,
 };
@@ -43,7 +42,7 @@ struct Rig {
     wrap_server: TcpServer,
 }
 
-fn start_rig(expire: &str) -> (Rig, common::Daemon) {
+fn start_rig(expire: &str) -> (Rig, daemon_harness::Daemon) {
     let env = Env::new();
     let dir = env.dir.path().to_path_buf();
     let dovecot = Dovecot::start(&dir);

@@ -4,7 +4,7 @@
 //!
 //! Needs Debian's redis-server (and its redis-cli) on the PATH.
 
-mod common;
+use crate::daemon_harness;
 
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Write};
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Env, eventually, wait_timeout};
+use crate::daemon_harness::{Daemon, Env, eventually, wait_timeout};
 
 /// Tests here run one at a time: each starts several daemons, and the latency measured in
 /// one should not be the scheduler's answer to another's load.
@@ -182,7 +182,7 @@ impl PopHost {
     /// Dovecot logs a POP3 session from `ip`, stamped now: its login and at once its end, so
     /// the lease runs the plain window.
     fn login(&self, ip: &str) {
-        let stamp = common::stamp_now();
+        let stamp = daemon_harness::stamp_now();
         let line = format!(
             "{stamp} vm dovecot: pop3-login: Login: user=<alice>, method=PLAIN, rip={ip}, lip=127.0.0.1, mpid=4242, session=<abcdEFGH>\n\
              {stamp} vm dovecot: pop3(alice)<4242><abcdEFGH>: Disconnected: Logged out top=0/0, retr=0/0, del=0/0, size=0\n"
@@ -921,7 +921,9 @@ fn forge_lease_as_nobody(redis: &Redis, ip: &str) -> String {
         c.args(["-h", "127.0.0.1", "-p", &redis.port.to_string()])
             .args(&args)
             .stdin(Stdio::null());
-        let out = common::as_nobody(&mut c).output().expect("run redis-cli");
+        let out = daemon_harness::as_nobody(&mut c)
+            .output()
+            .expect("run redis-cli");
         said.push_str(String::from_utf8_lossy(&out.stdout).trim());
         said.push('\n');
     }

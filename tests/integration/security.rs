@@ -3,14 +3,14 @@
 //! per row of docs/security.md (the Dovecot auth-policy and Redis rows are in
 //! dovecot_policy.rs and redis.rs, beside their servers).
 
-mod common;
+use crate::daemon_harness;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Env, as_nobody, eventually};
+use crate::daemon_harness::{Env, as_nobody, eventually};
 
 fn may_relay(env: &Env, addr: &str) -> bool {
     let o = env.run(&["check", addr]);
@@ -21,7 +21,7 @@ fn may_relay(env: &Env, addr: &str) -> bool {
 fn login_line(addr: &str) -> String {
     format!(
         "{} vm dovecot: pop3-login: Login: user=<mallory>, method=PLAIN, rip={addr}, lip=127.0.0.1, mpid=9, secured, session=<f0rg3d>\n",
-        common::stamp_now()
+        daemon_harness::stamp_now()
     )
 }
 
@@ -245,7 +245,7 @@ fn nobody_cannot_report_a_login_through_the_hook_or_add_one() {
             "-c",
             "echo login-went-on",
         ]);
-        common::Out::from(as_nobody(&mut c).output().expect("run hook"))
+        daemon_harness::Out::from(as_nobody(&mut c).output().expect("run hook"))
     };
     let o = hook("192.0.2.90");
     // The login itself goes on; the report is refused.
@@ -281,7 +281,6 @@ fn nobody_cannot_report_a_login_through_the_hook_or_add_one() {
     assert!(may_relay(&env, "192.0.2.91"));
 }
 
-#[test]
 #[test]
 fn policy_and_socketmap_beyond_loopback_are_warned_about() {
     let env = Env::new();

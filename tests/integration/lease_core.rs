@@ -1,16 +1,15 @@
 //! The lease core as an administrator meets it: the real daemon on temporary paths, every
 //! shell command and its exit code, persistence, crashes, corruption, permissions, bad input.
 
-mod common;
+use crate::daemon_harness;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use common::{Env, closed, eventually, raw};
+use crate::daemon_harness::{Env, closed, eventually, raw};
 
-#[test]
 #[test]
 fn every_command_and_its_exit_code() {
     let env = Env::new();
@@ -116,7 +115,6 @@ fn every_command_and_its_exit_code() {
 }
 
 #[test]
-#[test]
 fn leases_survive_a_restart_and_expired_ones_do_not_come_back() {
     let env = Env::new();
     let d = env.start(&[]);
@@ -134,7 +132,6 @@ fn leases_survive_a_restart_and_expired_ones_do_not_come_back() {
 }
 
 #[test]
-#[test]
 fn an_acknowledged_add_survives_kill_9() {
     let env = Env::new();
     let d = env.start(&[]);
@@ -150,7 +147,6 @@ fn an_acknowledged_add_survives_kill_9() {
     }
 }
 
-#[test]
 #[test]
 fn the_expiry_task_removes_a_lease_at_its_deadline() {
     let env = Env::new();
@@ -170,7 +166,6 @@ fn the_expiry_task_removes_a_lease_at_its_deadline() {
 }
 
 #[test]
-#[test]
 fn commands_work_on_the_database_without_a_daemon() {
     let env = Env::new();
     let o = env.run(&["add", "192.0.2.44", "--for", "10m"]);
@@ -189,7 +184,6 @@ fn commands_work_on_the_database_without_a_daemon() {
     assert!(o.stderr.is_empty(), "{o:?}");
 }
 
-#[test]
 #[test]
 fn a_corrupt_database_is_moved_aside_and_the_daemon_starts_empty() {
     let env = Env::new();
@@ -219,7 +213,6 @@ fn a_corrupt_database_is_moved_aside_and_the_daemon_starts_empty() {
 }
 
 #[test]
-#[test]
 fn a_database_in_use_is_a_clear_error_not_a_quarantine() {
     let env = Env::new();
     let _d = env.start(&[]);
@@ -229,7 +222,7 @@ fn a_database_in_use_is_a_clear_error_not_a_quarantine() {
         .args(["daemon"])
         .output()
         .unwrap();
-    let o = common::Out::from(o);
+    let o = daemon_harness::Out::from(o);
     assert_eq!(o.code, 2, "{o:?}");
     assert!(o.stderr.contains("is in use by another process"), "{o:?}");
     assert_eq!(o.stderr.lines().count(), 1, "one line: {o:?}");
@@ -283,7 +276,6 @@ fn peer_credentials_decide_who_may_change_leases() {
 }
 
 #[test]
-#[test]
 fn the_control_socket_survives_bad_input() {
     let env = Env::new();
     let _d = env.start(&[]);
@@ -324,7 +316,6 @@ fn the_control_socket_survives_bad_input() {
     assert_eq!(env.run(&["check", "192.0.2.77"]).code, 0);
 }
 
-#[test]
 #[test]
 fn bad_command_lines_get_one_line_errors_and_exit_2() {
     let env = Env::new();
@@ -375,7 +366,6 @@ fn bad_command_lines_get_one_line_errors_and_exit_2() {
 }
 
 #[test]
-#[test]
 fn a_stale_socket_file_is_replaced_but_a_live_one_is_not() {
     let env = Env::new();
     // A leftover file from a crash: nobody answers on it.
@@ -384,7 +374,7 @@ fn a_stale_socket_file_is_replaced_but_a_live_one_is_not() {
     let _d = env.start(&[]);
     assert_eq!(env.run(&["check", "192.0.2.1"]).code, 1);
     // A second daemon on the same socket (other database) must not steal it.
-    let o = common::Out::from(
+    let o = daemon_harness::Out::from(
         env.cmd()
             .env("RELAYLEASE_DB", env.path("db2"))
             .arg("daemon")

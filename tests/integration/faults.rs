@@ -8,8 +8,7 @@
 //! The file-system and Postfix tests need root (they mount small tmpfs and loop-mounted ext4
 //! file systems, and start Postfix) and say so when run without it; CI runs them as root.
 
-mod common;
-mod support;
+use crate::daemon_harness;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::IpAddr;
@@ -18,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Env, eventually};
-use support::{
+use crate::daemon_harness::{Daemon, Env, eventually};
+use crate::mail_rig::{
     LOCAL_RCPT, MAIL_FROM, Postfix, REMOTE_RCPT, TcpServer, connect_from, tcpserver_env,
 };
 
@@ -135,7 +134,7 @@ fn policy_request(addr: &str) -> String {
 
 /// The policy service's action for `addr`, or `None` when it closed without one.
 fn policy(socket: &Path, addr: &str) -> Option<String> {
-    common::raw(socket, policy_request(addr).as_bytes(), 1)
+    daemon_harness::raw(socket, policy_request(addr).as_bytes(), 1)
         .into_iter()
         .next()
 }
@@ -144,7 +143,7 @@ fn policy(socket: &Path, addr: &str) -> Option<String> {
 fn control(env: &Env, req: serde_json::Value) -> serde_json::Value {
     let mut line = req.to_string();
     line.push('\n');
-    let reply = common::raw(&env.socket(), line.as_bytes(), 1);
+    let reply = daemon_harness::raw(&env.socket(), line.as_bytes(), 1);
     let first = reply.first().unwrap_or_else(|| panic!("no reply to {req}"));
     serde_json::from_str(first).unwrap_or_else(|e| panic!("{first}: {e}"))
 }
@@ -424,7 +423,7 @@ fn a_database_on_a_file_system_turned_read_only_refuses_new_leases_and_writes_ag
 
 /// A Dovecot login line as rsyslog writes it, stamped now.
 fn login_line(ip: &str) -> String {
-    let stamp = common::stamp_now();
+    let stamp = daemon_harness::stamp_now();
     format!(
         "{stamp} vm dovecot: pop3-login: Login: user=<alice>, method=PLAIN, rip={ip}, lip=127.0.0.1, mpid=4242, session=<abcdEFGH>\n"
     )
@@ -439,7 +438,6 @@ fn append(path: &Path, text: &str) {
     f.write_all(text.as_bytes()).expect("write log");
 }
 
-#[test]
 #[test]
 fn a_log_directory_removed_and_recreated_is_followed_again() {
     let env = Env::new();
@@ -668,7 +666,6 @@ fn read_line(s: &mut UnixStream) -> Option<String> {
 }
 
 #[test]
-#[test]
 fn a_thousand_connections_on_each_socket_never_get_a_wrong_ok_and_leave_the_daemon_answering() {
     allow_many_files(4096);
     let env = Env::new();
@@ -769,7 +766,6 @@ fn a_thousand_connections_on_each_socket_never_get_a_wrong_ok_and_leave_the_daem
 }
 
 #[test]
-#[test]
 fn out_of_file_descriptors_the_daemon_waits_without_spinning_and_answers_again() {
     allow_many_files(4096);
     let env = Env::new();
@@ -834,7 +830,6 @@ fn out_of_file_descriptors_the_daemon_waits_without_spinning_and_answers_again()
     assert_eq!(d.stop(), 0);
 }
 
-#[test]
 #[test]
 fn clients_sending_one_byte_a_second_do_not_hold_up_others() {
     let env = Env::new();

@@ -1,4 +1,4 @@
-//! Shared helpers for the integration tests: a real daemon on temporary paths, and the
+//! The daemon harness of the integration tests: a real relaylease daemon on temporary paths, and the
 //! built binary run as a user would run it.
 
 #![allow(dead_code)]

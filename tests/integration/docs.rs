@@ -326,7 +326,6 @@ fn check_fresh(rel: &str, want: &[u8]) -> Option<String> {
 }
 
 #[test]
-#[test]
 fn generated_files_are_current() {
     let stale: Vec<String> = outputs()
         .iter()
@@ -404,7 +403,6 @@ fn man_page_renders_without_warnings() {
 
 /// Every `\-\-flag` the written sections mention exists (another program's flag would
 /// need an allow-list here).
-#[test]
 #[test]
 fn written_sections_name_only_real_flags() {
     fn longs(cmd: &Command, into: &mut BTreeSet<String>) {

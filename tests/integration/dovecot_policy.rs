@@ -3,16 +3,15 @@
 //! log followed, no hook), and the daemon's HTTP endpoint refuses whatever is not a good
 //! report from Dovecot.
 
-mod common;
-mod support;
+use crate::daemon_harness;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Env, eventually};
-use support::{Dovecot, PASSWORD, free_port, imap_login, pop3_login};
+use crate::daemon_harness::{Env, eventually};
+use crate::mail_rig::{Dovecot, PASSWORD, free_port, imap_login, pop3_login};
 
 const SECRET: &str = "X-Relaylease-Secret: 6f1c0e4b9a2d";
 
@@ -51,7 +50,7 @@ fn contrib_snippet(port: u16) -> String {
 }
 
 /// With `-v`: one debug line per request answered, naming its command.
-fn start_daemon(env: &Env, port: u16, secret: &Path) -> common::Daemon {
+fn start_daemon(env: &Env, port: u16, secret: &Path) -> daemon_harness::Daemon {
     env.start(&[
         "-v",
         "--dovecot-policy",
@@ -190,7 +189,6 @@ fn report(addr: &str) -> String {
 }
 
 #[test]
-#[test]
 fn over_tcp_only_a_good_report_with_the_secret_grants_and_bad_requests_get_http_errors() {
     let env = Env::new();
     let port = free_port();
@@ -287,7 +285,6 @@ fn over_tcp_only_a_good_report_with_the_secret_grants_and_bad_requests_get_http_
 }
 
 #[test]
-#[test]
 fn a_reachable_address_or_a_bad_secret_file_is_refused_at_start() {
     let env = Env::new();
     let empty = env.path("empty.secret");
@@ -339,7 +336,9 @@ fn report_as_nobody(port: u16, header: Option<&str>, addr: &str) -> String {
     c.args(["--data", &report(addr)])
         .arg(format!("http://127.0.0.1:{port}/?command=report"))
         .stdin(std::process::Stdio::null());
-    let out = common::as_nobody(&mut c).output().expect("run curl");
+    let out = daemon_harness::as_nobody(&mut c)
+        .output()
+        .expect("run curl");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 

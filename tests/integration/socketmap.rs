@@ -1,8 +1,7 @@
 //! The socketmap lookup server with the real daemon, and with the real Postfix asking it
 //! through `check_client_access socketmap:...` as contrib/postfix/socketmap.cf.snippet does.
 
-mod common;
-mod support;
+use crate::daemon_harness;
 
 use std::io::{Read, Write};
 use std::net::IpAddr;
@@ -10,8 +9,8 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Env, closed, eventually};
-use support::{
+use crate::daemon_harness::{Env, closed, eventually};
+use crate::mail_rig::{
     Dovecot, LOCAL_RCPT, PASSWORD, Postfix, REMOTE_RCPT, contrib_restrictions, pop3_login, rcpt,
     relay_allowed,
 };
@@ -39,7 +38,7 @@ fn read_reply(s: &mut UnixStream) -> Option<String> {
     Some(String::from_utf8(data).expect("a text reply"))
 }
 
-fn start(env: &Env, extra: &[&str]) -> (common::Daemon, std::path::PathBuf) {
+fn start(env: &Env, extra: &[&str]) -> (daemon_harness::Daemon, std::path::PathBuf) {
     let sock = env.path("socketmap.sock");
     let mut args = vec![
         "--socketmap".to_string(),
@@ -50,7 +49,6 @@ fn start(env: &Env, extra: &[&str]) -> (common::Daemon, std::path::PathBuf) {
     (env.start(&args), sock)
 }
 
-#[test]
 #[test]
 fn lookups_say_ok_only_for_addresses_that_may_relay_and_never_for_bad_requests() {
     let env = Env::new();
@@ -102,7 +100,6 @@ fn lookups_say_ok_only_for_addresses_that_may_relay_and_never_for_bad_requests()
     assert_eq!(read_reply(&mut s).as_deref(), Some("OK OK"));
 }
 
-#[test]
 #[test]
 fn a_bad_map_name_or_value_is_refused_at_start() {
     let env = Env::new();
