@@ -86,6 +86,8 @@ pub struct DaemonConfig {
     pub socket_gid: Option<u32>,
     pub log_format: LogFormat,
     pub watches: Vec<WatchSpec>,
+    /// `--journal`: the systemd journal as a source of logins.
+    pub journal: Option<crate::sources::journal::JournalSpec>,
     pub login_patterns: Vec<regex::Regex>,
     /// `--max-session-hold`: how long an open session may keep its login's lease.
     pub max_session_hold: Duration,
@@ -259,6 +261,11 @@ impl DaemonConfig {
             socket_gid: a.socket_group.as_deref().map(group_id).transpose()?,
             log_format: a.log_format,
             watches: watch_specs(a)?,
+            journal: a
+                .journal
+                .journal
+                .then(|| crate::sources::journal::JournalSpec::from_args(&a.journal))
+                .transpose()?,
             login_patterns: a
                 .login_pattern
                 .iter()

@@ -70,6 +70,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     mut reload: tokio::sync::mpsc::Receiver<()>,
 ) -> Result<()> {
+    let started = now_ms();
     let cdb_base = match cfg.tcprules.as_ref().and_then(|c| c.base.as_ref()) {
         Some(p) => crate::answers::cdbfile::read_base(p)?,
         None => Vec::new(),
@@ -223,6 +224,17 @@ pub async fn run(
             "running as root: give --user (e.g. --user relaylease) so the daemon drops privileges once its sockets are bound"
         );
     }
+    // After the drop: journalctl, and every later one, runs as the daemon's user.
+    let journal = match &cfg.journal {
+        Some(spec) => Some(crate::sources::journal::start(
+            spec.clone(),
+            &cfg.login_patterns,
+            leases.clone(),
+            cfg.max_session_hold,
+            started,
+        )?),
+        None => None,
+    };
     tracing::info!(
         db = %cfg.paths.db.display(),
         socket = %cfg.paths.socket.display(),
@@ -252,6 +264,9 @@ pub async fn run(
     if let Some((thread, tx)) = followers {
         let _ = tx.send(Msg::Stop);
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+    if let Some(j) = journal {
+        let _ = tokio::task::spawn_blocking(move || j.stop()).await;
     }
     let _ = tokio::time::timeout(GRACE + Duration::from_secs(1), async {
         while tasks.join_next().await.is_some() {}

@@ -1,10 +1,12 @@
-//! Where logins come from: followed log files and their line parsers, the login hook, and
-//! Dovecot's auth-policy reports.
+//! Where logins come from: followed log files and their line parsers, the systemd journal,
+//! the login hook, and Dovecot's auth-policy reports.
 
 pub mod dovecot_policy;
 pub mod dovecot_policy_proto;
 pub mod follow;
 pub mod hook;
+pub mod journal;
+pub mod journal_proto;
 pub mod logparse;
 pub mod sessions;
 
@@ -37,8 +39,9 @@ struct StoreSink {
     warned_no_address: std::collections::HashSet<String>,
     /// Logins read since the last flush.
     pending: Vec<Login>,
-    /// The position after the last of them (none for a rotated file read at start).
-    position: Option<(String, Position)>,
+    /// The position after the last of them (none for a rotated file read at start), under
+    /// its key, in its stored form.
+    position: Option<(String, Vec<u8>)>,
     /// Session starts and ends read since the last flush, in log order.
     steps: Vec<Step>,
     sessions: Sessions,
@@ -117,13 +120,42 @@ impl StoreSink {
     }
 }
 
-impl Sink for StoreSink {
-    fn login(
-        &mut self,
-        login: Login,
-        session: Option<SessionKey>,
-        checkpoint: Option<(&str, &Position)>,
-    ) {
+/// Where a source stopped, in the form stored with the leases (meta records are bytes): a
+/// file's [`Position`], the journal's cursor.
+trait Mark: Sized {
+    /// Replace `out` with the stored form.
+    fn store(&self, out: &mut Vec<u8>);
+    fn load(bytes: &[u8]) -> Option<Self>;
+}
+
+impl Mark for Position {
+    fn store(&self, out: &mut Vec<u8>) {
+        out.clear();
+        let _ = serde_json::to_writer(&mut *out, self);
+    }
+    fn load(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+impl StoreSink {
+    fn new(leases: Arc<Leases>, max_session_hold: Duration) -> StoreSink {
+        StoreSink {
+            leases,
+            warned_no_address: Default::default(),
+            pending: Vec::new(),
+            position: None,
+            steps: Vec::new(),
+            sessions: Sessions::new(sessions::CAP),
+            hold: max_session_hold,
+            last_tick: 0,
+            warned_full: 0,
+        }
+    }
+}
+
+impl<P: Mark> Sink<P> for StoreSink {
+    fn login(&mut self, login: Login, session: Option<SessionKey>, checkpoint: Option<(&str, &P)>) {
         if let Some(session) = session.filter(|_| !self.hold.is_zero()) {
             self.steps.push(Step::Open {
                 login: self.pending.len(),
@@ -133,8 +165,12 @@ impl Sink for StoreSink {
         self.pending.push(login);
         if let Some((key, pos)) = checkpoint {
             match &mut self.position {
-                Some((k, p)) if k == key => *p = *pos,
-                other => *other = Some((key.to_string(), *pos)),
+                Some((k, v)) if k == key => pos.store(v),
+                other => {
+                    let mut v = Vec::new();
+                    pos.store(&mut v);
+                    *other = Some((key.to_string(), v));
+                }
             }
         }
     }
@@ -154,10 +190,7 @@ impl Sink for StoreSink {
         }
         let logins = std::mem::take(&mut self.pending);
         let position = self.position.take();
-        let meta = position
-            .as_ref()
-            .map(|(k, p)| (k.as_str(), serde_json::to_vec(p).unwrap_or_default()));
-        let meta = meta.as_ref().map(|(k, v)| (*k, v.as_slice()));
+        let meta = position.as_ref().map(|(k, v)| (k.as_str(), v.as_slice()));
         let outcomes = match self.leases.login_many(&logins, now_ms(), meta) {
             Ok(o) => o,
             Err(e) => {
@@ -184,9 +217,10 @@ impl Sink for StoreSink {
         self.count_sessions();
     }
 
-    fn checkpoint(&mut self, key: &str, pos: &Position) {
-        self.flush();
-        let v = serde_json::to_vec(pos).unwrap_or_default();
+    fn checkpoint(&mut self, key: &str, pos: &P) {
+        Sink::<P>::flush(self);
+        let mut v = Vec::new();
+        pos.store(&mut v);
         if let Err(e) = self.leases.backend().put_meta(key, &v) {
             Stats::bump(&self.leases.stats.errors);
             tracing::error!(error = %e, "cannot save log position");
@@ -204,10 +238,10 @@ impl Sink for StoreSink {
         }
     }
 
-    fn saved(&mut self, key: &str) -> Option<Position> {
-        self.flush();
+    fn saved(&mut self, key: &str) -> Option<P> {
+        Sink::<P>::flush(self);
         let v = self.leases.backend().get_meta(key).ok().flatten()?;
-        serde_json::from_slice(&v).ok()
+        P::load(&v)
     }
 }
 
@@ -222,17 +256,7 @@ pub fn start_followers(
         .iter()
         .map(|s| Follower::new(s.path.clone(), LineParser::new(s.format, patterns.to_vec())))
         .collect();
-    let mut sink = StoreSink {
-        leases,
-        warned_no_address: Default::default(),
-        pending: Vec::new(),
-        position: None,
-        steps: Vec::new(),
-        sessions: Sessions::new(sessions::CAP),
-        hold: max_session_hold,
-        last_tick: 0,
-        warned_full: 0,
-    };
+    let mut sink = StoreSink::new(leases, max_session_hold);
     // Open every file before the daemon says it is ready: "from the end" must mean the end
     // at start, not wherever the file has grown to when a thread gets going.
     for f in followers.iter_mut() {

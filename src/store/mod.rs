@@ -117,6 +117,8 @@ pub struct Stats {
     pub errors: AtomicU64,
     /// Open sessions holding their leases (a gauge the log follower sets).
     pub sessions_open: AtomicU64,
+    /// Journal login lines refused because their writer is not the mail server.
+    pub forged: AtomicU64,
 }
 
 impl Stats {
@@ -148,6 +150,7 @@ impl Stats {
             policy_dunno: get(&self.policy_dunno),
             errors: get(&self.errors),
             sessions_open: get(&self.sessions_open),
+            forged: get(&self.forged),
         }
     }
 }
@@ -167,6 +170,9 @@ pub struct StatsSnapshot {
     /// Absent from an older daemon's answer.
     #[serde(default)]
     pub sessions_open: u64,
+    /// Absent from an older daemon's answer.
+    #[serde(default)]
+    pub forged: u64,
 }
 
 /// The lease table shared by every source and answer in the daemon (and by the commands
