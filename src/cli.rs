@@ -100,8 +100,8 @@ pub enum Command {
         /// One JSON object per login and one for the summary
         #[arg(long)]
         json: bool,
-        /// With --journal: entries since TIME, as journalctl's --since takes it ("2026-11-22
-        /// 03:00", "today", "-1h") [default: all the journal holds]
+        /// With --journal: only entries since TIME, how long ago (90m, 2days) or a UTC time
+        /// (2026-11-22 03:00:00) [default: all the journal holds]
         #[arg(long, value_name = "TIME", requires = "journal")]
         since: Option<String>,
         #[command(flatten)]

@@ -478,6 +478,9 @@ pub fn parse_journal(
     use crate::sources::logparse::{Event, compile_login_pattern};
 
     let spec = JournalSpec::from_args(args)?;
+    let since = since
+        .map(|s| crate::sources::journal::parse_since(s, crate::lease::now_ms()))
+        .transpose()?;
     let patterns = patterns
         .iter()
         .map(|p| compile_login_pattern(p))

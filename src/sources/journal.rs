@@ -1,45 +1,44 @@
-//! Logins from the systemd journal: `journalctl --follow --output=json` as a child process,
-//! each entry judged by the fields journald takes from the kernel before its text is read.
+//! Logins from the systemd journal, each entry judged by the fields journald takes from the
+//! kernel before its text is read.
 //!
-//! journalctl rather than libsystemd's sd-journal: the binary stays free of a link to
-//! libsystemd (it starts on hosts without systemd), and journalctl already copes with
-//! rotation, vacuuming and journald restarts. Should journalctl itself stop, it is started
-//! again after the last entry processed.
+//! The journal files are read through libsystemd's sd-journal, loaded at run time
+//! ([`super::sd_journal`]), and polled every few milliseconds: journald tells readers about
+//! new entries (inotify) only up to 250 ms after it wrote them, which is what
+//! `journalctl --follow` waits for, while the entries are in the file at once. sd-journal
+//! takes rotation, vacuuming and journald restarts in its stride; should reading fail all
+//! the same, the journal is opened again after the last entry handled.
 
-use std::io::{BufRead, BufReader, Read};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::ffi::CStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::follow::Sink;
 use super::journal_proto::{
-    DEFAULT_EXES, DEFAULT_USERS, Entry, Forgeries, Start, Trust, follow_args, matches, parse_entry,
-    unit_name,
+    DEFAULT_EXES, DEFAULT_USERS, Entry, Forgeries, MAX_FIELD, Refusal, Trust, matches, unit_name,
 };
 use super::logparse::{Event, LineParser};
+use super::sd_journal::Journal;
 use super::{Mark, StoreSink};
 use crate::cli::JournalArgs;
 use crate::error::{Error, Result};
 use crate::lease::{Login, Millis, now_ms};
 use crate::store::{Leases, Stats};
 
-/// The program run; found on `PATH`.
-const JOURNALCTL: &str = "journalctl";
-/// The lease source name of journal logins, and the key of the cursor among the meta records.
+/// The lease source name of journal logins.
 pub const SOURCE: &str = "journal";
+/// The cursor's key among the meta records stored with the leases.
 const KEY: &str = "journal:cursor";
-/// Entries held between the reading thread and the one that writes them.
-const QUEUE: usize = 4096;
 /// Entries handled before their logins and cursor are written, when more keep coming.
 const BATCH: usize = 512;
-/// A longer line from journalctl is skipped: no mail server logs that much in one entry.
-const MAX_ENTRY: usize = 256 * 1024;
+/// How long to wait for new entries before looking again: the latency of a login when
+/// journald's own notice is late.
+const POLL: Duration = Duration::from_millis(10);
 /// How often time-driven work runs (keeping open sessions' leases).
 const TICK: Duration = Duration::from_secs(1);
-/// How long after journalctl stopped it is started again.
-const RESTART_DELAY: Duration = Duration::from_secs(1);
+/// How long after a failure to read the journal it is opened again.
+const REOPEN_DELAY: Duration = Duration::from_secs(1);
 /// Refused logins are warned about at most this often.
 const FORGERY_WARNING_EVERY: Millis = 60 * 1000;
 
@@ -155,7 +154,6 @@ struct Reader {
     /// entries leave nothing in the state the real parser keeps (popa3d's `connect from`).
     suspects: LineParser,
     forgeries: Forgeries,
-    warned_unreadable: bool,
 }
 
 impl Reader {
@@ -165,27 +163,16 @@ impl Reader {
             parser: LineParser::new(None, patterns.to_vec()),
             suspects: LineParser::new(None, Vec::new()),
             forgeries: Forgeries::default(),
-            warned_unreadable: false,
         }
     }
 
     fn entry(
         &mut self,
-        line: &[u8],
+        e: Entry,
         now: Millis,
         stats: &Stats,
         sink: &mut dyn Sink<Cursor>,
-    ) -> Option<Handled> {
-        let e = match parse_entry(line) {
-            Ok(e) => e,
-            Err(err) => {
-                Stats::bump(&stats.errors);
-                if !std::mem::replace(&mut self.warned_unreadable, true) {
-                    tracing::warn!(error = %err, "journal: skipping an entry (said once)");
-                }
-                return None;
-            }
-        };
+    ) -> Handled {
         if let Err(why) = self.trust.judge(&e) {
             if let Event::Login(ev) =
                 self.suspects
@@ -202,7 +189,7 @@ impl Reader {
                     );
                 }
             }
-            return Some(Handled::Without(e.cursor));
+            return Handled::Without(e.cursor);
         }
         let at = e.at(now);
         match self
@@ -219,300 +206,273 @@ impl Reader {
                     };
                     let cursor = Cursor(e.cursor);
                     sink.login(login, ev.session, Some((KEY, &cursor)));
-                    return Some(Handled::WithLogin);
+                    return Handled::WithLogin;
                 }
                 None => sink.login_without_address(SOURCE, ev.user.as_deref()),
             },
             Event::Logout { session, .. } => sink.logout(session, at),
             Event::Failure(_) | Event::LooksLikeLogin | Event::Nothing => {}
         }
-        Some(Handled::Without(e.cursor))
+        Handled::Without(e.cursor)
     }
 }
 
-/// Messages to the journal thread.
-enum Input {
-    /// One line journalctl printed, from the journalctl of this generation.
-    Line(u64, Vec<u8>),
-    /// That journalctl's output ended.
-    Ended(u64),
-    Stop,
-}
-
 /// The running journal source.
-pub struct Journal {
+pub struct JournalSource {
     thread: std::thread::JoinHandle<()>,
-    tx: mpsc::SyncSender<Input>,
+    stop: Arc<AtomicBool>,
 }
 
-impl Journal {
-    /// Stop: the entries handled so far are written with their cursor, journalctl is stopped.
+impl JournalSource {
+    /// Stop: the entries handled so far are written with their cursor.
     pub fn stop(self) {
-        let _ = self.tx.send(Input::Stop);
+        self.stop.store(true, Ordering::SeqCst);
         let _ = self.thread.join();
     }
 }
 
-/// Follows the journal on threads of its own.
-struct Follower {
-    spec: JournalSpec,
-    reader: Reader,
-    leases: Arc<Leases>,
-    /// When the daemon started: with no saved cursor, entries from then on are read.
-    started: Millis,
-    generation: u64,
-    child: Option<Child>,
-}
-
-/// Start following the journal. The first journalctl starts before this returns, so a
-/// missing journalctl stops the daemon's start.
+/// Start following the journal on a thread of its own. The journal is opened and placed
+/// before this returns, so a host without libsystemd stops the daemon's start.
 pub fn start(
     spec: JournalSpec,
     patterns: &[regex::Regex],
     leases: Arc<Leases>,
     max_session_hold: Duration,
     started: Millis,
-) -> Result<Journal> {
-    let mut sink = StoreSink::new(leases.clone(), max_session_hold);
-    let reader = Reader::new(spec.trust.clone(), patterns);
+) -> Result<JournalSource> {
+    if let Some(file) = unreadable_system_journal() {
+        tracing::warn!(file = %file.display(),
+            "journal: this user cannot read the system journal, so no login will be seen: add it to group systemd-journal (or adm)");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready_rx) = mpsc::channel();
     let mut f = Follower {
+        reader: Reader::new(spec.trust.clone(), patterns),
         spec,
-        reader,
         leases,
         started,
-        generation: 0,
-        child: None,
+        last: None,
+        stop: stop.clone(),
     };
-    let (tx, rx) = mpsc::sync_channel(QUEUE);
-    f.spawn(&mut sink, &tx)?;
-    tracing::info!(
-        units = f.spec.units.join(","),
-        identifiers = f.spec.identifiers.join(","),
-        any_origin = f.spec.trust.any_origin,
-        "following the journal"
-    );
-    let tx2 = tx.clone();
     let thread = std::thread::Builder::new()
         .name("journal".into())
-        .spawn(move || f.run(&mut sink, tx2, rx))
+        .spawn(move || {
+            // sd-journal is used by the thread that opened it.
+            let mut sink = StoreSink::new(f.leases.clone(), max_session_hold);
+            match f.open(&mut sink) {
+                Ok(j) => {
+                    let _ = ready_tx.send(Ok(()));
+                    f.run(j, &mut sink);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            }
+        })
         .map_err(|e| Error::net("start the journal thread", e))?;
-    Ok(Journal { thread, tx })
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(JournalSource { thread, stop }),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => Err(Error::invalid("the journal thread ended before it started")),
+    }
+}
+
+/// Follows the journal on its thread.
+struct Follower {
+    spec: JournalSpec,
+    reader: Reader,
+    leases: Arc<Leases>,
+    /// When the daemon started: with no saved cursor, entries from then on are read.
+    started: Millis,
+    /// The cursor of the last entry handled, to open the journal again after it.
+    last: Option<String>,
+    stop: Arc<AtomicBool>,
 }
 
 impl Follower {
-    /// Where reading (re)starts: after the saved cursor while the journal still holds it;
-    /// else from the oldest entry that can still grant a lease; with none saved, from the
-    /// daemon's start.
-    fn start_point(&mut self, sink: &mut dyn Sink<Cursor>) -> Result<Start> {
-        let Some(Cursor(c)) = sink.saved(KEY) else {
-            return Ok(Start::Since(self.started));
+    /// Open the journal with the selection, placed after the last entry handled (or saved):
+    /// while the journal still holds that one, reading continues after it; else from the
+    /// oldest entry that can still grant a lease; with none saved, from the daemon's start.
+    fn open(&mut self, sink: &mut StoreSink) -> Result<Journal> {
+        let mut j = open_selected(&self.spec)?;
+        let saved = match &self.last {
+            Some(c) => Some(c.clone()),
+            None => Sink::<Cursor>::saved(sink, KEY).map(|c| c.0),
         };
-        if holds(&c)? {
-            return Ok(Start::AfterCursor(c));
+        let Some(c) = saved else {
+            j.seek_realtime_us(self.started.saturating_mul(1000))?;
+            tracing::info!(
+                units = self.spec.units.join(","),
+                identifiers = self.spec.identifiers.join(","),
+                any_origin = self.spec.trust.any_origin,
+                "following the journal from now"
+            );
+            return Ok(j);
+        };
+        let held = j.seek_cursor(&c).is_ok() && j.next()? && j.test_cursor(&c)?;
+        if held {
+            tracing::info!(
+                units = self.spec.units.join(","),
+                identifiers = self.spec.identifiers.join(","),
+                any_origin = self.spec.trust.any_origin,
+                "following the journal after the entry read last"
+            );
+            return Ok(j);
         }
         let window = self.leases.rules().window.as_millis() as Millis;
         tracing::warn!(cursor = %c,
             "journal: the entry read last is no longer in the journal (rotated or vacuumed away): reading from the oldest entry within the expiry window");
-        Ok(Start::Since(now_ms().saturating_sub(window)))
+        j.seek_realtime_us(now_ms().saturating_sub(window).saturating_mul(1000))?;
+        Ok(j)
     }
 
-    /// Start journalctl and the threads that read its output.
-    fn spawn(&mut self, sink: &mut dyn Sink<Cursor>, tx: &mpsc::SyncSender<Input>) -> Result<()> {
-        let start = self.start_point(sink)?;
-        let mut cmd = Command::new(JOURNALCTL);
-        cmd.args(follow_args(&start, &self.spec.matches()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        die_with_parent(&mut cmd);
-        let mut child = cmd.spawn().map_err(|e| Error::io("run", JOURNALCTL, e))?;
-        tracing::debug!(start = ?start, pid = child.id(), "journalctl started");
-        self.generation += 1;
-        let generation = self.generation;
-        if let Some(out) = child.stdout.take() {
-            let tx = tx.clone();
-            let _ = std::thread::Builder::new()
-                .name("journal-read".into())
-                .spawn(move || read_lines(out, generation, tx));
-        }
-        if let Some(err) = child.stderr.take() {
-            let _ = std::thread::Builder::new()
-                .name("journal-err".into())
-                .spawn(move || {
-                    for line in BufReader::new(err).lines().map_while(|l| l.ok()).take(1000) {
-                        tracing::warn!(said = %crate::error::one_line(&line), "journalctl");
+    fn run(&mut self, mut j: Journal, sink: &mut StoreSink) {
+        let mut last_tick = Instant::now();
+        while !self.stop.load(Ordering::SeqCst) {
+            let (read, more) = match self.read_batch(&mut j, sink) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "journal: reading failed: opening the journal again");
+                    match self.reopen(sink) {
+                        Some(again) => j = again,
+                        None => break,
                     }
-                });
-        }
-        self.child = Some(child);
-        Ok(())
-    }
-
-    fn run(mut self, sink: &mut StoreSink, tx: mpsc::SyncSender<Input>, rx: mpsc::Receiver<Input>) {
-        loop {
-            let mut next = match rx.recv_timeout(TICK) {
-                Ok(m) => Some(m),
-                Err(mpsc::RecvTimeoutError::Timeout) => None,
-                Err(mpsc::RecvTimeoutError::Disconnected) => Some(Input::Stop),
-            };
-            // The entries that have arrived, up to a batch, are written together.
-            let (mut unsaved, mut read, mut taken) = (None, false, 0);
-            let end = loop {
-                match next.take() {
-                    Some(Input::Line(g, line)) => {
-                        if g == self.generation {
-                            self.handle(&line, sink, &mut unsaved);
-                            read = true;
-                        }
-                        taken += 1;
-                        if taken == BATCH {
-                            break None;
-                        }
-                        next = rx.try_recv().ok();
-                    }
-                    other => break other,
+                    continue;
                 }
             };
-            if read {
-                save(sink, unsaved);
-            }
-            match end {
-                Some(Input::Stop) => return self.stop(sink),
-                Some(Input::Ended(g)) if g == self.generation && !self.restart(sink, &tx, &rx) => {
-                    return self.stop(sink);
+            if read == 0 || !more {
+                if let Err(e) = j.wait(POLL) {
+                    tracing::error!(error = %e, "journal: waiting failed: opening the journal again");
+                    match self.reopen(sink) {
+                        Some(again) => j = again,
+                        None => break,
+                    }
                 }
-                _ => {}
             }
-            Sink::<Cursor>::tick(sink);
+            if last_tick.elapsed() >= TICK {
+                last_tick = Instant::now();
+                Sink::<Cursor>::tick(sink);
+            }
         }
+        Sink::<Cursor>::flush(sink);
     }
 
-    fn handle(&mut self, line: &[u8], sink: &mut StoreSink, unsaved: &mut Option<String>) {
-        match self.reader.entry(line, now_ms(), &self.leases.stats, sink) {
-            Some(Handled::WithLogin) => *unsaved = None,
-            Some(Handled::Without(c)) => *unsaved = Some(c),
-            None => {}
-        }
-    }
-
-    /// journalctl stopped by itself: say why and start it again after the last entry
-    /// processed, until it runs. False when told to stop meanwhile.
-    fn restart(
-        &mut self,
-        sink: &mut StoreSink,
-        tx: &mpsc::SyncSender<Input>,
-        rx: &mpsc::Receiver<Input>,
-    ) -> bool {
-        let status = self.child.take().map(|mut c| c.wait());
-        tracing::warn!(status = ?status.and_then(|s| s.ok()),
-            "journalctl stopped: following the journal again in {RESTART_DELAY:?}");
-        loop {
-            // Every line of the old journalctl came before its end: nothing of it is queued.
-            let deadline = std::time::Instant::now() + RESTART_DELAY;
-            loop {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                if left.is_zero() {
+    /// Handle the entries there are, up to a batch, and write their logins and cursor.
+    /// Returns how many were read, and whether the batch was full (more may be waiting).
+    fn read_batch(&mut self, j: &mut Journal, sink: &mut StoreSink) -> Result<(usize, bool)> {
+        let mut unsaved = None;
+        let mut n = 0;
+        let mut failed = None;
+        while n < BATCH {
+            match j.next() {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    failed = Some(e);
                     break;
                 }
-                match rx.recv_timeout(left) {
-                    Ok(Input::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return false,
-                    Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            n += 1;
+            let e = match read_entry(j) {
+                Ok(e) => e,
+                Err(e) => {
+                    // One entry that cannot be read does not stop the others.
+                    Stats::bump(&self.leases.stats.errors);
+                    tracing::warn!(error = %e, "journal: skipping an entry");
+                    continue;
                 }
+            };
+            self.last = Some(e.cursor.clone());
+            match self.reader.entry(e, now_ms(), &self.leases.stats, sink) {
+                Handled::WithLogin => unsaved = None,
+                Handled::Without(c) => unsaved = Some(c),
             }
-            match self.spawn(sink, tx) {
-                Ok(()) => return true,
-                Err(e) => tracing::error!(error = %e,
-                    "cannot follow the journal: trying again in {RESTART_DELAY:?}"),
+        }
+        if n > 0 {
+            match unsaved {
+                Some(c) => Sink::<Cursor>::checkpoint(sink, KEY, &Cursor(c)),
+                None => Sink::<Cursor>::flush(sink),
             }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok((n, n == BATCH)),
         }
     }
 
-    fn stop(mut self, sink: &mut StoreSink) {
-        Sink::<Cursor>::flush(sink);
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+    /// Open the journal again after a failure, once a second until it works. `None` when
+    /// told to stop meanwhile.
+    fn reopen(&mut self, sink: &mut StoreSink) -> Option<Journal> {
+        loop {
+            let until = Instant::now() + REOPEN_DELAY;
+            while Instant::now() < until {
+                if self.stop.load(Ordering::SeqCst) {
+                    return None;
+                }
+                std::thread::sleep(POLL);
+            }
+            match self.open(sink) {
+                Ok(j) => return Some(j),
+                Err(e) => tracing::error!(error = %e, "journal: cannot open it: trying again"),
+            }
         }
     }
 }
 
-/// Write the logins handled, then the cursor of the last entry if no login carried it.
-fn save(sink: &mut StoreSink, unsaved: Option<String>) {
-    match unsaved {
-        Some(c) => Sink::<Cursor>::checkpoint(sink, KEY, &Cursor(c)),
-        None => Sink::<Cursor>::flush(sink),
-    }
-}
-
-/// journalctl goes when the daemon does, even by SIGKILL.
-fn die_with_parent(cmd: &mut Command) {
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
-                .map_err(std::io::Error::from)
-        });
-    }
-}
-
-/// Hand each line journalctl prints to the journal thread; an over-long one is skipped.
-fn read_lines(out: impl Read, generation: u64, tx: mpsc::SyncSender<Input>) {
-    let mut r = BufReader::with_capacity(64 * 1024, out);
-    let mut line = Vec::new();
-    let mut skipping = false;
-    loop {
-        let buf = match r.fill_buf() {
-            Ok([]) => break,
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
+/// A system journal file this process may not read, when it can read none: sd-journal then
+/// shows only the user's own entries, without a word.
+fn unreadable_system_journal() -> Option<std::path::PathBuf> {
+    use nix::unistd::{AccessFlags, access};
+    let mut found = None;
+    for root in ["/var/log/journal", "/run/log/journal"] {
+        let Ok(dirs) = std::fs::read_dir(root) else {
+            continue;
         };
-        let (piece, complete) = match memchr::memchr(b'\n', buf) {
-            Some(i) => (&buf[..i], i + 1),
-            None => (buf, 0),
-        };
-        let used = if complete > 0 { complete } else { buf.len() };
-        if !skipping {
-            line.extend_from_slice(piece);
-            if line.len() > MAX_ENTRY {
-                tracing::warn!(limit = MAX_ENTRY, "journal: skipping an over-long entry");
-                line.clear();
-                skipping = true;
+        for d in dirs.flatten() {
+            let file = d.path().join("system.journal");
+            if file.exists() {
+                if access(&file, AccessFlags::R_OK).is_ok() {
+                    return None;
+                }
+                found = Some(file);
             }
-        }
-        r.consume(used);
-        if complete > 0 {
-            if !skipping
-                && tx
-                    .send(Input::Line(generation, std::mem::take(&mut line)))
-                    .is_err()
-            {
-                return;
-            }
-            skipping = false;
         }
     }
-    let _ = tx.send(Input::Ended(generation));
+    found
 }
 
-/// Does the journal still hold the entry at `cursor`? journalctl seeks to the nearest entry
-/// when it does not, so the cursor of the entry it shows there tells.
-fn holds(cursor: &str) -> Result<bool> {
-    let out = Command::new(JOURNALCTL)
-        .args([
-            &format!("--cursor={cursor}"),
-            "--lines=1",
-            "--output=json",
-            "--output-fields=__CURSOR",
-            "--no-pager",
-            "--quiet",
-        ])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .map_err(|e| Error::io("run", JOURNALCTL, e))?;
-    let first = out.stdout.split(|b| *b == b'\n').next().unwrap_or_default();
-    Ok(out.status.success() && parse_entry(first).is_ok_and(|e| e.cursor == cursor))
+/// The local journal, with the selection of `spec`.
+fn open_selected(spec: &JournalSpec) -> Result<Journal> {
+    let mut j = Journal::open_local()?;
+    for m in spec.matches() {
+        if m == "+" {
+            j.add_disjunction()?;
+        } else {
+            j.add_match(&m)?;
+        }
+    }
+    Ok(j)
+}
+
+/// The fields relaylease reads of the current entry.
+fn read_entry(j: &mut Journal) -> Result<Entry> {
+    let cursor = j.cursor()?;
+    let realtime = j.realtime_us().ok();
+    let mut failed = None;
+    let e = Entry::from_fields(cursor, realtime, |name: &CStr| match j.data(name) {
+        Ok(v) => v.filter(|v| v.len() <= MAX_FIELD).map(<[u8]>::to_vec),
+        Err(e) => {
+            failed = Some(e);
+            None
+        }
+    });
+    match failed {
+        Some(err) => Err(err),
+        None => Ok(e),
+    }
 }
 
 /// One journal entry as a dry run sees it.
@@ -520,87 +480,53 @@ pub struct Seen<'a> {
     pub entry: &'a Entry,
     pub event: Event,
     /// Why the entry's writer is not believed, if it is not.
-    pub refused: Option<super::journal_proto::Refusal>,
+    pub refused: Option<Refusal>,
 }
 
-/// `parse-log --journal`: read the selected entries (since `since`, journalctl's syntax) once,
-/// judging and parsing each as the daemon would, and hand them to `each`.
+/// `parse-log --since`: how long ago (`90m`, `2days`), or a UTC time (`2026-11-22 03:00:00`,
+/// `2026-11-22T03:00:00Z`), as ms since the epoch.
+pub fn parse_since(s: &str, now: Millis) -> Result<Millis> {
+    let s = s.trim();
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(now.saturating_sub(d.as_millis() as Millis));
+    }
+    let t = humantime::parse_rfc3339_weak(s).map_err(|_| {
+        Error::invalid(format!(
+            "--since '{s}': how long ago (90m, 2days) or a UTC time (2026-11-22 03:00:00)"
+        ))
+    })?;
+    Ok(t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis))
+}
+
+/// `parse-log --journal`: read the selected entries received since `since` (ms since the
+/// epoch; else all), judging and parsing each as the daemon does, and hand them to `each`.
 pub fn read_once(
     spec: &JournalSpec,
-    since: Option<&str>,
+    since: Option<Millis>,
     patterns: &[regex::Regex],
     mut each: impl FnMut(Seen<'_>),
 ) -> Result<()> {
-    let mut args: Vec<String> = [
-        "--output=json",
-        "--all",
-        "--no-pager",
-        "--quiet",
-        "--lines=all",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.push(format!("--output-fields={}", super::journal_proto::FIELDS));
-    if let Some(s) = since {
-        args.push(format!("--since={s}"));
+    let mut j = open_selected(spec)?;
+    if let Some(ms) = since {
+        j.seek_realtime_us(ms.saturating_mul(1000))?;
     }
-    args.extend(spec.matches());
-    let mut child = Command::new(JOURNALCTL)
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::io("run", JOURNALCTL, e))?;
-    let err = child.stderr.take().map(|e| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = BufReader::new(e).take(64 * 1024).read_to_string(&mut s);
-            s
-        })
-    });
     let mut trusted = LineParser::new(None, patterns.to_vec());
     let mut suspects = LineParser::new(None, Vec::new());
-    let mut unreadable = 0u64;
-    if let Some(out) = child.stdout.take() {
-        for line in BufReader::new(out).split(b'\n') {
-            let line = line.map_err(|e| Error::io("read the output of", JOURNALCTL, e))?;
-            let Ok(entry) = parse_entry(&line) else {
-                unreadable += 1;
-                continue;
-            };
-            let refused = spec.trust.judge(&entry).err();
-            let parser = if refused.is_none() {
-                &mut trusted
-            } else {
-                &mut suspects
-            };
-            let event = parser.parse_message(entry.tag(), entry.log_pid(), entry.first_line());
-            each(Seen {
-                entry: &entry,
-                event,
-                refused,
-            });
-        }
-    }
-    let status = child
-        .wait()
-        .map_err(|e| Error::io("wait for", JOURNALCTL, e))?;
-    let said = err.and_then(|t| t.join().ok()).unwrap_or_default();
-    if !status.success() {
-        let last = said
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
-        return Err(Error::invalid(format!(
-            "journalctl failed ({status}): {}",
-            crate::error::one_line(last.trim())
-        )));
-    }
-    if unreadable > 0 {
-        eprintln!("relaylease: {unreadable} journal entries could not be read");
+    while j.next()? {
+        let entry = read_entry(&mut j)?;
+        let refused = spec.trust.judge(&entry).err();
+        let parser = if refused.is_none() {
+            &mut trusted
+        } else {
+            &mut suspects
+        };
+        let event = parser.parse_message(entry.tag(), entry.log_pid(), entry.first_line());
+        each(Seen {
+            entry: &entry,
+            event,
+            refused,
+        });
     }
     Ok(())
 }
@@ -608,6 +534,7 @@ pub fn read_once(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sources::journal_proto::tests::{dovecot, entry, logger};
     use crate::sources::logparse::SessionKey;
 
     #[derive(Default)]
@@ -626,13 +553,13 @@ mod tests {
         ) {
             let (key, c) = checkpoint.expect("a journal login carries its cursor");
             assert_eq!(key, KEY);
+            assert_eq!(login.source, SOURCE);
             self.logins.push((
                 login.ip.to_string(),
                 session.map(|s| s.to_string()),
                 login.at,
                 c.0.clone(),
             ));
-            assert_eq!(login.source, SOURCE);
         }
         fn logout(&mut self, session: SessionKey, at: Millis) {
             self.logouts.push((session.to_string(), at));
@@ -656,91 +583,62 @@ mod tests {
         }
     }
 
-    fn entry(cursor: &str, uid: u32, exe: &str, ident: &str, msg: &str) -> Vec<u8> {
-        serde_json::json!({
-            "__CURSOR": cursor, "__REALTIME_TIMESTAMP": "1796405077829390",
-            "_UID": uid.to_string(), "_EXE": exe, "_COMM": "log", "_PID": "25082",
-            "SYSLOG_IDENTIFIER": ident, "MESSAGE": msg,
-        })
-        .to_string()
-        .into_bytes()
-    }
-
+    const NOW: Millis = 2_000_000_000_000;
     const LOGIN: &str = "imap-login: Login: user=<alice>, method=PLAIN, rip=192.0.2.7, lip=127.0.0.1, mpid=8176, secured, session=<CHtby9Rgd6N/AAAV>";
     const LOGOUT: &str =
         "imap(alice)<8176><CHtby9Rgd6N/AAAV>: Disconnected: Logged out in=50 out=1000";
+
+    fn forged(stats: &Stats) -> u64 {
+        stats.forged.load(Ordering::Relaxed)
+    }
 
     #[test]
     fn trusted_logins_and_session_ends_reach_the_sink_with_their_cursor_and_time() {
         let mut r = Reader::new(trust(), &[]);
         let (mut sink, stats) = (VecSink::default(), Stats::default());
-        let dovecot = "/usr/lib/dovecot/log";
-        let got = r.entry(
-            &entry("c1", 0, dovecot, "dovecot", LOGIN),
-            2e12 as u64,
-            &stats,
-            &mut sink,
-        );
-        assert_eq!(got, Some(Handled::WithLogin));
-        let got = r.entry(
-            &entry("c2", 0, dovecot, "dovecot", LOGOUT),
-            2e12 as u64,
-            &stats,
-            &mut sink,
-        );
-        assert_eq!(got, Some(Handled::Without("c2".into())));
+        let got = r.entry(entry("c1", &dovecot(LOGIN)), NOW, &stats, &mut sink);
+        assert_eq!(got, Handled::WithLogin);
+        let got = r.entry(entry("c2", &dovecot(LOGOUT)), NOW, &stats, &mut sink);
+        assert_eq!(got, Handled::Without("c2".into()));
+        let session = "dovecot:dovecot/8176/CHtby9Rgd6N/AAAV".to_string();
         assert_eq!(
             sink.logins,
             [(
                 "192.0.2.7".to_string(),
-                Some("dovecot:dovecot/8176/CHtby9Rgd6N/AAAV".to_string()),
+                Some(session.clone()),
                 1_796_405_077_829,
                 "c1".to_string()
             )]
         );
-        assert_eq!(
-            sink.logouts,
-            [(
-                "dovecot:dovecot/8176/CHtby9Rgd6N/AAAV".to_string(),
-                1_796_405_077_829
-            )]
-        );
-        assert_eq!(stats.forged.load(std::sync::atomic::Ordering::Relaxed), 0);
+        assert_eq!(sink.logouts, [(session, 1_796_405_077_829)]);
+        assert_eq!(forged(&stats), 0);
     }
 
     #[test]
     fn forged_logins_and_ends_are_counted_or_ignored_and_grant_nothing() {
         let mut r = Reader::new(trust(), &[]);
         let (mut sink, stats) = (VecSink::default(), Stats::default());
-        for (uid, exe) in [
-            (0, "/usr/bin/logger"),
-            (65534, "/usr/bin/logger"),
-            (65534, "/usr/lib/dovecot/log"),
+        let as_nobody = |mut f: Vec<(&'static str, &'static str)>| {
+            f.retain(|(k, _)| *k != "_UID");
+            f.push(("_UID", "65534"));
+            f
+        };
+        for fields in [
+            logger(LOGIN),
+            as_nobody(logger(LOGIN)),
+            as_nobody(dovecot(LOGIN)),
         ] {
-            let got = r.entry(
-                &entry("f", uid, exe, "dovecot", LOGIN),
-                2e12 as u64,
-                &stats,
-                &mut sink,
-            );
-            assert_eq!(got, Some(Handled::Without("f".into())));
-            r.entry(
-                &entry("g", uid, exe, "dovecot", LOGOUT),
-                2e12 as u64,
-                &stats,
-                &mut sink,
-            );
+            let got = r.entry(entry("f", &fields), NOW, &stats, &mut sink);
+            assert_eq!(got, Handled::Without("f".into()));
+        }
+        for fields in [logger(LOGOUT), as_nobody(dovecot(LOGOUT))] {
+            r.entry(entry("g", &fields), NOW, &stats, &mut sink);
         }
         assert!(sink.logins.is_empty() && sink.logouts.is_empty());
-        assert_eq!(stats.forged.load(std::sync::atomic::Ordering::Relaxed), 3);
+        assert_eq!(forged(&stats), 3);
         // Noise from an untrusted writer is not a forgery.
-        r.entry(
-            &entry("h", 0, "/usr/bin/logger", "dovecot", "hello"),
-            0,
-            &stats,
-            &mut sink,
-        );
-        assert_eq!(stats.forged.load(std::sync::atomic::Ordering::Relaxed), 3);
+        r.entry(entry("h", &logger("hello")), NOW, &stats, &mut sink);
+        assert_eq!(forged(&stats), 3);
     }
 
     /// popa3d logs the address on an earlier line of the same pid: a refused entry must not
@@ -753,51 +651,34 @@ mod tests {
         };
         let mut r = Reader::new(t, &[]);
         let (mut sink, stats) = (VecSink::default(), Stats::default());
-        let line = |cursor: &str, exe: &str, msg: &str| {
-            serde_json::json!({
-                "__CURSOR": cursor, "_UID": "0", "_EXE": exe, "_PID": "77",
-                "SYSLOG_IDENTIFIER": "popa3d", "SYSLOG_PID": "77", "MESSAGE": msg,
-            })
-            .to_string()
-            .into_bytes()
+        let popa3d = |exe: &'static str, msg: &'static str| {
+            vec![
+                ("MESSAGE", msg),
+                ("SYSLOG_IDENTIFIER", "popa3d"),
+                ("SYSLOG_PID", "77"),
+                ("_PID", "77"),
+                ("_UID", "0"),
+                ("_EXE", exe),
+            ]
         };
-        r.entry(
-            &line("a", "/usr/bin/logger", "connect from 10.6.6.6"),
-            1,
-            &stats,
-            &mut sink,
-        );
-        r.entry(
-            &line("b", "/usr/sbin/popa3d", "Authentication passed for alice"),
-            1,
-            &stats,
-            &mut sink,
-        );
+        for (exe, msg) in [
+            ("/usr/bin/logger", "connect from 10.6.6.6"),
+            ("/usr/sbin/popa3d", "Authentication passed for alice"),
+        ] {
+            r.entry(entry("a", &popa3d(exe, msg)), NOW, &stats, &mut sink);
+        }
         assert!(sink.logins.is_empty(), "{:?}", sink.logins);
         assert_eq!(sink.no_address, 1);
-        r.entry(
-            &line("c", "/usr/sbin/popa3d", "connect from 192.0.2.8"),
-            1,
-            &stats,
-            &mut sink,
-        );
-        r.entry(
-            &line("d", "/usr/sbin/popa3d", "Authentication passed for bob"),
-            1,
-            &stats,
-            &mut sink,
-        );
+        for msg in ["connect from 192.0.2.8", "Authentication passed for bob"] {
+            r.entry(
+                entry("b", &popa3d("/usr/sbin/popa3d", msg)),
+                NOW,
+                &stats,
+                &mut sink,
+            );
+        }
         assert_eq!(sink.logins.len(), 1);
         assert_eq!(sink.logins[0].0, "192.0.2.8");
-    }
-
-    #[test]
-    fn unreadable_lines_move_nothing() {
-        let mut r = Reader::new(trust(), &[]);
-        let (mut sink, stats) = (VecSink::default(), Stats::default());
-        assert_eq!(r.entry(b"{", 1, &stats, &mut sink), None);
-        assert_eq!(r.entry(b"{\"MESSAGE\":\"x\"}", 1, &stats, &mut sink), None);
-        assert_eq!(stats.errors.load(std::sync::atomic::Ordering::Relaxed), 2);
     }
 
     #[test]
@@ -815,39 +696,47 @@ mod tests {
         assert_eq!(s.trust.units, s.units);
         assert!(s.trust.exes.contains(&"/usr/sbin/rsyslogd".to_string()));
         assert!(s.trust.exes.contains(&"/usr/lib/dovecot/".to_string()));
-        for (args, needle) in [
+        let bad = |f: fn(&mut JournalArgs)| {
+            let mut a = args.clone();
+            f(&mut a);
+            JournalSpec::from_args(&a).unwrap_err().to_string()
+        };
+        for (e, needle) in [
             (
-                JournalArgs {
-                    journal_unit: vec!["a b".into()],
-                    ..args.clone()
-                },
+                bad(|a| a.journal_unit = vec!["a b".into()]),
                 "--journal-unit 'a b'",
             ),
             (
-                JournalArgs {
-                    journal_identifier: vec![String::new()],
-                    ..args.clone()
-                },
+                bad(|a| a.journal_identifier = vec![String::new()]),
                 "--journal-identifier ''",
             ),
             (
-                JournalArgs {
-                    journal_trust_exe: vec!["rsyslogd".into()],
-                    ..args.clone()
-                },
+                bad(|a| a.journal_trust_exe = vec!["rsyslogd".into()]),
                 "absolute path",
             ),
             (
-                JournalArgs {
-                    journal_trust_user: vec!["no-such-user-here".into()],
-                    ..args.clone()
-                },
+                bad(|a| a.journal_trust_user = vec!["no-such-user-here".into()]),
                 "'no-such-user-here': no such user",
             ),
         ] {
-            let e = JournalSpec::from_args(&args).unwrap_err().to_string();
             assert!(e.contains(needle), "{e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
         }
+    }
+
+    #[test]
+    fn since_is_a_time_ago_or_a_utc_time() {
+        assert_eq!(parse_since("90m", NOW).unwrap(), NOW - 90 * 60 * 1000);
+        assert_eq!(
+            parse_since("2026-11-22 03:00:00", NOW).unwrap(),
+            1_795_316_400_000
+        );
+        assert_eq!(
+            parse_since("2026-11-22T03:00:00Z", NOW).unwrap(),
+            1_795_316_400_000
+        );
+        let e = parse_since("yesterday", NOW).unwrap_err().to_string();
+        assert!(e.starts_with("--since 'yesterday': "), "{e}");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The systemd journal as `journalctl --output=json` prints it: an entry's line in, the
-//! fields relaylease reads out, and whether the kernel vouches for the entry's writer (pure).
+//! The systemd journal's entries as relaylease reads them: the fields of one entry, and
+//! whether the kernel vouches for its writer (pure).
 //!
 //! # Trusted fields
 //! journald fills the fields whose names start with `_` itself, from the sending socket's
@@ -9,15 +9,12 @@
 //! Dovecot line. So an entry counts only when its trusted fields name the mail server
 //! ([`Trust::judge`]); its text is read after that.
 
-use serde::Deserialize;
-use serde_json::Value;
+use std::ffi::CStr;
 
-use crate::error::{Error, Result};
 use crate::lease::Millis;
 
-/// The fields journalctl is told to print (`--output-fields`); it adds the cursor and the
-/// timestamps itself.
-pub const FIELDS: &str = "MESSAGE,SYSLOG_IDENTIFIER,SYSLOG_PID,_PID,_UID,_COMM,_EXE,_SYSTEMD_UNIT";
+/// A longer field is taken as absent: no mail server logs that much in one line.
+pub const MAX_FIELD: usize = 64 * 1024;
 
 /// The programs trusted by default, as `_EXE` names them: the servers whose log formats
 /// relaylease reads and that log from processes of their own. A path ending in `/` stands
@@ -40,14 +37,13 @@ pub const DEFAULT_EXES: [&str; 9] = [
 /// The system users trusted by default besides root, where they exist: the servers' own.
 pub const DEFAULT_USERS: [&str; 3] = ["dovecot", "courier", "cyrus"];
 
-/// The fields of one entry that relaylease reads. A field journalctl printed with several
-/// values is taken as absent: it is not what a mail server writes, and a trusted field never
-/// has more than one.
+/// The fields of one entry that relaylease reads. A field the entry lacks, or whose value
+/// is not what journald writes there, is absent: never guessed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Entry {
-    /// `__CURSOR`: where this entry is, to continue after it.
+    /// Where this entry is, to continue after it.
     pub cursor: String,
-    /// `__REALTIME_TIMESTAMP`: when journald received it, in µs since the epoch.
+    /// When journald received it, in µs since the epoch.
     pub realtime_us: Option<u64>,
     pub message: Option<Vec<u8>>,
     pub identifier: Option<Vec<u8>>,
@@ -87,75 +83,40 @@ impl Entry {
     }
 }
 
-#[derive(Deserialize)]
-struct Raw {
-    #[serde(rename = "__CURSOR")]
-    cursor: Option<Value>,
-    #[serde(rename = "__REALTIME_TIMESTAMP")]
-    realtime: Option<Value>,
-    #[serde(rename = "MESSAGE")]
-    message: Option<Value>,
-    #[serde(rename = "SYSLOG_IDENTIFIER")]
-    identifier: Option<Value>,
-    #[serde(rename = "SYSLOG_PID")]
-    syslog_pid: Option<Value>,
-    #[serde(rename = "_PID")]
-    pid: Option<Value>,
-    #[serde(rename = "_UID")]
-    uid: Option<Value>,
-    #[serde(rename = "_COMM")]
-    comm: Option<Value>,
-    #[serde(rename = "_EXE")]
-    exe: Option<Value>,
-    #[serde(rename = "_SYSTEMD_UNIT")]
-    unit: Option<Value>,
+fn text(v: Option<Vec<u8>>) -> Option<String> {
+    String::from_utf8(v?).ok()
 }
 
-/// One value's bytes: a string, or (for a value that is not printable UTF-8) an array of
-/// byte numbers. `None` for several values, or a value journalctl left out (`null`).
-fn bytes(v: Option<&Value>) -> Option<Vec<u8>> {
-    match v? {
-        Value::String(s) => Some(s.as_bytes().to_vec()),
-        Value::Array(a) => a
-            .iter()
-            .map(|n| n.as_u64().and_then(|n| u8::try_from(n).ok()))
-            .collect(),
-        _ => None,
-    }
-}
-
-fn text(v: Option<&Value>) -> Option<String> {
-    String::from_utf8(bytes(v)?).ok()
-}
-
-fn number<T: std::str::FromStr>(v: Option<&Value>) -> Option<T> {
-    let s = text(v)?;
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+fn number<T: std::str::FromStr>(v: Option<Vec<u8>>) -> Option<T> {
+    let v = v?;
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    s.parse().ok()
+    std::str::from_utf8(&v).ok()?.parse().ok()
 }
 
-/// One line of `journalctl --output=json`. An entry without a cursor is an error: without it
-/// reading could not continue after the entry.
-pub fn parse_entry(line: &[u8]) -> Result<Entry> {
-    let raw: Raw = serde_json::from_slice(line)
-        .map_err(|e| Error::invalid(format!("journalctl printed an unreadable entry: {e}")))?;
-    let cursor = text(raw.cursor.as_ref())
-        .filter(|c| !c.is_empty())
-        .ok_or_else(|| Error::invalid("journalctl printed an entry without __CURSOR"))?;
-    Ok(Entry {
-        cursor,
-        realtime_us: number(raw.realtime.as_ref()),
-        message: bytes(raw.message.as_ref()),
-        identifier: bytes(raw.identifier.as_ref()),
-        syslog_pid: number(raw.syslog_pid.as_ref()),
-        pid: number(raw.pid.as_ref()),
-        uid: number(raw.uid.as_ref()),
-        comm: text(raw.comm.as_ref()),
-        exe: text(raw.exe.as_ref()),
-        unit: text(raw.unit.as_ref()),
-    })
+impl Entry {
+    /// An entry from its cursor, time and fields: `value(NAME)` is the value of field NAME,
+    /// if the entry has it.
+    pub fn from_fields(
+        cursor: String,
+        realtime_us: Option<u64>,
+        mut value: impl FnMut(&CStr) -> Option<Vec<u8>>,
+    ) -> Entry {
+        let mut get = |name: &CStr| value(name).filter(|v| v.len() <= MAX_FIELD);
+        Entry {
+            cursor,
+            realtime_us,
+            message: get(c"MESSAGE"),
+            identifier: get(c"SYSLOG_IDENTIFIER"),
+            syslog_pid: number(get(c"SYSLOG_PID")),
+            pid: number(get(c"_PID")),
+            uid: number(get(c"_UID")),
+            comm: text(get(c"_COMM")),
+            exe: text(get(c"_EXE")),
+            unit: text(get(c"_SYSTEMD_UNIT")),
+        }
+    }
 }
 
 /// Which writers the journal source believes.
@@ -258,8 +219,9 @@ pub fn unit_name(name: &str) -> String {
     }
 }
 
-/// journalctl's matches for the selected entries: any of the units' processes, or any of the
-/// identifiers (`+` separates the alternatives).
+/// The matches selecting the entries read: any of the units' processes, or any of the
+/// identifiers. Written as for journalctl (`+` between the alternatives), so that
+/// `journalctl MATCHES...` shows the same entries.
 pub fn matches(units: &[String], identifiers: &[String]) -> Vec<String> {
     let mut m: Vec<String> = units.iter().map(|u| format!("_SYSTEMD_UNIT={u}")).collect();
     if !m.is_empty() && !identifiers.is_empty() {
@@ -267,42 +229,6 @@ pub fn matches(units: &[String], identifiers: &[String]) -> Vec<String> {
     }
     m.extend(identifiers.iter().map(|i| format!("SYSLOG_IDENTIFIER={i}")));
     m
-}
-
-/// Where following starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Start {
-    /// After the last entry processed.
-    AfterCursor(String),
-    /// At the first entry received at or after this time (ms since the epoch).
-    Since(Millis),
-}
-
-/// journalctl's time for `--since`: seconds since the epoch, with milliseconds.
-pub fn since_arg(ms: Millis) -> String {
-    format!("--since=@{}.{:03}", ms / 1000, ms % 1000)
-}
-
-/// The arguments of the `journalctl` that follows the journal from `start`.
-pub fn follow_args(start: &Start, matches: &[String]) -> Vec<String> {
-    let mut a: Vec<String> = [
-        "--follow",
-        "--lines=all",
-        "--output=json",
-        "--all",
-        "--no-pager",
-        "--quiet",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    a.push(format!("--output-fields={FIELDS}"));
-    a.push(match start {
-        Start::AfterCursor(c) => format!("--after-cursor={c}"),
-        Start::Since(ms) => since_arg(*ms),
-    });
-    a.extend(matches.iter().cloned());
-    a
 }
 
 /// Counts refused logins and says when to warn: at most once per `every`.
@@ -329,13 +255,44 @@ impl Forgeries {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// Shaped as journald 252 recorded Dovecot 2.3's `log` process through /dev/log.
-    const DOVECOT: &str = r#"{"_BOOT_ID":"3b094294593a487591c7d7def66843e8","MESSAGE":"pop3-login: Login: user=<alice>, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, mpid=25690, secured, session=<1j6JJtJhFtN/AAAB>","__REALTIME_TIMESTAMP":"1796405077829390","_COMM":"log","SYSLOG_IDENTIFIER":"dovecot","_UID":"0","_EXE":"/usr/lib/dovecot/log","_PID":"25082","__MONOTONIC_TIMESTAMP":"6398038531","__CURSOR":"s=073898e503cf484eacfa1900aea0dd3e;i=b;b=3b094294593a487591c7d7def66843e8;m=17d5a5203;t=661d22689670e;x=686e04a520be6b0d","_TRANSPORT":"syslog"}"#;
-    /// `logger -t dovecot '...'` run by root: the same text, journald's own fields say logger.
-    const LOGGER: &str = r#"{"SYSLOG_IDENTIFIER":"dovecot","_COMM":"logger","MESSAGE":"pop3-login: Login: user=<alice>, method=PLAIN, rip=10.6.6.6, lip=127.0.0.1, mpid=1, session=<x>","__REALTIME_TIMESTAMP":"1796405050978671","__CURSOR":"s=073898e503cf484eacfa1900aea0dd3e;i=3;b=3b0;m=17bc09c64;t=661d224efb16f;x=c6f324ded7885ecc","_UID":"0","_TRANSPORT":"syslog","_PID":"23662","_EXE":"/usr/bin/logger"}"#;
+    /// An entry with these fields, as sd-journal would give them.
+    pub(crate) fn entry(cursor: &str, fields: &[(&str, &str)]) -> Entry {
+        Entry::from_fields(cursor.into(), Some(1_796_405_077_829_390), |name| {
+            fields
+                .iter()
+                .find(|(k, _)| k.as_bytes() == name.to_bytes())
+                .map(|(_, v)| v.as_bytes().to_vec())
+        })
+    }
+
+    /// As journald 252 recorded Dovecot 2.3's `log` process writing through /dev/log.
+    pub(crate) fn dovecot(msg: &str) -> Vec<(&str, &str)> {
+        vec![
+            ("MESSAGE", msg),
+            ("SYSLOG_IDENTIFIER", "dovecot"),
+            ("_PID", "25082"),
+            ("_UID", "0"),
+            ("_COMM", "log"),
+            ("_EXE", "/usr/lib/dovecot/log"),
+        ]
+    }
+
+    /// `logger -t dovecot '...'` run by root: the same text; journald's own fields say logger.
+    pub(crate) fn logger(msg: &str) -> Vec<(&str, &str)> {
+        vec![
+            ("MESSAGE", msg),
+            ("SYSLOG_IDENTIFIER", "dovecot"),
+            ("_PID", "23662"),
+            ("_UID", "0"),
+            ("_COMM", "logger"),
+            ("_EXE", "/usr/bin/logger"),
+        ]
+    }
+
+    const LOGIN: &str = "pop3-login: Login: user=<alice>, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, mpid=25690, secured, session=<1j6JJtJhFtN/AAAB>";
 
     fn trust() -> Trust {
         Trust {
@@ -348,7 +305,7 @@ mod tests {
 
     #[test]
     fn a_dovecot_entry_is_read_and_trusted() {
-        let e = parse_entry(DOVECOT.as_bytes()).unwrap();
+        let e = entry("s=0738;i=b", &dovecot(LOGIN));
         assert_eq!(e.tag(), b"dovecot");
         assert_eq!(e.log_pid(), Some(25082));
         assert_eq!(
@@ -361,13 +318,13 @@ mod tests {
         );
         assert_eq!(e.at(u64::MAX), 1_796_405_077_829);
         assert_eq!(e.at(5), 5, "never later than now");
-        assert!(e.cursor.starts_with("s=0738"));
+        assert_eq!(e.cursor, "s=0738;i=b");
         assert_eq!(trust().judge(&e), Ok(()));
     }
 
     #[test]
     fn logger_and_systemd_cat_are_refused_whoever_runs_them() {
-        let e = parse_entry(LOGGER.as_bytes()).unwrap();
+        let e = entry("c", &logger(LOGIN));
         let why = trust().judge(&e).unwrap_err();
         assert!(why.to_string().contains("logger (/usr/bin/logger"), "{why}");
         // As nobody: refused for the user first.
@@ -451,29 +408,28 @@ mod tests {
 
     #[test]
     fn odd_values_are_absent_never_guessed() {
-        // A binary message is an array of bytes; several values are an array of values.
-        let e = parse_entry(
-            br#"{"__CURSOR":"c","MESSAGE":[112,111,112,255],"_UID":["0","0"],"_EXE":null,"SYSLOG_PID":"12x","__REALTIME_TIMESTAMP":"-1"}"#,
-        )
-        .unwrap();
-        assert_eq!(e.message.as_deref(), Some(&b"pop\xff"[..]));
-        assert_eq!((e.uid, e.exe.as_deref(), e.syslog_pid), (None, None, None));
-        assert_eq!(e.realtime_us, None);
-        let two = parse_entry(br#"{"__CURSOR":"c","MESSAGE":["a","b"],"_UID":"0"}"#).unwrap();
-        assert_eq!(two.message, None);
-        assert!(two.first_line().is_empty());
-        for bad in [
-            &br#"{"MESSAGE":"x"}"#[..],
-            br#"{"__CURSOR":""}"#,
-            br#"{"__CURSOR":"c","_UID":"0","_UID":"0"}"#,
-            b"not json",
-            b"",
-            br#"["__CURSOR"]"#,
-        ] {
-            let e = parse_entry(bad).unwrap_err().to_string();
-            assert!(e.starts_with("journalctl printed"), "{e}");
-            assert_eq!(e.lines().count(), 1, "{e}");
-        }
+        let long = "x".repeat(MAX_FIELD + 1);
+        let e = entry(
+            "c",
+            &[
+                ("MESSAGE", &long),
+                ("_UID", "0 "),
+                ("_PID", "-1"),
+                ("SYSLOG_PID", "12x"),
+                ("_EXE", ""),
+            ],
+        );
+        assert_eq!(
+            (&e.message, e.uid, e.pid, e.syslog_pid),
+            (&None, None, None, None)
+        );
+        assert_eq!(e.exe.as_deref(), Some(""));
+        assert!(trust().judge(&e).is_err());
+        let bad_utf8 = Entry::from_fields("c".into(), None, |name| {
+            (name == c"_EXE").then(|| b"/usr/lib/dovecot/\xff".to_vec())
+        });
+        assert_eq!((&bad_utf8.exe, bad_utf8.realtime_us), (&None, None));
+        assert_eq!(bad_utf8.at(7), 7);
     }
 
     #[test]
@@ -496,7 +452,7 @@ mod tests {
     }
 
     #[test]
-    fn journalctl_arguments() {
+    fn matches_for_units_and_identifiers() {
         let units = vec![unit_name("dovecot"), unit_name("courier-imap.service")];
         assert_eq!(units, ["dovecot.service", "courier-imap.service"]);
         let ids = vec!["dovecot".to_string(), "imapd".to_string()];
@@ -512,17 +468,6 @@ mod tests {
         );
         assert_eq!(matches(&units[..1], &[]), ["_SYSTEMD_UNIT=dovecot.service"]);
         assert_eq!(matches(&[], &ids[..1]), ["SYSLOG_IDENTIFIER=dovecot"]);
-        assert_eq!(since_arg(1_796_405_077_009), "--since=@1796405077.009");
-        let a = follow_args(
-            &Start::AfterCursor("s=1;i=2".into()),
-            &matches(&units[..1], &[]),
-        );
-        assert!(a.contains(&"--follow".to_string()));
-        assert!(a.contains(&"--after-cursor=s=1;i=2".to_string()));
-        assert!(a.contains(&format!("--output-fields={FIELDS}")));
-        assert_eq!(a.last().unwrap(), "_SYSTEMD_UNIT=dovecot.service");
-        let a = follow_args(&Start::Since(1500), &[]);
-        assert!(a.contains(&"--since=@1.500".to_string()));
     }
 
     #[test]

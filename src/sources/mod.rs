@@ -8,6 +8,7 @@ pub mod hook;
 pub mod journal;
 pub mod journal_proto;
 pub mod logparse;
+pub mod sd_journal;
 pub mod sessions;
 
 use std::net::IpAddr;
