@@ -87,7 +87,10 @@ fn forged_line(rip: IpAddr) -> String {
     )
 }
 
-fn nobody() -> (u32, u32) {
+/// A uid and gid to run a program as.
+type User = (u32, u32);
+
+fn nobody() -> User {
     let u = nix::unistd::User::from_name("nobody")
         .expect("look up nobody")
         .expect("user nobody exists (base-passwd)");
@@ -144,7 +147,7 @@ fn a_journal_login_relays_through_postfix_and_forged_lines_grant_nothing() {
     // written by root or by nobody.
     let failed = ip(0, 62);
     assert!(!pop3_login(failed, pop3, "alice", "wrong-password"));
-    let forgers: [(&str, Option<(u32, u32)>, IpAddr); 4] = [
+    let forgers: [(&str, Option<User>, IpAddr); 4] = [
         ("logger as root", None, ip(0, 63)),
         ("logger as nobody", Some(nobody()), ip(0, 64)),
         ("systemd-cat as root", None, ip(0, 65)),

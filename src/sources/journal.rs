@@ -312,7 +312,7 @@ impl Follower {
             );
             return Ok(j);
         };
-        let held = j.seek_cursor(&c).is_ok() && j.next()? && j.test_cursor(&c)?;
+        let held = j.seek_cursor(&c).is_ok() && j.step()? && j.test_cursor(&c)?;
         if held {
             tracing::info!(
                 units = self.spec.units.join(","),
@@ -343,13 +343,12 @@ impl Follower {
                     continue;
                 }
             };
-            if read == 0 || !more {
-                if let Err(e) = j.wait(POLL) {
-                    tracing::error!(error = %e, "journal: waiting failed: opening the journal again");
-                    match self.reopen(sink) {
-                        Some(again) => j = again,
-                        None => break,
-                    }
+            let idle = read == 0 || !more;
+            if idle && let Err(e) = j.wait(POLL) {
+                tracing::error!(error = %e, "journal: waiting failed: opening the journal again");
+                match self.reopen(sink) {
+                    Some(again) => j = again,
+                    None => break,
                 }
             }
             if last_tick.elapsed() >= TICK {
@@ -367,7 +366,7 @@ impl Follower {
         let mut n = 0;
         let mut failed = None;
         while n < BATCH {
-            match j.next() {
+            match j.step() {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(e) => {
@@ -513,7 +512,7 @@ pub fn read_once(
     }
     let mut trusted = LineParser::new(None, patterns.to_vec());
     let mut suspects = LineParser::new(None, Vec::new());
-    while j.next()? {
+    while j.step()? {
         let entry = read_entry(&mut j)?;
         let refused = spec.trust.judge(&entry).err();
         let parser = if refused.is_none() {

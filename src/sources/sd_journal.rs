@@ -201,7 +201,7 @@ impl Journal {
     }
 
     /// Step to the next entry; false at the end (for now).
-    pub fn next(&mut self) -> Result<bool> {
+    pub fn step(&mut self) -> Result<bool> {
         // SAFETY: `j` is open.
         check("sd_journal_next", unsafe { (self.lib.next)(self.j) }).map(|r| r > 0)
     }
