@@ -121,8 +121,8 @@ pub enum Command {
 /// The systemd journal as a source of logins (the daemon's and parse-log's flags).
 #[derive(Debug, Clone, Args)]
 pub struct JournalArgs {
-    /// Read logins from the local systemd journal (through journalctl); only entries whose
-    /// writer the kernel shows to be the mail server count
+    /// Read logins from the local systemd journal (through libsystemd, loaded then); only
+    /// entries whose writer the kernel shows to be the mail server count
     #[arg(long)]
     pub journal: bool,
 
