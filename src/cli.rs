@@ -230,6 +230,12 @@ pub struct DaemonArgs {
     #[arg(long = "login-pattern", value_name = "REGEX")]
     pub login_pattern: Vec<String>,
 
+    /// Follow --watch files that ordinary users can write (the file or its directory
+    /// writable by others, or owned by a uid of 1000 or above): any of them could then write a
+    /// login line and open the relay. Without it such a file is refused
+    #[arg(long)]
+    pub watch_insecure: bool,
+
     /// Keep a followed login's lease while its session is open (Dovecot, Courier, Cyrus log
     /// its end), for at most this long after the login; the window then runs from the end.
     /// 0 turns this off
@@ -265,6 +271,16 @@ pub struct DaemonArgs {
     /// from FILE (without it any local process could report a login)
     #[arg(long, value_name = "FILE", requires = "dovecot_policy")]
     pub dovecot_policy_secret_file: Option<PathBuf>,
+
+    /// Take Dovecot's auth-policy reports without a secret: any local process can then report
+    /// a login and open the relay for any address. Without it --dovecot-policy needs
+    /// --dovecot-policy-secret-file
+    #[arg(
+        long,
+        requires = "dovecot_policy",
+        conflicts_with = "dovecot_policy_secret_file"
+    )]
+    pub dovecot_policy_no_secret: bool,
 
     /// Permissions of the policy and socketmap unix sockets, in octal (Postfix's smtpd runs as
     /// user postfix)
@@ -315,6 +331,11 @@ pub struct DaemonArgs {
         requires = "store"
     )]
     pub store_prefix: String,
+
+    /// Use a --store URL without a password: whoever can reach that Redis can then write a
+    /// lease and open the relay. Without it a URL must carry a password
+    #[arg(long, requires = "store")]
+    pub store_no_password: bool,
 
     /// Log format on stderr
     #[arg(long, value_enum, default_value = "text")]

@@ -10,7 +10,6 @@
 
 use std::ffi::CStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -22,8 +21,10 @@ use super::logparse::{Event, LineParser};
 use super::sd_journal::Journal;
 use super::{Mark, StoreSink};
 use crate::cli::JournalArgs;
+use crate::counters::Counters;
 use crate::error::{Error, Result};
 use crate::lease::{Login, Millis, now_ms};
+use crate::shutdown::Shutdown;
 use crate::store::{Leases, Stats};
 
 /// The lease source name of journal logins.
@@ -170,7 +171,7 @@ impl Reader {
         &mut self,
         e: Entry,
         now: Millis,
-        stats: &Stats,
+        counters: &Counters,
         sink: &mut dyn Sink<Cursor>,
     ) -> Handled {
         if let Err(why) = self.trust.judge(&e) {
@@ -178,7 +179,7 @@ impl Reader {
                 self.suspects
                     .parse_message(e.tag(), e.log_pid(), e.first_line())
             {
-                Stats::bump(&stats.forged);
+                Counters::bump(&counters.forged);
                 if let Some(n) = self.forgeries.note(now, FORGERY_WARNING_EVERY) {
                     tracing::warn!(
                         addr = ev.ip.map_or_else(|| "-".to_string(), |ip| ip.to_string()),
@@ -217,48 +218,50 @@ impl Reader {
     }
 }
 
-/// The running journal source.
+/// The running journal source: it stops when the daemon's shutdown comes.
 pub struct JournalSource {
     thread: std::thread::JoinHandle<()>,
-    stop: Arc<AtomicBool>,
 }
 
 impl JournalSource {
-    /// Stop: the entries handled so far are written with their cursor.
-    pub fn stop(self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = self.thread.join();
+    /// Wait for the source to stop (after the shutdown): the entries handled by then are
+    /// written with their cursor when this returns.
+    pub async fn stopped(self) {
+        let _ = tokio::task::spawn_blocking(move || self.thread.join()).await;
     }
 }
 
-/// Start following the journal on a thread of its own. The journal is opened and placed
-/// before this returns, so a host without libsystemd stops the daemon's start.
+/// Start following the journal on a thread of its own, until `shutdown`. The journal is
+/// opened and placed before this returns, so a host without libsystemd stops the daemon's
+/// start.
 pub fn start(
     spec: JournalSpec,
     patterns: &[regex::Regex],
     leases: Arc<Leases>,
+    counters: Arc<Counters>,
     max_session_hold: Duration,
     started: Millis,
+    shutdown: Shutdown,
 ) -> Result<JournalSource> {
     if let Some(file) = unreadable_system_journal() {
         tracing::warn!(file = %file.display(),
             "journal: this user cannot read the system journal, so no login will be seen: add it to group systemd-journal (or adm)");
     }
-    let stop = Arc::new(AtomicBool::new(false));
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut f = Follower {
         reader: Reader::new(spec.trust.clone(), patterns),
         spec,
         leases,
+        counters,
         started,
         last: None,
-        stop: stop.clone(),
+        shutdown,
     };
     let thread = std::thread::Builder::new()
         .name("journal".into())
         .spawn(move || {
             // sd-journal is used by the thread that opened it.
-            let mut sink = StoreSink::new(f.leases.clone(), max_session_hold);
+            let mut sink = StoreSink::new(f.leases.clone(), f.counters.clone(), max_session_hold);
             match f.open(&mut sink) {
                 Ok(j) => {
                     let _ = ready_tx.send(Ok(()));
@@ -271,7 +274,7 @@ pub fn start(
         })
         .map_err(|e| Error::net("start the journal thread", e))?;
     match ready_rx.recv() {
-        Ok(Ok(())) => Ok(JournalSource { thread, stop }),
+        Ok(Ok(())) => Ok(JournalSource { thread }),
         Ok(Err(e)) => {
             let _ = thread.join();
             Err(e)
@@ -285,11 +288,12 @@ struct Follower {
     spec: JournalSpec,
     reader: Reader,
     leases: Arc<Leases>,
+    counters: Arc<Counters>,
     /// When the daemon started: with no saved cursor, entries from then on are read.
     started: Millis,
     /// The cursor of the last entry handled, to open the journal again after it.
     last: Option<String>,
-    stop: Arc<AtomicBool>,
+    shutdown: Shutdown,
 }
 
 impl Follower {
@@ -331,7 +335,7 @@ impl Follower {
 
     fn run(&mut self, mut j: Journal, sink: &mut StoreSink) {
         let mut last_tick = Instant::now();
-        while !self.stop.load(Ordering::SeqCst) {
+        while !self.shutdown.is_shutdown() {
             let (read, more) = match self.read_batch(&mut j, sink) {
                 Ok(r) => r,
                 Err(e) => {
@@ -385,7 +389,7 @@ impl Follower {
                 }
             };
             self.last = Some(e.cursor.clone());
-            match self.reader.entry(e, now_ms(), &self.leases.stats, sink) {
+            match self.reader.entry(e, now_ms(), &self.counters, sink) {
                 Handled::WithLogin => unsaved = None,
                 Handled::Without(c) => unsaved = Some(c),
             }
@@ -408,7 +412,7 @@ impl Follower {
         loop {
             let until = Instant::now() + REOPEN_DELAY;
             while Instant::now() < until {
-                if self.stop.load(Ordering::SeqCst) {
+                if self.shutdown.is_shutdown() {
                     return None;
                 }
                 std::thread::sleep(POLL);
@@ -587,14 +591,14 @@ mod tests {
     const LOGOUT: &str =
         "imap(alice)<8176><CHtby9Rgd6N/AAAV>: Disconnected: Logged out in=50 out=1000";
 
-    fn forged(stats: &Stats) -> u64 {
-        stats.forged.load(Ordering::Relaxed)
+    fn forged(counters: &Counters) -> u64 {
+        counters.forged.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     #[test]
     fn trusted_logins_and_session_ends_reach_the_sink_with_their_cursor_and_time() {
         let mut r = Reader::new(trust(), &[]);
-        let (mut sink, stats) = (VecSink::default(), Stats::default());
+        let (mut sink, stats) = (VecSink::default(), Counters::default());
         let got = r.entry(entry("c1", &dovecot(LOGIN)), NOW, &stats, &mut sink);
         assert_eq!(got, Handled::WithLogin);
         let got = r.entry(entry("c2", &dovecot(LOGOUT)), NOW, &stats, &mut sink);
@@ -616,7 +620,7 @@ mod tests {
     #[test]
     fn forged_logins_and_ends_are_counted_or_ignored_and_grant_nothing() {
         let mut r = Reader::new(trust(), &[]);
-        let (mut sink, stats) = (VecSink::default(), Stats::default());
+        let (mut sink, stats) = (VecSink::default(), Counters::default());
         let as_nobody = |mut f: Vec<(&'static str, &'static str)>| {
             f.retain(|(k, _)| *k != "_UID");
             f.push(("_UID", "65534"));
@@ -649,7 +653,7 @@ mod tests {
             ..trust()
         };
         let mut r = Reader::new(t, &[]);
-        let (mut sink, stats) = (VecSink::default(), Stats::default());
+        let (mut sink, stats) = (VecSink::default(), Counters::default());
         let popa3d = |exe: &'static str, msg: &'static str| {
             vec![
                 ("MESSAGE", msg),

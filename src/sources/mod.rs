@@ -1,8 +1,8 @@
 //! Where logins come from: followed log files and their line parsers, the systemd journal,
 //! the login hook, and Dovecot's auth-policy reports.
 
-pub mod dovecot_policy;
-pub mod dovecot_policy_proto;
+pub mod dovecot_auth_policy;
+pub mod dovecot_auth_policy_proto;
 pub mod follow;
 pub mod hook;
 pub mod journal;
@@ -10,6 +10,7 @@ pub mod journal_proto;
 pub mod logparse;
 pub mod sd_journal;
 pub mod sessions;
+pub mod watch_trust;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use follow::{Follower, Msg, Position, Sink};
 use logparse::{Format, LineParser, SessionKey};
 use sessions::Sessions;
 
+use crate::counters::Counters;
 use crate::lease::{Login, Millis, now_ms};
 use crate::store::{Leases, Outcome, Stats};
 
@@ -36,6 +38,7 @@ pub struct WatchSpec {
 /// chunk read go in one write, with the position after the last of them.
 struct StoreSink {
     leases: Arc<Leases>,
+    counters: Arc<Counters>,
     /// Mailutils without `acl log` names no address: say so once per file, not per login.
     warned_no_address: std::collections::HashSet<String>,
     /// Logins read since the last flush.
@@ -106,7 +109,7 @@ impl StoreSink {
 
     fn count_sessions(&self) {
         let n = self.sessions.len() as u64;
-        self.leases.stats.sessions_open.store(n, Ordering::Relaxed);
+        self.counters.sessions_open.store(n, Ordering::Relaxed);
     }
 
     fn extend(&self, targets: &[(IpAddr, Millis)], why: &str) {
@@ -140,9 +143,10 @@ impl Mark for Position {
 }
 
 impl StoreSink {
-    fn new(leases: Arc<Leases>, max_session_hold: Duration) -> StoreSink {
+    fn new(leases: Arc<Leases>, counters: Arc<Counters>, max_session_hold: Duration) -> StoreSink {
         StoreSink {
             leases,
+            counters,
             warned_no_address: Default::default(),
             pending: Vec::new(),
             position: None,
@@ -246,18 +250,45 @@ impl<P: Mark> Sink<P> for StoreSink {
     }
 }
 
-/// Followers run on one thread; the returned sender stops (`Msg::Stop`) or reopens them.
+/// The log followers' thread, reopened on SIGHUP and stopped at shutdown.
+pub struct FollowerHandle {
+    thread: std::thread::JoinHandle<()>,
+    tx: mpsc::Sender<Msg>,
+}
+
+impl FollowerHandle {
+    /// Reopen every followed file (SIGHUP: logrotate's postrotate may have renamed them).
+    pub fn reopen(&self) {
+        let _ = self.tx.send(Msg::Reopen);
+    }
+
+    /// Stop following and wait for the thread: what it read is recorded when this returns.
+    pub async fn stop(self) {
+        let _ = self.tx.send(Msg::Stop);
+        let _ = tokio::task::spawn_blocking(move || self.thread.join()).await;
+    }
+}
+
+/// Followers run on one thread of their own: file reads block.
 pub fn start_followers(
     specs: &[WatchSpec],
     patterns: &[regex::Regex],
     leases: Arc<Leases>,
+    counters: Arc<Counters>,
     max_session_hold: Duration,
-) -> crate::Result<(std::thread::JoinHandle<()>, mpsc::Sender<Msg>)> {
+    trust_any: bool,
+) -> crate::Result<FollowerHandle> {
     let mut followers: Vec<Follower> = specs
         .iter()
-        .map(|s| Follower::new(s.path.clone(), LineParser::new(s.format, patterns.to_vec())))
+        .map(|s| {
+            Follower::new(s.path.clone(), LineParser::new(s.format, patterns.to_vec()))
+                .trust_any(trust_any)
+        })
         .collect();
-    let mut sink = StoreSink::new(leases, max_session_hold);
+    if let Some(why) = followers.iter().find_map(Follower::untrusted) {
+        return Err(crate::Error::invalid(why));
+    }
+    let mut sink = StoreSink::new(leases, counters, max_session_hold);
     // Open every file before the daemon says it is ready: "from the end" must mean the end
     // at start, not wherever the file has grown to when a thread gets going.
     for f in followers.iter_mut() {
@@ -265,9 +296,9 @@ pub fn start_followers(
     }
     let (tx, rx) = mpsc::channel();
     let tx2 = tx.clone();
-    let handle = std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("follow".into())
         .spawn(move || follow::run(followers, &mut sink, tx2, rx))
         .map_err(|e| crate::Error::net("start the log follower thread", e))?;
-    Ok((handle, tx))
+    Ok(FollowerHandle { thread, tx })
 }

@@ -17,12 +17,22 @@ use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
 pub use redis_store::{RedisBackend, RedisConfig, RedisLink, STORE_META, drop_queue};
-pub(crate) use sled_store::describe_sled;
 pub use sled_store::{Opened, SledBackend};
 
 use crate::error::{Error, Result};
 use crate::lease::{Lease, Login, Millis, Rules, SOURCE_MANUAL, Verdict, lease_key, show_key};
 use index::Index;
+
+/// The [`STORE_META`] record of a host whose leases are in its own database.
+pub const LOCAL_STORE: &[u8] = b"local";
+
+/// Open the lease database, moving a corrupt one aside.
+pub fn open_store(db: &std::path::Path) -> Result<SledBackend> {
+    Ok(match SledBackend::open(db)? {
+        Opened::Fine(b) => b,
+        Opened::Quarantined(b, _) => b,
+    })
+}
 
 /// Where leases live when the process stops.
 pub trait Backend: Send + Sync {
@@ -103,7 +113,8 @@ pub enum Outcome {
     Refused(Verdict),
 }
 
-/// Counters for `relaylease stats`.
+/// The lease table's counters for `relaylease stats` (the answers' are in
+/// [`crate::counters::Counters`]).
 #[derive(Default)]
 pub struct Stats {
     logins_by_source: Mutex<BTreeMap<String, u64>>,
@@ -112,13 +123,7 @@ pub struct Stats {
     pub refused: AtomicU64,
     pub expired: AtomicU64,
     pub deleted: AtomicU64,
-    pub policy_ok: AtomicU64,
-    pub policy_dunno: AtomicU64,
     pub errors: AtomicU64,
-    /// Open sessions holding their leases (a gauge the log follower sets).
-    pub sessions_open: AtomicU64,
-    /// Journal login lines refused because their writer is not the mail server.
-    pub forged: AtomicU64,
 }
 
 impl Stats {
@@ -146,11 +151,12 @@ impl Stats {
             refused: get(&self.refused),
             expired: get(&self.expired),
             deleted: get(&self.deleted),
-            policy_ok: get(&self.policy_ok),
-            policy_dunno: get(&self.policy_dunno),
             errors: get(&self.errors),
-            sessions_open: get(&self.sessions_open),
-            forged: get(&self.forged),
+            // Filled in from [`crate::counters::Counters`] where the daemon keeps them.
+            policy_ok: 0,
+            policy_dunno: 0,
+            sessions_open: 0,
+            forged: 0,
         }
     }
 }

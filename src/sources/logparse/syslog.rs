@@ -257,15 +257,7 @@ pub fn resolve_stamp(stamp: &Stamp, now: Millis) -> Option<Millis> {
 }
 
 fn local_year(now: Millis) -> Option<i32> {
-    let t = libc::time_t::try_from(now / 1000).ok()?;
-    // SAFETY: an all-zero `tm` is a valid value (the zone pointer may be null), and
-    // localtime_r only writes through the two pointers it is given.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::localtime_r(&t, &mut tm) };
-    if r.is_null() {
-        return None;
-    }
-    Some(tm.tm_year + 1900)
+    crate::lease::local_tm(now).map(|tm| tm.tm_year + 1900)
 }
 
 /// Local wall-clock time to Unix ms, letting the C library pick summer or winter time.

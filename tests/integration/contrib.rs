@@ -30,7 +30,7 @@ fn shell_scripts_parse() {
 #[test]
 fn the_sample_base_rules_build_the_same_cdb_as_tcprules() {
     let path = format!("{CONTRIB}/qmail/tcp.smtp");
-    let rules = relaylease::answers::cdbfile::read_base(std::path::Path::new(&path))
+    let rules = relaylease::answers::tcprules_writer::read_base(std::path::Path::new(&path))
         .unwrap_or_else(|e| panic!("{e}"));
     let ours = relaylease::answers::tcprules::build_rules(&rules, &[], &[]).unwrap();
     let dir = tempfile::tempdir().unwrap();

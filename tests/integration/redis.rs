@@ -4,7 +4,7 @@
 //!
 //! Needs Debian's redis-server (and its redis-cli) on the PATH.
 
-mod common;
+use crate::daemon_harness;
 
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Write};
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Env, eventually, wait_timeout};
+use crate::daemon_harness::{Daemon, Env, eventually, wait_timeout};
 
 /// Tests here run one at a time: each starts several daemons, and the latency measured in
 /// one should not be the scheduler's answer to another's load.
@@ -24,6 +24,8 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// Credentials of the Redis user the harness itself uses (tests with ACLs turn `default` off).
 const ADMIN: (&str, &str) = ("admin", "admin-pw");
+/// The password of Redis's `default` user (`requirepass`), where tests leave it on.
+const DEFAULT_PW: &str = "default-pw";
 
 /// A redis-server of our own: loopback only, its files in a temp dir, killed on drop.
 /// Append-only persistence with fsync on every write, as docs/redis.md recommends.
@@ -47,7 +49,7 @@ impl Redis {
         let port = free_port();
         let conf = format!(
             "port {port}\nbind 127.0.0.1\ndir {}\nsave \"\"\nappendonly yes\nappendfsync always\n\
-             daemonize no\nlogfile {}\nuser {} on >{} ~* &* +@all\n{extra}\n",
+             daemonize no\nlogfile {}\nuser {} on >{} ~* &* +@all\nrequirepass {DEFAULT_PW}\n{extra}\n",
             dir.path().display(),
             dir.path().join("redis.log").display(),
             ADMIN.0,
@@ -105,7 +107,13 @@ impl Redis {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// As the default user, with its password (relaylease refuses a URL without one).
     fn url(&self) -> String {
+        format!("redis://:{DEFAULT_PW}@127.0.0.1:{}/0", self.port)
+    }
+
+    /// No password at all: taken only with --store-no-password.
+    fn url_without_password(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
@@ -174,7 +182,7 @@ impl PopHost {
     /// Dovecot logs a POP3 session from `ip`, stamped now: its login and at once its end, so
     /// the lease runs the plain window.
     fn login(&self, ip: &str) {
-        let stamp = common::stamp_now();
+        let stamp = daemon_harness::stamp_now();
         let line = format!(
             "{stamp} vm dovecot: pop3-login: Login: user=<alice>, method=PLAIN, rip={ip}, lip=127.0.0.1, mpid=4242, session=<abcdEFGH>\n\
              {stamp} vm dovecot: pop3(alice)<4242><abcdEFGH>: Disconnected: Logged out top=0/0, retr=0/0, del=0/0, size=0\n"
@@ -322,6 +330,7 @@ fn count(text: &str, needle: &str) -> usize {
 }
 
 #[test]
+#[ignore = "needs Debian's redis-server, redis-tools (tests/run.sh installs and runs them)"]
 fn a_login_on_one_pop_host_lets_the_user_relay_through_the_smtp_host() {
     let _serial = serial();
     let redis = Redis::start();
@@ -393,6 +402,7 @@ fn a_login_on_one_pop_host_lets_the_user_relay_through_the_smtp_host() {
 }
 
 #[test]
+#[ignore = "needs Debian's redis-server, redis-tools (tests/run.sh installs and runs them)"]
 fn leases_expire_everywhere_at_their_deadline() {
     let _serial = serial();
     let redis = Redis::start();
@@ -424,6 +434,7 @@ fn leases_expire_everywhere_at_their_deadline() {
 }
 
 #[test]
+#[ignore = "needs Debian's redis-server, redis-tools (tests/run.sh installs and runs them)"]
 fn logins_during_a_redis_outage_arrive_when_it_returns() {
     let _serial = serial();
     let mut redis = Redis::start();
@@ -483,6 +494,7 @@ fn logins_during_a_redis_outage_arrive_when_it_returns() {
 }
 
 #[test]
+#[ignore = "needs Debian's redis-server, redis-tools (tests/run.sh installs and runs them)"]
 fn a_restarted_daemon_catches_up_from_redis() {
     let _serial = serial();
     let redis = Redis::start();
@@ -518,6 +530,7 @@ const RELAY_ACL: &str = "user relay on >relay-pw resetchannels ~relaylease:* &re
     +ping +select +get +set +mget +del +scan +eval +publish +subscribe +unsubscribe";
 
 #[test]
+#[ignore = "needs Debian's redis-server, redis-tools (tests/run.sh installs and runs them)"]
 fn an_acl_user_with_its_password_works_and_a_wrong_one_never_says_ok() {
     let _serial = serial();
     let redis = Redis::start_with(&format!(
@@ -572,14 +585,14 @@ fn an_acl_user_with_its_password_works_and_a_wrong_one_never_says_ok() {
             redis.url_as("relay", "wrong-pw"),
             "wrong user name or password",
         ),
-        (redis.url(), "NOAUTH"),
+        (redis.url_without_password(), "NOAUTH"),
         (redis.url_as("reader", "reader-pw"), "NOPERM"),
     ] {
         let env = Env::new();
         let policy_sock = env.path("policy.sock");
         let out = env
             .cmd()
-            .args(["daemon", "--store", &url, "--policy"])
+            .args(["daemon", "--store", &url, "--store-no-password", "--policy"])
             .arg(format!("unix:{}", policy_sock.display()))
             .output()
             .expect("run daemon");
@@ -598,6 +611,7 @@ fn an_acl_user_with_its_password_works_and_a_wrong_one_never_says_ok() {
 }
 
 #[test]
+#[ignore = "needs Debian's redis-server, redis-tools (tests/run.sh installs and runs them)"]
 fn an_invalid_store_url_is_named_at_start() {
     let _serial = serial();
     let env = Env::new();
@@ -620,6 +634,7 @@ fn an_invalid_store_url_is_named_at_start() {
 }
 
 #[test]
+#[ignore = "needs Debian's redis-server, redis-tools (tests/run.sh installs and runs them)"]
 fn two_prefixes_in_one_redis_do_not_see_each_others_leases() {
     let _serial = serial();
     let redis = Redis::start();
@@ -742,6 +757,7 @@ fn start_with_env(env: &Env, args: &[&str], vars: &[(&str, &Path)]) -> Daemon {
 }
 
 #[test]
+#[ignore = "needs Debian's redis-server, redis-tools (tests/run.sh installs and runs them)"]
 fn tls_with_a_trusted_certificate_and_never_with_an_unknown_one() {
     let certs = tempfile::tempdir().expect("temp dir");
     make_certs(certs.path());
@@ -753,7 +769,7 @@ fn tls_with_a_trusted_certificate_and_never_with_an_unknown_one() {
         c("redis.key"),
         c("ca.pem")
     ));
-    let url = format!("rediss://127.0.0.1:{tls_port}/0");
+    let url = format!("rediss://:{DEFAULT_PW}@127.0.0.1:{tls_port}/0");
     let ca = certs.path().join("ca.pem");
 
     let pop = Env::new();
@@ -793,6 +809,7 @@ fn tls_with_a_trusted_certificate_and_never_with_an_unknown_one() {
 }
 
 #[test]
+#[ignore = "needs Debian's redis-server, redis-tools (tests/run.sh installs and runs them)"]
 fn a_primary_demoted_to_replica_is_an_outage_until_promoted_again() {
     let redis = Redis::start();
     let other = Redis::start();
@@ -840,6 +857,7 @@ fn a_primary_demoted_to_replica_is_an_outage_until_promoted_again() {
 }
 
 #[test]
+#[ignore = "needs Debian's redis-server, redis-tools (tests/run.sh installs and runs them)"]
 fn logins_queued_during_an_outage_survive_a_crash_of_the_daemon() {
     let mut redis = Redis::start();
     let mut pop = PopHost::start(&redis.url(), &[]);
@@ -872,4 +890,79 @@ fn logins_queued_during_an_outage_survive_a_crash_of_the_daemon() {
         .filter_map(|l| l["logins"].as_u64())
         .collect();
     assert_eq!(logins, [1], "{list:?}");
+}
+
+/// `redis-cli` run as `nobody` with no password, as a hostile local user would: it writes a
+/// lease for `ip` the way relaylease itself does (the key, then the event on the channel).
+/// Returns what Redis answered.
+fn forge_lease_as_nobody(redis: &Redis, ip: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let lease = format!(
+        r#"{{"net":"{ip}/32","deadline":{},"first_login":{now},"last_login":{now},"user":"mallory","source":"hook","logins":1}}"#,
+        now + 1_800_000
+    );
+    let mut said = String::new();
+    for args in [
+        vec![
+            "SET".to_string(),
+            format!("relaylease:lease:{ip}/32"),
+            lease.clone(),
+        ],
+        vec![
+            "PUBLISH".to_string(),
+            "relaylease:events".to_string(),
+            format!(r#"{{"op":"put","lease":{lease}}}"#),
+        ],
+    ] {
+        let mut c = Command::new("redis-cli");
+        c.args(["-h", "127.0.0.1", "-p", &redis.port.to_string()])
+            .args(&args)
+            .stdin(Stdio::null());
+        let out = daemon_harness::as_nobody(&mut c)
+            .output()
+            .expect("run redis-cli");
+        said.push_str(String::from_utf8_lossy(&out.stdout).trim());
+        said.push('\n');
+    }
+    said
+}
+
+#[test]
+#[ignore = "needs root and Debian's redis-server, redis-tools (tests/run.sh installs and runs them)"]
+fn nobody_cannot_write_a_lease_through_redis_unless_the_store_has_no_password() {
+    let _serial = serial();
+    // Default: the URL must carry a password, refused in one line otherwise.
+    let redis = Redis::start();
+    let env = Env::new();
+    let o = env.run(&["daemon", "--store", &redis.url_without_password()]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert_eq!(o.stderr.trim().lines().count(), 1, "{o:?}");
+    assert!(
+        o.stderr.contains("no password") && o.stderr.contains("--store-no-password"),
+        "{o:?}"
+    );
+    // With a password on the default user, nobody's unauthenticated writes are refused.
+    let smtp = SmtpHost::start(&redis.url(), &[]);
+    let said = forge_lease_as_nobody(&redis, "203.0.113.66");
+    assert!(said.contains("NOAUTH"), "{said}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(smtp.policy().action("203.0.113.66"), "DUNNO");
+    drop(smtp);
+    drop(redis);
+
+    // --store-no-password on a Redis without one: the flag, not an accident, opens the way.
+    let open = Redis::start_with("user default on nopass ~* &* +@all");
+    let smtp = SmtpHost::start(&open.url_without_password(), &["--store-no-password"]);
+    let said = forge_lease_as_nobody(&open, "203.0.113.67");
+    assert!(!said.contains("NOAUTH"), "{said}");
+    assert!(
+        eventually(Duration::from_secs(5), || smtp
+            .policy()
+            .action("203.0.113.67")
+            == "OK"),
+        "{said}"
+    );
 }

@@ -1,15 +1,14 @@
 //! The lease core as an administrator meets it: the real daemon on temporary paths, every
 //! shell command and its exit code, persistence, crashes, corruption, permissions, bad input.
 
-mod common;
+use crate::daemon_harness;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
-use common::{Env, closed, eventually, raw};
+use crate::daemon_harness::{Env, closed, eventually, raw};
 
 #[test]
 fn every_command_and_its_exit_code() {
@@ -223,7 +222,7 @@ fn a_database_in_use_is_a_clear_error_not_a_quarantine() {
         .args(["daemon"])
         .output()
         .unwrap();
-    let o = common::Out::from(o);
+    let o = daemon_harness::Out::from(o);
     assert_eq!(o.code, 2, "{o:?}");
     assert!(o.stderr.contains("is in use by another process"), "{o:?}");
     assert_eq!(o.stderr.lines().count(), 1, "one line: {o:?}");
@@ -237,45 +236,27 @@ fn a_database_in_use_is_a_clear_error_not_a_quarantine() {
     );
 }
 
-/// Run the binary as the unprivileged user `nobody`.
-fn as_nobody(env: &Env, args: &[&str]) -> common::Out {
-    let mut c = env.cmd();
-    c.args(args);
-    unsafe {
-        c.pre_exec(|| {
-            nix::unistd::setgroups(&[]).map_err(std::io::Error::from)?;
-            nix::unistd::setgid(nix::unistd::Gid::from_raw(65534)).map_err(std::io::Error::from)?;
-            nix::unistd::setuid(nix::unistd::Uid::from_raw(65534)).map_err(std::io::Error::from)?;
-            Ok(())
-        });
-    }
-    common::Out::from(c.output().expect("run as nobody"))
-}
-
 #[test]
+#[ignore = "needs root (tests/run.sh runs it): switches a client to nobody"]
 fn peer_credentials_decide_who_may_change_leases() {
-    assert!(
-        nix::unistd::Uid::effective().is_root(),
-        "this test switches a child to user nobody and must run as root"
-    );
     let env = Env::new();
     std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let d = env.start(&["--socket-mode", "0666"]);
     assert_eq!(env.run(&["add", "192.0.2.50"]).code, 0);
 
-    let o = as_nobody(&env, &["check", "192.0.2.50"]);
+    let o = env.run_as_nobody(&["check", "192.0.2.50"]);
     assert_eq!(o.code, 0, "anyone who can connect may check: {o:?}");
-    assert_eq!(as_nobody(&env, &["list"]).code, 0);
-    assert_eq!(as_nobody(&env, &["stats"]).code, 0);
+    assert_eq!(env.run_as_nobody(&["list"]).code, 0);
+    assert_eq!(env.run_as_nobody(&["stats"]).code, 0);
 
-    assert_eq!(as_nobody(&env, &["window"]).code, 0);
+    assert_eq!(env.run_as_nobody(&["window"]).code, 0);
     for args in [
         &["add", "192.0.2.51"][..],
         &["del", "192.0.2.50"][..],
         &["flush"][..],
         &["window", "5h"][..],
     ] {
-        let o = as_nobody(&env, args);
+        let o = env.run_as_nobody(args);
         assert_eq!(o.code, 2, "{args:?}: {o:?}");
         assert!(o.stderr.contains("permission denied: uid 65534"), "{o:?}");
         assert_eq!(o.stderr.lines().count(), 1, "{o:?}");
@@ -290,7 +271,7 @@ fn peer_credentials_decide_who_may_change_leases() {
 
     // Members of --writer-group may write (nobody's primary group is nogroup, 65534).
     let _d = env.start(&["--socket-mode", "0666", "--writer-group", "65534"]);
-    let o = as_nobody(&env, &["add", "192.0.2.52"]);
+    let o = env.run_as_nobody(&["add", "192.0.2.52"]);
     assert_eq!(o.code, 0, "{o:?}");
 }
 
@@ -393,7 +374,7 @@ fn a_stale_socket_file_is_replaced_but_a_live_one_is_not() {
     let _d = env.start(&[]);
     assert_eq!(env.run(&["check", "192.0.2.1"]).code, 1);
     // A second daemon on the same socket (other database) must not steal it.
-    let o = common::Out::from(
+    let o = daemon_harness::Out::from(
         env.cmd()
             .env("RELAYLEASE_DB", env.path("db2"))
             .arg("daemon")

@@ -1,4 +1,4 @@
-//! Shared helpers for the integration tests: a real daemon on temporary paths, and the
+//! The daemon harness of the integration tests: a real relaylease daemon on temporary paths, and the
 //! built binary run as a user would run it.
 
 #![allow(dead_code)]
@@ -71,6 +71,8 @@ impl Env {
             .append(true)
             .open(&log)
             .expect("daemon log");
+        // Only what this start writes counts: an earlier daemon's lines are in the file too.
+        let before = err.metadata().map(|m| m.len()).unwrap_or(0) as usize;
         let mut cmd = self.cmd();
         cmd.arg("daemon")
             .args(args)
@@ -83,7 +85,7 @@ impl Env {
             log,
             socket: self.socket(),
         };
-        d.wait_ready();
+        d.wait_ready(before);
         d
     }
 }
@@ -121,7 +123,7 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self, from: usize) {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(20) {
             if let Some(c) = self.child.as_mut()
@@ -129,7 +131,10 @@ impl Daemon {
             {
                 panic!("daemon exited early ({status}):\n{}", self.log_text());
             }
-            if self.log_text().contains("relaylease daemon ready")
+            if self
+                .log_text()
+                .get(from..)
+                .is_some_and(|t| t.contains("relaylease daemon ready"))
                 && UnixStream::connect(&self.socket).is_ok()
             {
                 return;
@@ -219,6 +224,33 @@ pub fn closed(s: &mut UnixStream) -> bool {
             Ok(_) => continue,
             Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
         }
+    }
+}
+
+/// Make `cmd` run as the unprivileged user `nobody` (uid and gid 65534, no other groups).
+/// The test must run as root; it says so loudly otherwise.
+pub fn as_nobody(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "this test switches a child to user nobody and must run as root"
+    );
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setgroups(&[]).map_err(std::io::Error::from)?;
+            nix::unistd::setgid(nix::unistd::Gid::from_raw(65534)).map_err(std::io::Error::from)?;
+            nix::unistd::setuid(nix::unistd::Uid::from_raw(65534)).map_err(std::io::Error::from)?;
+            Ok(())
+        })
+    }
+}
+
+impl Env {
+    /// `relaylease ARGS` run as `nobody`.
+    pub fn run_as_nobody(&self, args: &[&str]) -> Out {
+        let mut c = self.cmd();
+        as_nobody(c.args(args));
+        Out::from(c.output().expect("run relaylease as nobody"))
     }
 }
 

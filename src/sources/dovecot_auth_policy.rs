@@ -2,7 +2,6 @@
 //! judged like a hook's logins; every `allow` check is answered at once and neutrally.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,13 +12,13 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::sync::watch;
 
-use super::dovecot_policy_proto::{
+use super::dovecot_auth_policy_proto::{
     ApiHeader, Decision, MAX_BODY, PolicyLogin, Refusal, check_head, decide_body,
 };
 use crate::lease::{Login, SOURCE_DOVECOT_POLICY, now_ms};
-use crate::listen::{Conn, Listener, serve_each};
+use crate::listen::{Conn, Listener, Service, serve_each};
+use crate::shutdown::Shutdown;
 use crate::store::{Leases, Stats};
 
 /// Connections served at once (Dovecot opens up to 100 per auth process and keeps them).
@@ -43,19 +42,18 @@ pub async fn serve(
     listener: Listener,
     leases: Arc<Leases>,
     secret: Option<ApiHeader>,
-    shutdown: impl Future<Output = ()>,
+    shutdown: Shutdown,
     grace: Duration,
 ) {
     let secret = Arc::new(secret);
-    serve_each(
-        listener,
-        "dovecot-policy",
-        MAX_CONNS,
-        " (Dovecot then lets the login go on unjudged)",
-        shutdown,
-        grace,
-        |conn, stop| connection(conn, leases.clone(), secret.clone(), stop, IDLE),
-    )
+    let service = Service {
+        name: "dovecot-policy",
+        max_conns: MAX_CONNS,
+        when_full: " (Dovecot then lets the login go on unjudged)",
+    };
+    serve_each(listener, service, shutdown, grace, |a, stop| {
+        connection(a.conn, leases.clone(), secret.clone(), stop, IDLE)
+    })
     .await;
 }
 
@@ -64,7 +62,7 @@ async fn connection(
     conn: Box<dyn Conn>,
     leases: Arc<Leases>,
     secret: Arc<Option<ApiHeader>>,
-    mut stop: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
     idle: Duration,
 ) {
     let service = service_fn(move |req| {
@@ -79,7 +77,7 @@ async fn connection(
     tokio::pin!(served);
     let result = tokio::select! {
         r = served.as_mut() => r,
-        _ = stop.changed() => {
+        _ = shutdown.recv() => {
             served.as_mut().graceful_shutdown();
             served.await
         }
@@ -216,10 +214,10 @@ mod tests {
     ) -> (
         tokio::io::DuplexStream,
         tokio::task::JoinHandle<()>,
-        watch::Sender<bool>,
+        crate::shutdown::Trigger,
     ) {
         let (client, server) = tokio::io::duplex(1 << 20);
-        let (tx, rx) = watch::channel(false);
+        let (tx, rx) = crate::shutdown::channel();
         let task = tokio::spawn(connection(
             Box::new(server),
             leases,
@@ -280,8 +278,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_idle_client_is_closed_and_a_huge_body_refused_unread() {
+        // A database of its own for each connection: sled's flusher thread may still hold
+        // the previous one's lock for a moment after it is dropped.
         let dir = tempfile::tempdir().unwrap();
-        let (mut c, task, _stop) = serve_pipe(leases(dir.path()), None);
+        let (mut c, task, _stop) = serve_pipe(leases(&dir.path().join("1")), None);
         tokio::time::sleep(IDLE + Duration::from_secs(1)).await;
         let mut buf = [0u8; 64];
         assert_eq!(
@@ -292,7 +292,7 @@ mod tests {
         task.await.unwrap();
 
         // Idle after a request too (Dovecot keeps its connections between requests).
-        let (mut c, task, _stop) = serve_pipe(leases(dir.path()), None);
+        let (mut c, task, _stop) = serve_pipe(leases(&dir.path().join("2")), None);
         c.write_all(post("/?command=allow", "", "{}").as_bytes())
             .await
             .unwrap();
@@ -305,7 +305,7 @@ mod tests {
         );
         task.await.unwrap();
 
-        let (mut c, _task, _stop) = serve_pipe(leases(dir.path()), None);
+        let (mut c, _task, _stop) = serve_pipe(leases(&dir.path().join("3")), None);
         let head = format!(
             "POST /?command=report HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
             1u64 << 32
@@ -323,7 +323,7 @@ mod tests {
             .await
             .unwrap();
         assert!(read_response(&mut c).await.starts_with("HTTP/1.1 200"));
-        stop.send(true).unwrap();
+        stop.pull();
         tokio::time::timeout(Duration::from_secs(5), task)
             .await
             .expect("the connection ends at shutdown")

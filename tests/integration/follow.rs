@@ -1,18 +1,18 @@
 //! Following logs with the real daemon: every kind of rotation while a writer keeps
 //! appending, restarts, partial and over-long lines. Every login must count exactly once.
 
-mod common;
+use crate::daemon_harness;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Env, eventually};
+use crate::daemon_harness::{Env, eventually};
 
 /// A Dovecot login line in rsyslog's RFC 5424 form, stamped now.
 fn login_line(ip: &str) -> String {
-    let stamp = common::stamp_now();
+    let stamp = daemon_harness::stamp_now();
     format!(
         "{stamp} vm dovecot: pop3-login: Login: user=<alice>, method=PLAIN, rip={ip}, lip=127.0.0.1, mpid=4242, session=<abcdEFGH>\n"
     )
@@ -103,7 +103,7 @@ fn write_with_rotation(log: &Path, n: usize, mut rotate: impl FnMut(&mut File) -
     }
 }
 
-fn start(env: &Env, log: &Path) -> common::Daemon {
+fn start(env: &Env, log: &Path) -> daemon_harness::Daemon {
     env.start(&["--watch", log.to_str().unwrap()])
 }
 

@@ -1,20 +1,18 @@
 //! The Postfix policy service: `action=OK` for a leased or `--allow`ed client, else `DUNNO`.
 
-use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::watch;
-use tokio::time::Instant;
-
-use super::policy_proto::{
+use super::postfix_policy_proto::{
     Action, MAX_REQUEST, ProtoError, Request, RequestRef, client_ip, client_ip_bytes,
     parse_request_ref, reply,
 };
+use super::request_loop::{Answerer, Step, serve_connection};
+use crate::counters::Counters;
 use crate::lease::{Millis, now_ms};
-use crate::listen::{Conn, Listener, serve_each};
+use crate::listen::{Listener, Service, serve_each};
+use crate::shutdown::Shutdown;
 use crate::store::{Leases, Stats};
 
 /// Connections served at once (each Postfix smtpd process keeps one open).
@@ -44,16 +42,11 @@ pub fn decide_ref(leases: &Leases, req: &RequestRef<'_>, now: Millis) -> Action 
 fn judge(leases: &Leases, ip: Option<IpAddr>, client_address: Option<&str>, now: Millis) -> Action {
     match ip {
         Some(ip) if leases.allowed(ip, now) => {
-            Stats::bump(&leases.stats.policy_ok);
             tracing::debug!(addr = %ip, "policy: OK");
             Action::Ok
         }
-        Some(_) => {
-            Stats::bump(&leases.stats.policy_dunno);
-            Action::Dunno
-        }
+        Some(_) => Action::Dunno,
         None => {
-            Stats::bump(&leases.stats.policy_dunno);
             tracing::warn!(
                 client_address = client_address.unwrap_or(""),
                 "policy request without a usable client_address: DUNNO"
@@ -67,99 +60,74 @@ fn judge(leases: &Leases, ip: Option<IpAddr>, client_address: Option<&str>, now:
 pub async fn serve(
     listener: Listener,
     leases: Arc<Leases>,
-    shutdown: impl Future<Output = ()>,
+    counters: Arc<Counters>,
+    shutdown: Shutdown,
     grace: Duration,
 ) {
-    let when_full = " (Postfix uses its default_action)";
-    serve_each(
-        listener,
-        "policy",
-        MAX_CONNS,
-        when_full,
-        shutdown,
-        grace,
-        |conn, stop| connection(conn, leases.clone(), stop),
-    )
+    let service = Service {
+        name: "policy",
+        max_conns: MAX_CONNS,
+        when_full: " (Postfix uses its default_action)",
+    };
+    serve_each(listener, service, shutdown, grace, |a, stop| {
+        let policy = Policy {
+            leases: leases.clone(),
+            counters: counters.clone(),
+        };
+        serve_connection(a.conn, policy, IDLE, stop)
+    })
     .await;
 }
 
-async fn connection(mut conn: Box<dyn Conn>, leases: Arc<Leases>, mut stop: watch::Receiver<bool>) {
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut out: Vec<u8> = Vec::with_capacity(64);
-    let mut chunk = [0u8; 8192];
-    // Bytes of `buf` known to hold no end of request: a client sending one byte at a time
-    // costs a scan of each byte once, not of the whole buffer on every read.
-    let mut scanned = 0;
-    // One timer and one shutdown watch for the whole connection, not one per read: both
-    // register with state shared by every connection, which would cost each request a
-    // lock or two. The idle timer is pushed back only when it fires.
-    let idle = tokio::time::sleep(IDLE);
-    tokio::pin!(idle);
-    let mut last_answer = Instant::now();
-    let stopped = stop.changed();
-    tokio::pin!(stopped);
-    loop {
-        if has_blank_line(&buf, scanned) {
-            // Answer every complete request already buffered (Postfix may pipeline). What
-            // is left after them holds no complete request.
-            let mut used = 0;
-            loop {
-                match parse_request_ref(&buf[used..]) {
-                    Ok(Some((req, n))) => {
-                        used += n;
-                        out.extend_from_slice(reply(decide_ref(&leases, &req, now_ms())));
-                    }
-                    Ok(None) => break,
-                    Err(ProtoError::TooLarge) => return too_large(&leases),
-                    Err(e) => {
-                        Stats::bump(&leases.stats.errors);
-                        tracing::warn!(error = %e, "policy: malformed request, closing without a reply (Postfix uses its default_action)");
-                        return;
-                    }
-                }
-            }
-            buf.drain(..used);
-        } else if buf.len() > MAX_REQUEST {
-            return too_large(&leases);
-        }
-        scanned = buf.len();
-        if !out.is_empty() {
-            if conn.write_all(&out).await.is_err() {
-                return;
-            }
-            out.clear();
-            last_answer = Instant::now();
-        }
-        let n = tokio::select! {
-            r = conn.read(&mut chunk) => match r {
-                Ok(n) => n,
-                Err(_) => return,
-            },
-            _ = &mut idle => {
-                if last_answer.elapsed() >= IDLE {
-                    if !buf.is_empty() {
-                        tracing::warn!(idle = ?IDLE, "policy: closing a connection whose request did not complete in time");
-                    }
-                    return;
-                }
-                idle.as_mut().reset(last_answer + IDLE);
-                continue;
-            }
-            _ = &mut stopped, if buf.is_empty() => return,
-        };
-        if n == 0 {
-            return;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
+/// Postfix's side of [`serve_connection`]: requests end in an empty line.
+struct Policy {
+    leases: Arc<Leases>,
+    counters: Arc<Counters>,
 }
 
-fn too_large(leases: &Leases) {
-    Stats::bump(&leases.stats.errors);
-    tracing::warn!(
-        limit = MAX_REQUEST,
-        "policy: request too large, closing without a reply (Postfix uses its default_action)"
-    );
+impl Answerer for Policy {
+    fn maybe_complete(&self, buf: &[u8], from: usize) -> bool {
+        has_blank_line(buf, from)
+    }
+
+    fn answer(&mut self, buf: &[u8], out: &mut Vec<u8>) -> Step {
+        let mut used = 0;
+        loop {
+            match parse_request_ref(&buf[used..]) {
+                Ok(Some((req, n))) => {
+                    used += n;
+                    let action = decide_ref(&self.leases, &req, now_ms());
+                    Counters::bump(match action {
+                        Action::Ok => &self.counters.policy_ok,
+                        Action::Dunno => &self.counters.policy_dunno,
+                    });
+                    out.extend_from_slice(reply(action));
+                }
+                Ok(None) => return Step::Used(used),
+                Err(ProtoError::TooLarge) => {
+                    self.too_large(out);
+                    return Step::Close;
+                }
+                Err(e) => {
+                    Stats::bump(&self.leases.stats.errors);
+                    tracing::warn!(error = %e, "policy: malformed request, closing without a reply (Postfix uses its default_action)");
+                    return Step::Close;
+                }
+            }
+        }
+    }
+
+    fn max_request(&self) -> usize {
+        MAX_REQUEST
+    }
+
+    fn too_large(&mut self, _: &mut Vec<u8>) {
+        Stats::bump(&self.leases.stats.errors);
+        tracing::warn!(
+            limit = MAX_REQUEST,
+            "policy: request too large, closing without a reply (Postfix uses its default_action)"
+        );
+    }
 }
 
 /// Does `buf` hold an empty line (the end of a request) that ends at or after `from`?
@@ -180,6 +148,8 @@ mod tests {
     use super::*;
     use crate::lease::Rules;
     use crate::store::{Opened, SledBackend};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::Instant;
 
     #[test]
     fn blank_lines_end_requests_wherever_the_reads_split_them() {
@@ -205,8 +175,15 @@ mod tests {
         };
         let leases = Arc::new(Leases::open(Box::new(b), Rules::default(), now_ms()).unwrap());
         let (mut client, server) = tokio::io::duplex(1024);
-        let (_stop_tx, stop_rx) = watch::channel(false);
-        let served = tokio::spawn(connection(Box::new(server), leases, stop_rx));
+        let served = tokio::spawn(serve_connection(
+            Box::new(server),
+            Policy {
+                leases,
+                counters: Arc::default(),
+            },
+            IDLE,
+            Shutdown::never(),
+        ));
         let answered = b"request=smtpd_access_policy\nclient_address=192.0.2.1\n\n";
         client.write_all(answered).await.unwrap();
         let mut reply = [0u8; 14];

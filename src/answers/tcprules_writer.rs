@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use super::tcprules::{Rule, build_rules, lease_keys, parse_rules};
 use crate::error::{Error, Result};
 use crate::lease::{now_ms, show_key};
+use crate::shutdown::Shutdown;
 use crate::store::{Leases, Stats};
 
 /// Wait this long after a change for more before writing: one write per burst.
@@ -24,28 +25,6 @@ pub struct CdbConfig {
     pub path: PathBuf,
     pub base: Option<PathBuf>,
     pub env: Vec<(String, String)>,
-}
-
-/// Parse `--tcprules-env 'RELAYCLIENT=""'` (the value may be quoted or bare).
-pub fn parse_env(s: &str) -> Result<(String, String)> {
-    let (name, value) = s
-        .split_once('=')
-        .filter(|(n, _)| !n.is_empty() && !n.contains([',', ':', '\0']))
-        .ok_or_else(|| {
-            Error::invalid(format!(
-                "--tcprules-env '{s}': expected NAME=VALUE, e.g. RELAYCLIENT=\"\""
-            ))
-        })?;
-    let value = value
-        .strip_prefix('"')
-        .and_then(|v| v.strip_suffix('"'))
-        .unwrap_or(value);
-    if value.contains(['"', '\0', '\n']) {
-        return Err(Error::invalid(format!(
-            "--tcprules-env '{s}': the value may not contain a quote, NUL or newline"
-        )));
-    }
-    Ok((name.to_string(), value.to_string()))
 }
 
 pub fn read_base(path: &Path) -> Result<Vec<Rule>> {
@@ -94,13 +73,13 @@ fn build(leases: &Leases, base: &[Rule], env: &[(String, String)]) -> Result<(Ve
 }
 
 /// Rebuild on every change (coalesced) and on `reload` (SIGHUP: the base file is re-read),
-/// until `stop` turns true. Writes once at start so the file always exists.
+/// until `shutdown`. Writes once at start so the file always exists.
 pub async fn run(
     cfg: CdbConfig,
     mut base: Vec<Rule>,
     leases: Arc<Leases>,
     mut reload: mpsc::Receiver<()>,
-    stop: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) {
     let mut changes = leases.subscribe();
     let mut failed = false;
@@ -147,7 +126,7 @@ pub async fn run(
                 }
             }
             _ = tokio::time::sleep(RETRY), if failed => {}
-            _ = crate::daemon::stopped(stop.clone()) => {
+            _ = shutdown.recv() => {
                 // Nobody keeps the leases in the file current once we are gone: leave only
                 // the administrator's static rules, so nothing relays past its deadline.
                 let emptied = build_rules(&base, &[], &cfg.env)
@@ -165,24 +144,6 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn env_flags() {
-        assert_eq!(
-            parse_env("RELAYCLIENT=\"\"").unwrap(),
-            ("RELAYCLIENT".into(), "".into())
-        );
-        assert_eq!(
-            parse_env("RELAYCLIENT=@relay").unwrap(),
-            ("RELAYCLIENT".into(), "@relay".into())
-        );
-        for bad in ["RELAYCLIENT", "=x", "A=\"b\"c\"", "A:B=1"] {
-            assert!(
-                parse_env(bad).unwrap_err().to_string().contains(bad),
-                "{bad}"
-            );
-        }
-    }
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temp_file() {

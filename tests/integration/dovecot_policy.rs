@@ -3,16 +3,15 @@
 //! log followed, no hook), and the daemon's HTTP endpoint refuses whatever is not a good
 //! report from Dovecot.
 
-mod common;
-mod support;
+use crate::daemon_harness;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Env, eventually};
-use support::{Dovecot, PASSWORD, free_port, imap_login, pop3_login};
+use crate::daemon_harness::{Env, eventually};
+use crate::mail_rig::{Dovecot, PASSWORD, free_port, imap_login, pop3_login};
 
 const SECRET: &str = "X-Relaylease-Secret: 6f1c0e4b9a2d";
 
@@ -51,7 +50,7 @@ fn contrib_snippet(port: u16) -> String {
 }
 
 /// With `-v`: one debug line per request answered, naming its command.
-fn start_daemon(env: &Env, port: u16, secret: &Path) -> common::Daemon {
+fn start_daemon(env: &Env, port: u16, secret: &Path) -> daemon_harness::Daemon {
     env.start(&[
         "-v",
         "--dovecot-policy",
@@ -62,6 +61,7 @@ fn start_daemon(env: &Env, port: u16, secret: &Path) -> common::Daemon {
 }
 
 #[test]
+#[ignore = "needs root and Debian's dovecot (tests/run.sh installs and runs them)"]
 fn dovecot_reports_grant_relay_and_logins_go_on_while_relaylease_is_stopped() {
     let env = Env::new();
     let port = free_port();
@@ -122,6 +122,7 @@ fn dovecot_reports_grant_relay_and_logins_go_on_while_relaylease_is_stopped() {
 }
 
 #[test]
+#[ignore = "needs root and Debian's dovecot (tests/run.sh installs and runs them)"]
 fn with_dovecots_default_checks_on_every_login_is_answered_go_on() {
     let env = Env::new();
     let port = free_port();
@@ -322,4 +323,60 @@ fn a_reachable_address_or_a_bad_secret_file_is_refused_at_start() {
         assert!(o.stderr.contains(needle), "{args:?}: {o:?}");
         assert_eq!(o.stderr.trim().lines().count(), 1, "{args:?}: {o:?}");
     }
+}
+
+/// `curl` run as `nobody`, posting a successful report for `addr` with `header` (if any).
+/// Returns the HTTP status.
+fn report_as_nobody(port: u16, header: Option<&str>, addr: &str) -> String {
+    let mut c = std::process::Command::new("curl");
+    c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"]);
+    if let Some(h) = header {
+        c.args(["-H", h]);
+    }
+    c.args(["--data", &report(addr)])
+        .arg(format!("http://127.0.0.1:{port}/?command=report"))
+        .stdin(std::process::Stdio::null());
+    let out = daemon_harness::as_nobody(&mut c)
+        .output()
+        .expect("run curl");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+#[ignore = "needs root and Debian's curl (tests/run.sh installs and runs them)"]
+fn nobody_cannot_report_a_login_unless_the_daemon_was_told_to_take_reports_without_a_secret() {
+    // Default: no secret, no start, one line naming the fix.
+    let env = Env::new();
+    let port = free_port();
+    let addr = format!("inet:127.0.0.1:{port}");
+    let o = env.run(&["daemon", "--dovecot-policy", &addr]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert_eq!(o.stderr.trim().lines().count(), 1, "{o:?}");
+    assert!(
+        o.stderr.contains("needs --dovecot-policy-secret-file"),
+        "{o:?}"
+    );
+
+    // With the secret: nobody, who cannot read it, is refused and grants nothing.
+    let secret = secret_file(&env, &format!("{SECRET}\n"));
+    let d = start_daemon(&env, port, &secret);
+    assert_eq!(report_as_nobody(port, None, "203.0.113.66"), "401");
+    assert_eq!(
+        report_as_nobody(port, Some("X-Relaylease-Secret: guess"), "203.0.113.66"),
+        "403"
+    );
+    assert!(!may_relay(&env, "203.0.113.66"));
+    drop(d);
+
+    // --dovecot-policy-no-secret is what opens it: the same request from nobody grants.
+    let d = env.start(&["--dovecot-policy", &addr, "--dovecot-policy-no-secret"]);
+    assert!(
+        d.log_text().contains(
+            "--dovecot-policy-no-secret: any local process can report a login and open the relay"
+        ),
+        "{}",
+        d.log_text()
+    );
+    assert_eq!(report_as_nobody(port, None, "203.0.113.66"), "200");
+    assert!(may_relay(&env, "203.0.113.66"));
 }

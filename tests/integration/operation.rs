@@ -1,12 +1,12 @@
 //! Running on a real host: dropping root, signals, and the log formats an administrator reads.
 
-mod common;
+use crate::daemon_harness;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use common::{Env, eventually};
+use crate::daemon_harness::{Env, eventually};
 
 fn status_field(pid: i32, field: &str) -> String {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -20,6 +20,7 @@ fn status_field(pid: i32, field: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root (tests/run.sh runs it): the daemon drops root"]
 fn the_daemon_drops_root_and_still_reads_a_log_through_its_group() {
     assert!(
         nix::unistd::Uid::effective().is_root(),
@@ -60,7 +61,7 @@ fn the_daemon_drops_root_and_still_reads_a_log_through_its_group() {
     writeln!(
         f,
         "{} vm dovecot: imap-login: Login: user=<alice>, method=PLAIN, rip=192.0.2.80, lip=127.0.0.1, mpid=1, session=<x>",
-        common::stamp_now()
+        daemon_harness::stamp_now()
     )
     .unwrap();
     assert!(
@@ -79,7 +80,7 @@ fn the_daemon_drops_root_and_still_reads_a_log_through_its_group() {
     writeln!(
         g,
         "{} vm dovecot: imap-login: Login: user=<alice>, method=PLAIN, rip=192.0.2.81, lip=127.0.0.1, mpid=1, session=<y>",
-        common::stamp_now()
+        daemon_harness::stamp_now()
     )
     .unwrap();
     assert!(
@@ -100,6 +101,7 @@ fn the_daemon_drops_root_and_still_reads_a_log_through_its_group() {
 }
 
 #[test]
+#[ignore = "needs root (tests/run.sh runs it)"]
 fn running_as_root_without_user_warns() {
     let env = Env::new();
     let d = env.start(&[]);
@@ -157,7 +159,7 @@ fn under_systemd_the_journal_stamps_lines_not_us() {
     let mut c = env.cmd();
     c.env("JOURNAL_STREAM", "8:12345")
         .args(["add", "192.0.2.91", "-v"]);
-    let o = common::Out::from(c.output().unwrap());
+    let o = daemon_harness::Out::from(c.output().unwrap());
     assert_eq!(o.code, 0, "{o:?}");
     let line = o
         .stderr
@@ -185,7 +187,7 @@ fn tcprulescheck(cdb: &std::path::Path, ip: &str) -> String {
 fn dovecot_login(log: &std::path::Path, ip: &str) {
     let line = format!(
         "{} vm dovecot: pop3-login: Login: user=<alice>, method=PLAIN, rip={ip}, lip=127.0.0.1, mpid=4242, session=<abcdEFGH>\n",
-        common::stamp_now()
+        daemon_harness::stamp_now()
     );
     let mut f = std::fs::OpenOptions::new().append(true).open(log).unwrap();
     f.write_all(line.as_bytes()).unwrap();

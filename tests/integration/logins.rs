@@ -1,12 +1,12 @@
 //! Logins as the daemon learns them: the hook in a login chain, parse-log's dry run, and
 //! log lines that must grant nothing (forgeries, failures, old lines).
 
-mod common;
+use crate::daemon_harness;
 
 use std::io::Write;
 use std::time::Duration;
 
-use common::{Env, eventually, stamp_now};
+use crate::daemon_harness::{Env, eventually, stamp_now};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/logs");
 
@@ -15,7 +15,7 @@ fn the_hook_reports_the_login_then_runs_the_program_with_the_same_environment() 
     let env = Env::new();
     let _d = env.start(&[]);
     let out = env.path("child-env");
-    let o = common::Out::from(
+    let o = daemon_harness::Out::from(
         env.cmd()
             .env("TCPREMOTEIP", "192.0.2.61")
             .env("USER", "alice")
@@ -42,7 +42,7 @@ fn the_hook_reports_the_login_then_runs_the_program_with_the_same_environment() 
 fn the_hook_takes_dovecots_ip_and_explicit_flags_win() {
     let env = Env::new();
     let _d = env.start(&[]);
-    let o = common::Out::from(
+    let o = daemon_harness::Out::from(
         env.cmd()
             .env_remove("TCPREMOTEIP")
             .env("IP", "2001:db8:9::1")
@@ -52,7 +52,7 @@ fn the_hook_takes_dovecots_ip_and_explicit_flags_win() {
     );
     assert_eq!(o.code, 0, "without PROGRAM the exit status tells: {o:?}");
     assert_eq!(env.run(&["check", "2001:db8:9::77"]).code, 0);
-    let o = common::Out::from(
+    let o = daemon_harness::Out::from(
         env.cmd()
             .env("TCPREMOTEIP", "192.0.2.1")
             .args(["hook", "--ip", "192.0.2.62", "--user", "bob"])
@@ -68,7 +68,7 @@ fn the_hook_takes_dovecots_ip_and_explicit_flags_win() {
 fn the_hook_never_blocks_a_login() {
     let env = Env::new();
     // No daemon at all.
-    let o = common::Out::from(
+    let o = daemon_harness::Out::from(
         env.cmd()
             .env("TCPREMOTEIP", "192.0.2.63")
             .args(["hook", "--", "sh", "-c", "echo still-ran"])
@@ -88,7 +88,7 @@ fn the_hook_never_blocks_a_login() {
     // A daemon that accepts but never answers: the timeout lets the login go on.
     let listener = std::os::unix::net::UnixListener::bind(env.socket()).unwrap();
     let start = std::time::Instant::now();
-    let o = common::Out::from(
+    let o = daemon_harness::Out::from(
         env.cmd()
             .args(["hook", "--ip", "192.0.2.64", "--timeout", "300ms", "--"])
             .args(["sh", "-c", "echo went-on"])
@@ -104,7 +104,7 @@ fn the_hook_never_blocks_a_login() {
     );
 
     // Garbage in the flags does not stop the chain either.
-    let o = common::Out::from(
+    let o = daemon_harness::Out::from(
         env.cmd()
             .args(["hook", "--ip", "not-an-ip", "--timeout", "bogus", "--"])
             .args(["sh", "-c", "echo anyway"])
@@ -124,7 +124,7 @@ fn the_hook_never_blocks_a_login() {
 fn the_hook_reports_a_refusal_and_still_runs_the_program() {
     let env = Env::new();
     let _d = env.start(&["--deny", "192.0.2.0/28"]);
-    let o = common::Out::from(
+    let o = daemon_harness::Out::from(
         env.cmd()
             .args(["hook", "--ip", "192.0.2.5", "--", "true"])
             .output()
@@ -310,7 +310,7 @@ fn parse_log_reads_stdin_and_prints_a_readable_table() {
             b"Nov 22 03:11:18 vm pop3d: LOGIN, user=alice, ip=[::ffff:192.0.2.21], port=[37769]\nNov 22 03:11:22 vm pop3d: LOGIN FAILED, user=alice, ip=[::ffff:192.0.2.24], port=[43397]\n",
         )
         .unwrap();
-    let o = common::Out::from(child.wait_with_output().unwrap());
+    let o = daemon_harness::Out::from(child.wait_with_output().unwrap());
     assert_eq!(o.code, 0, "{o:?}");
     assert_eq!(
         o.stdout,
