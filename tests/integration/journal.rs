@@ -241,6 +241,39 @@ fn a_journal_login_relays_through_postfix_and_forged_lines_grant_nothing() {
         text.contains("4 login lines were not written by the mail server"),
         "{text}"
     );
+
+    // For a person: one line a login, the forged ones marked with their writer; --since
+    // leaves out what came before.
+    let parse_log = |args: &[&str]| {
+        let mut c = r.env.cmd();
+        r.journald.enter(&mut c);
+        let out = c
+            .args(["parse-log", "--journal", "--journal-identifier", "dovecot"])
+            .args(args)
+            .output()
+            .expect("run parse-log");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = parse_log(&["--since", "1h"]);
+    let line = |addr: IpAddr| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{addr}\t")))
+            .unwrap_or_else(|| panic!("no line for {addr}:\n{text}"))
+            .to_string()
+    };
+    assert!(line(client).ends_with("\ttrusted"), "{text}");
+    assert!(
+        line(ip(0, 63)).contains("\tUNTRUSTED: written by logger (/usr/bin/logger"),
+        "{text}"
+    );
+    assert!(
+        line(ip(0, 64)).contains("\tUNTRUSTED: written as uid 65534"),
+        "{text}"
+    );
+    assert!(text.contains(", 4 untrusted logins refused,"), "{text}");
+    let future = parse_log(&["--since", "2100-01-01 00:00:00"]);
+    assert!(future.starts_with("summary: 0 entries,"), "{future}");
 }
 
 /// The way in, as docs/security.md lists it: a login line `nobody` writes to the journal
