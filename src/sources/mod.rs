@@ -54,6 +54,8 @@ struct StoreSink {
     last_tick: Millis,
     /// When the sessions table was last said to be full.
     warned_full: Millis,
+    /// What this sink last added to the open sessions gauge.
+    sessions_counted: u64,
 }
 
 /// How often a full sessions table is warned about.
@@ -107,9 +109,17 @@ impl StoreSink {
         self.count_sessions();
     }
 
-    fn count_sessions(&self) {
+    /// The log files and the journal hold sessions each: each adds its own change to the
+    /// gauge.
+    fn count_sessions(&mut self) {
         let n = self.sessions.len() as u64;
-        self.counters.sessions_open.store(n, Ordering::Relaxed);
+        let before = std::mem::replace(&mut self.sessions_counted, n);
+        let gauge = &self.counters.sessions_open;
+        if n >= before {
+            gauge.fetch_add(n - before, Ordering::Relaxed);
+        } else {
+            gauge.fetch_sub(before - n, Ordering::Relaxed);
+        }
     }
 
     fn extend(&self, targets: &[(IpAddr, Millis)], why: &str) {
@@ -155,6 +165,7 @@ impl StoreSink {
             hold: max_session_hold,
             last_tick: 0,
             warned_full: 0,
+            sessions_counted: 0,
         }
     }
 }

@@ -191,10 +191,10 @@ fn a_journal_login_relays_through_postfix_and_forged_lines_grant_nothing() {
         1,
         "{log}"
     );
-    assert!(
-        log.contains("logger"),
-        "the warning names the writer: {log}"
-    );
+    // journald reads the writer's name in /proc, where a short-lived logger may be gone
+    // already: the warning names the login and why, whatever journald could see.
+    assert!(log.contains("addr=\"127.0.0.63\""), "{log}");
+    assert!(log.contains("why=written by "), "{log}");
 
     // The dry run over the same journal marks the forged logins as untrusted.
     let mut c = r.env.cmd();
@@ -264,7 +264,7 @@ fn a_journal_login_relays_through_postfix_and_forged_lines_grant_nothing() {
     };
     assert!(line(client).ends_with("\ttrusted"), "{text}");
     assert!(
-        line(ip(0, 63)).contains("\tUNTRUSTED: written by logger (/usr/bin/logger"),
+        line(ip(0, 63)).contains("\tUNTRUSTED: written by "),
         "{text}"
     );
     assert!(
@@ -557,4 +557,77 @@ fn the_binary_does_not_link_libsystemd() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("libc.so"), "{text}");
     assert!(!text.contains("libsystemd"), "{text}");
+}
+
+/// Where the dynamic linker would find libsystemd: every copy is hidden below.
+fn libsystemd_files() -> Vec<std::ffi::CString> {
+    let mut found = std::collections::BTreeSet::new();
+    for root in ["/usr/lib", "/lib", "/usr/lib64", "/lib64"] {
+        let dirs = std::fs::read_dir(root)
+            .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+            .unwrap_or_default();
+        for dir in std::iter::once(Path::new(root).to_path_buf()).chain(dirs) {
+            if let Ok(real) = std::fs::canonicalize(dir.join("libsystemd.so.0")) {
+                found.insert(real);
+            }
+        }
+    }
+    assert!(
+        !found.is_empty(),
+        "libsystemd.so.0 not found: apt-get install libsystemd0"
+    );
+    found
+        .into_iter()
+        .map(|p| std::ffi::CString::new(p.into_os_string().into_encoded_bytes()).unwrap())
+        .collect()
+}
+
+/// Run the daemon in a mount namespace of its own where every libsystemd.so.0 is /dev/null.
+fn without_libsystemd(c: &mut Command, libs: Vec<std::ffi::CString>) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe system calls between fork and exec, on strings made
+    // before the fork.
+    unsafe {
+        c.pre_exec(move || {
+            let fail = || Err(std::io::Error::last_os_error());
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return fail();
+            }
+            let none = std::ptr::null();
+            let flags = libc::MS_REC | libc::MS_PRIVATE;
+            if libc::mount(none, c"/".as_ptr(), none, flags, std::ptr::null()) != 0 {
+                return fail();
+            }
+            for lib in &libs {
+                let null = c"/dev/null".as_ptr();
+                if libc::mount(null, lib.as_ptr(), none, libc::MS_BIND, std::ptr::null()) != 0 {
+                    return fail();
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// On a host without libsystemd the daemon starts, and only `--journal` is refused, in one
+/// line naming the library.
+#[test]
+#[ignore = "needs root (a mount namespace hides libsystemd; tests/run.sh runs it)"]
+fn without_libsystemd_the_daemon_starts_and_only_the_journal_is_refused() {
+    let env = Env::new();
+    let libs = libsystemd_files();
+    let d = env.start_with(&[], |c| without_libsystemd(c, libs.clone()));
+    assert_eq!(env.run(&["add", "192.0.2.9"]).code, 0);
+    assert_eq!(d.stop(), 0);
+    let mut c = env.cmd();
+    c.args(["daemon", "--journal"]);
+    without_libsystemd(&mut c, libs);
+    let out = c.output().expect("run the daemon");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("relaylease: --journal needs libsystemd (libsystemd.so.0): "),
+        "{err}"
+    );
 }
