@@ -94,20 +94,66 @@ pub enum Command {
         #[arg(last = true, required = true, value_name = "PROGRAM")]
         program: Vec<std::ffi::OsString>,
     },
-    /// Dry run: print the logins found in log files (or stdin), touching nothing
+    /// Dry run: print the logins found in log files (or stdin), or in the journal, touching
+    /// nothing
     ParseLog {
         /// One JSON object per login and one for the summary
         #[arg(long)]
         json: bool,
+        /// With --journal: only entries since TIME, how long ago (90m, 2days) or a UTC time
+        /// (2026-11-22 03:00:00) [default: all the journal holds]
+        #[arg(long, value_name = "TIME", requires = "journal")]
+        since: Option<String>,
+        #[command(flatten)]
+        journal: JournalArgs,
         /// Parse every line as this format instead of detecting it
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", conflicts_with = "journal")]
         format: Option<String>,
         /// A site's own login format: a regex with named groups `ip` and optionally `user`
         #[arg(long = "login-pattern", value_name = "REGEX")]
         login_pattern: Vec<String>,
         /// Log files; `-` or none reads standard input
+        #[arg(conflicts_with = "journal")]
         files: Vec<PathBuf>,
     },
+}
+
+/// The systemd journal as a source of logins (the daemon's and parse-log's flags).
+#[derive(Debug, Clone, Args)]
+pub struct JournalArgs {
+    /// Read logins from the local systemd journal (through libsystemd, loaded then); only
+    /// entries whose writer the kernel shows to be the mail server count
+    #[arg(long)]
+    pub journal: bool,
+
+    /// With --journal: the mail servers' systemd units; repeatable
+    #[arg(
+        long,
+        value_name = "UNIT",
+        default_value = "dovecot.service",
+        requires = "journal"
+    )]
+    pub journal_unit: Vec<String>,
+
+    /// With --journal: also read entries with this SYSLOG_IDENTIFIER, for a server that is not
+    /// a unit of its own; repeatable
+    #[arg(long, value_name = "NAME", requires = "journal")]
+    pub journal_identifier: Vec<String>,
+
+    /// With --journal: also believe entries written by this program (Dovecot's, Courier's and
+    /// Cyrus' are believed already); a path ending in / stands for its directory; repeatable
+    #[arg(long, value_name = "PATH", requires = "journal")]
+    pub journal_trust_exe: Vec<String>,
+
+    /// With --journal: also believe entries written as this user (root, dovecot, courier and
+    /// cyrus are believed already); repeatable
+    #[arg(long, value_name = "USER", requires = "journal")]
+    pub journal_trust_user: Vec<String>,
+
+    /// With --journal: believe every selected entry whoever wrote it, as a log file's lines
+    /// (servers whose lines reach the journal through a relay such as rsyslog)
+    #[arg(long, requires = "journal")]
+    pub journal_any_origin: bool,
 }
 
 #[derive(Debug, Args)]
@@ -170,6 +216,9 @@ pub struct DaemonArgs {
     /// Follow this log file for logins; repeatable
     #[arg(long, value_name = "FILE")]
     pub watch: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub journal: JournalArgs,
 
     /// Parse the preceding --watch file as this format only (dovecot, courier, cyrus,
     /// uw-imap, qpopper, mailutils, popa3d, solid-pop3d, vchkpw)

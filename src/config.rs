@@ -87,6 +87,8 @@ pub struct DaemonConfig {
     pub watches: Vec<WatchSpec>,
     /// `--watch-insecure`: follow logs that ordinary users can write.
     pub watch_insecure: bool,
+    /// `--journal`: the systemd journal as a source of logins.
+    pub journal: Option<crate::sources::journal::JournalSpec>,
     pub login_patterns: Vec<regex::Regex>,
     /// `--max-session-hold`: how long an open session may keep its login's lease.
     pub max_session_hold: Duration,
@@ -261,6 +263,11 @@ impl DaemonConfig {
                 .transpose()?,
             watches: watch_specs(a)?,
             watch_insecure: a.watch_insecure,
+            journal: a
+                .journal
+                .journal
+                .then(|| crate::sources::journal::JournalSpec::from_args(&a.journal))
+                .transpose()?,
             login_patterns: a
                 .login_pattern
                 .iter()

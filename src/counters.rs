@@ -1,6 +1,6 @@
 //! Counters of what the daemon's parts did beyond the lease table itself: Postfix policy
-//! answers and the sessions held open. `relaylease stats` shows them beside the table's own
-//! counters ([`crate::store::Stats`]).
+//! answers, the sessions held open and the forged journal logins refused. `relaylease stats`
+//! shows them beside the table's own counters ([`crate::store::Stats`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -12,6 +12,8 @@ pub struct Counters {
     pub policy_dunno: AtomicU64,
     /// Open sessions holding their leases (a gauge the log follower sets).
     pub sessions_open: AtomicU64,
+    /// Journal login lines refused because the mail server did not write them.
+    pub forged: AtomicU64,
 }
 
 impl Counters {
@@ -25,5 +27,6 @@ impl Counters {
         s.policy_ok = get(&self.policy_ok);
         s.policy_dunno = get(&self.policy_dunno);
         s.sessions_open = get(&self.sessions_open);
+        s.forged = get(&self.forged);
     }
 }

@@ -16,6 +16,7 @@ use crate::listen::{ListenAddr, Listener, SocketFiles};
 use crate::privs::RunAs;
 use crate::shutdown::{Shutdown, Trigger};
 use crate::sources::FollowerHandle;
+use crate::sources::journal::JournalSource;
 use crate::store::{
     Backend, LOCAL_STORE, Leases, RedisBackend, RedisLink, STORE_META, drop_queue, open_store,
     redis_sync, save_rules,
@@ -30,6 +31,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     reload: tokio::sync::mpsc::Receiver<()>,
 ) -> Result<()> {
+    let started = now_ms();
     warn_about_exposure(&cfg);
     let cdb_base = match cfg.tcprules.as_ref().and_then(|c| c.base.as_ref()) {
         Some(p) => crate::answers::tcprules_writer::read_base(p)?,
@@ -42,8 +44,9 @@ pub async fn run(
     let (leases, redis) = open_leases(&cfg, run_as).await?;
     // From here on every way out, error or shutdown, removes the socket files we made.
     let (sockets, files) = bind_sockets(&cfg, run_as).await?;
-    let running = spawn_tasks(&cfg, &leases, sockets, redis, cdb_base)?;
+    let mut running = spawn_tasks(&cfg, &leases, sockets, redis, cdb_base)?;
     drop_root(&cfg, run_as)?;
+    running.journal = start_journal(&cfg, &leases, &running, started)?;
     tracing::info!(
         db = %cfg.paths.db.display(),
         socket = %cfg.paths.socket.display(),
@@ -74,6 +77,11 @@ fn warn_about_exposure(cfg: &DaemonConfig) {
                 tracing::warn!(addr = %sa, "{flag} listens beyond this host: whoever reaches it learns which addresses may relay, which is information about customers");
             }
         }
+    }
+    if cfg.journal.as_ref().is_some_and(|j| j.trust.any_origin) {
+        tracing::warn!(
+            "--journal-any-origin: journal entries are believed whoever wrote them, so any local user could open the relay"
+        );
     }
     if cfg.watch_insecure && !cfg.watches.is_empty() {
         tracing::warn!(
@@ -178,7 +186,9 @@ struct Running {
     trigger: Trigger,
     tasks: tokio::task::JoinSet<()>,
     followers: Option<FollowerHandle>,
+    journal: Option<JournalSource>,
     cdb_reload: Option<tokio::sync::mpsc::Sender<()>>,
+    counters: Arc<Counters>,
 }
 
 impl Running {
@@ -189,6 +199,9 @@ impl Running {
         self.trigger.pull();
         if let Some(f) = self.followers {
             f.stop().await;
+        }
+        if let Some(j) = self.journal {
+            j.stopped().await;
         }
         let _ = tokio::time::timeout(GRACE + Duration::from_secs(1), async {
             while self.tasks.join_next().await.is_some() {}
@@ -260,7 +273,7 @@ fn spawn_tasks(
             &cfg.watches,
             &cfg.login_patterns,
             leases.clone(),
-            counters,
+            counters.clone(),
             cfg.max_session_hold,
             cfg.watch_insecure,
         )?),
@@ -269,8 +282,34 @@ fn spawn_tasks(
         trigger,
         tasks,
         followers,
+        journal: None,
         cdb_reload,
+        counters,
     })
+}
+
+/// Follow the journal, after root is dropped: sd-journal opens every later file (after a
+/// rotation) as the daemon's user, so the first one is opened as that user too and a missing
+/// permission shows at start.
+fn start_journal(
+    cfg: &DaemonConfig,
+    leases: &Arc<Leases>,
+    running: &Running,
+    started: crate::lease::Millis,
+) -> Result<Option<JournalSource>> {
+    let Some(spec) = &cfg.journal else {
+        return Ok(None);
+    };
+    crate::sources::journal::start(
+        spec.clone(),
+        &cfg.login_patterns,
+        leases.clone(),
+        running.counters.clone(),
+        cfg.max_session_hold,
+        started,
+        running.trigger.subscribe(),
+    )
+    .map(Some)
 }
 
 fn spawn_dovecot_policy(

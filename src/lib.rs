@@ -5,8 +5,9 @@
 //! # Layout
 //! Logins flow one way: sources -> leases -> answers.
 //!
-//! - [`sources`]: where logins come from: followed log files (and whether they can be
-//!   trusted), their line parsers, the hook, Dovecot's auth-policy reports over HTTP.
+//! - [`sources`]: where logins come from: the systemd journal (and whether the kernel vouches
+//!   for an entry's writer), followed log files (and whether they can be trusted), their line
+//!   parsers, the hook, Dovecot's auth-policy reports over HTTP.
 //! - [`lease`]: the lease model: address normalisation, who may get a lease, expiry arithmetic.
 //! - [`store`]: the lease table: an in-memory index over a durable backend behind one trait:
 //!   sled, or Redis shared by a site's hosts (kept in step by [`store::redis_sync`]).
@@ -14,7 +15,8 @@
 //! - [`answers`]: who asks: the Postfix policy service, the socketmap server (both on one
 //!   connection loop), the tcprules cdb writer, the wrapper check.
 //! - [`control`]: the daemon's control socket: protocol (pure), dispatcher, server and client.
-//! - [`counters`]: what the answers said and how many sessions are held, for `stats`.
+//! - [`counters`]: what the answers said, how many sessions are held and forged journal
+//!   logins refused, for `stats`.
 //! - [`daemon`]: starts and stops all of the above as named steps; [`listen`]: its listening
 //!   sockets and the one accept loop; [`shutdown`]: how every task is told to stop;
 //!   [`privs`]: dropping root once they are open.

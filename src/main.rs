@@ -94,9 +94,22 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                 } => Ok(commands::chain::smtp_wrap(&paths, env, timeout, program)),
                 Command::ParseLog {
                     json,
+                    since,
+                    journal,
+                    login_pattern,
+                    ..
+                } if journal.journal => commands::parse_log::parse_journal(
+                    journal,
+                    since.as_deref(),
+                    login_pattern,
+                    *json,
+                ),
+                Command::ParseLog {
+                    json,
                     format,
                     login_pattern,
                     files,
+                    ..
                 } => commands::parse_log::parse_log(files, format.as_deref(), login_pattern, *json),
                 Command::Daemon(_) => unreachable!("handled above"),
             }

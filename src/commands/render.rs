@@ -77,7 +77,7 @@ pub fn lease_table(leases: &[Lease], now: Millis) -> String {
 
 pub fn show_stats(s: &StatsSnapshot) -> String {
     let mut out = format!(
-        "leases active: {}\nsessions open: {}\ngranted: {}\nrenewed: {}\nrefused: {}\nexpired: {}\ndeleted: {}\npolicy OK: {}\npolicy DUNNO: {}\nerrors: {}\n",
+        "leases active: {}\nsessions open: {}\ngranted: {}\nrenewed: {}\nrefused: {}\nexpired: {}\ndeleted: {}\npolicy OK: {}\npolicy DUNNO: {}\nerrors: {}\nforged logins refused: {}\n",
         s.leases_active,
         s.sessions_open,
         s.granted,
@@ -87,7 +87,8 @@ pub fn show_stats(s: &StatsSnapshot) -> String {
         s.deleted,
         s.policy_ok,
         s.policy_dunno,
-        s.errors
+        s.errors,
+        s.forged
     );
     for (src, n) in &s.logins_by_source {
         out.push_str(&format!("logins from {src}: {n}\n"));
@@ -162,6 +163,12 @@ pub fn prometheus(s: &StatsSnapshot) -> String {
         "counter",
         "Errors (store, log, protocol).",
         one(s.errors),
+    );
+    metric(
+        "forged_logins_total",
+        "counter",
+        "Journal login lines refused because the mail server did not write them.",
+        one(s.forged),
     );
     out
 }

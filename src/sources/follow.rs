@@ -37,27 +37,23 @@ pub struct Position {
     pub fp_len: u64,
 }
 
-/// What the follower hands its logins and positions to.
-pub trait Sink {
+/// What the follower hands its logins and positions to. `P` is where a source stopped: a
+/// file's [`Position`], or the journal's cursor.
+pub trait Sink<P = Position> {
     /// A login, with the server's name for its session where the end is logged too, and the
     /// position just after its line (`None` for a file whose position is not kept): storing
     /// both together makes a restart neither replay nor miss it.
-    fn login(
-        &mut self,
-        login: Login,
-        session: Option<SessionKey>,
-        checkpoint: Option<(&str, &Position)>,
-    );
+    fn login(&mut self, login: Login, session: Option<SessionKey>, checkpoint: Option<(&str, &P)>);
     /// A session ended at `at` (its line follows a checkpoint like any other).
     fn logout(&mut self, _session: SessionKey, _at: Millis) {}
     /// Called at least once a second: time-driven work (keeping open sessions' leases).
     fn tick(&mut self) {}
     /// Reading advanced without a login.
-    fn checkpoint(&mut self, key: &str, pos: &Position);
+    fn checkpoint(&mut self, key: &str, pos: &P);
     /// A login line that names no address (Mailutils' default logging): nothing to grant.
     fn login_without_address(&mut self, _source: &str, _user: Option<&str>) {}
     /// The position saved by an earlier run, if any.
-    fn saved(&mut self, key: &str) -> Option<Position>;
+    fn saved(&mut self, key: &str) -> Option<P>;
     /// The end of a chunk read: logins handed over since the last flush may be written
     /// together (with the position of the last one).
     fn flush(&mut self) {}

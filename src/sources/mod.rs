@@ -1,11 +1,14 @@
-//! Where logins come from: followed log files and their line parsers, the login hook, and
-//! Dovecot's auth-policy reports.
+//! Where logins come from: followed log files and their line parsers, the systemd journal,
+//! the login hook, and Dovecot's auth-policy reports.
 
 pub mod dovecot_auth_policy;
 pub mod dovecot_auth_policy_proto;
 pub mod follow;
 pub mod hook;
+pub mod journal;
+pub mod journal_proto;
 pub mod logparse;
+pub mod sd_journal;
 pub mod sessions;
 pub mod watch_trust;
 
@@ -40,8 +43,9 @@ struct StoreSink {
     warned_no_address: std::collections::HashSet<String>,
     /// Logins read since the last flush.
     pending: Vec<Login>,
-    /// The position after the last of them (none for a rotated file read at start).
-    position: Option<(String, Position)>,
+    /// The position after the last of them (none for a rotated file read at start), under
+    /// its key, in its stored form.
+    position: Option<(String, Vec<u8>)>,
     /// Session starts and ends read since the last flush, in log order.
     steps: Vec<Step>,
     sessions: Sessions,
@@ -50,6 +54,8 @@ struct StoreSink {
     last_tick: Millis,
     /// When the sessions table was last said to be full.
     warned_full: Millis,
+    /// What this sink last added to the open sessions gauge.
+    sessions_counted: u64,
 }
 
 /// How often a full sessions table is warned about.
@@ -103,9 +109,17 @@ impl StoreSink {
         self.count_sessions();
     }
 
-    fn count_sessions(&self) {
+    /// The log files and the journal hold sessions each: each adds its own change to the
+    /// gauge.
+    fn count_sessions(&mut self) {
         let n = self.sessions.len() as u64;
-        self.counters.sessions_open.store(n, Ordering::Relaxed);
+        let before = std::mem::replace(&mut self.sessions_counted, n);
+        let gauge = &self.counters.sessions_open;
+        if n >= before {
+            gauge.fetch_add(n - before, Ordering::Relaxed);
+        } else {
+            gauge.fetch_sub(before - n, Ordering::Relaxed);
+        }
     }
 
     fn extend(&self, targets: &[(IpAddr, Millis)], why: &str) {
@@ -120,13 +134,44 @@ impl StoreSink {
     }
 }
 
-impl Sink for StoreSink {
-    fn login(
-        &mut self,
-        login: Login,
-        session: Option<SessionKey>,
-        checkpoint: Option<(&str, &Position)>,
-    ) {
+/// Where a source stopped, in the form stored with the leases (meta records are bytes): a
+/// file's [`Position`], the journal's cursor.
+trait Mark: Sized {
+    /// Replace `out` with the stored form.
+    fn store(&self, out: &mut Vec<u8>);
+    fn load(bytes: &[u8]) -> Option<Self>;
+}
+
+impl Mark for Position {
+    fn store(&self, out: &mut Vec<u8>) {
+        out.clear();
+        let _ = serde_json::to_writer(&mut *out, self);
+    }
+    fn load(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+impl StoreSink {
+    fn new(leases: Arc<Leases>, counters: Arc<Counters>, max_session_hold: Duration) -> StoreSink {
+        StoreSink {
+            leases,
+            counters,
+            warned_no_address: Default::default(),
+            pending: Vec::new(),
+            position: None,
+            steps: Vec::new(),
+            sessions: Sessions::new(sessions::CAP),
+            hold: max_session_hold,
+            last_tick: 0,
+            warned_full: 0,
+            sessions_counted: 0,
+        }
+    }
+}
+
+impl<P: Mark> Sink<P> for StoreSink {
+    fn login(&mut self, login: Login, session: Option<SessionKey>, checkpoint: Option<(&str, &P)>) {
         if let Some(session) = session.filter(|_| !self.hold.is_zero()) {
             self.steps.push(Step::Open {
                 login: self.pending.len(),
@@ -136,8 +181,12 @@ impl Sink for StoreSink {
         self.pending.push(login);
         if let Some((key, pos)) = checkpoint {
             match &mut self.position {
-                Some((k, p)) if k == key => *p = *pos,
-                other => *other = Some((key.to_string(), *pos)),
+                Some((k, v)) if k == key => pos.store(v),
+                other => {
+                    let mut v = Vec::new();
+                    pos.store(&mut v);
+                    *other = Some((key.to_string(), v));
+                }
             }
         }
     }
@@ -157,10 +206,7 @@ impl Sink for StoreSink {
         }
         let logins = std::mem::take(&mut self.pending);
         let position = self.position.take();
-        let meta = position
-            .as_ref()
-            .map(|(k, p)| (k.as_str(), serde_json::to_vec(p).unwrap_or_default()));
-        let meta = meta.as_ref().map(|(k, v)| (*k, v.as_slice()));
+        let meta = position.as_ref().map(|(k, v)| (k.as_str(), v.as_slice()));
         let outcomes = match self.leases.login_many(&logins, now_ms(), meta) {
             Ok(o) => o,
             Err(e) => {
@@ -187,9 +233,10 @@ impl Sink for StoreSink {
         self.count_sessions();
     }
 
-    fn checkpoint(&mut self, key: &str, pos: &Position) {
-        self.flush();
-        let v = serde_json::to_vec(pos).unwrap_or_default();
+    fn checkpoint(&mut self, key: &str, pos: &P) {
+        Sink::<P>::flush(self);
+        let mut v = Vec::new();
+        pos.store(&mut v);
         if let Err(e) = self.leases.backend().put_meta(key, &v) {
             Stats::bump(&self.leases.stats.errors);
             tracing::error!(error = %e, "cannot save log position");
@@ -207,10 +254,10 @@ impl Sink for StoreSink {
         }
     }
 
-    fn saved(&mut self, key: &str) -> Option<Position> {
-        self.flush();
+    fn saved(&mut self, key: &str) -> Option<P> {
+        Sink::<P>::flush(self);
         let v = self.leases.backend().get_meta(key).ok().flatten()?;
-        serde_json::from_slice(&v).ok()
+        P::load(&v)
     }
 }
 
@@ -252,18 +299,7 @@ pub fn start_followers(
     if let Some(why) = followers.iter().find_map(Follower::untrusted) {
         return Err(crate::Error::invalid(why));
     }
-    let mut sink = StoreSink {
-        leases,
-        counters,
-        warned_no_address: Default::default(),
-        pending: Vec::new(),
-        position: None,
-        steps: Vec::new(),
-        sessions: Sessions::new(sessions::CAP),
-        hold: max_session_hold,
-        last_tick: 0,
-        warned_full: 0,
-    };
+    let mut sink = StoreSink::new(leases, counters, max_session_hold);
     // Open every file before the daemon says it is ready: "from the end" must mean the end
     // at start, not wherever the file has grown to when a thread gets going.
     for f in followers.iter_mut() {

@@ -156,6 +156,7 @@ impl Stats {
             policy_ok: 0,
             policy_dunno: 0,
             sessions_open: 0,
+            forged: 0,
         }
     }
 }
@@ -175,6 +176,9 @@ pub struct StatsSnapshot {
     /// Absent from an older daemon's answer.
     #[serde(default)]
     pub sessions_open: u64,
+    /// Absent from an older daemon's answer.
+    #[serde(default)]
+    pub forged: u64,
 }
 
 /// The lease table shared by every source and answer in the daemon (and by the commands

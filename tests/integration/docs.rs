@@ -1,7 +1,7 @@
 //! The man page and the shell completions are generated from the clap definitions; these
 //! tests fail when a committed copy is stale, and when the page does not render cleanly.
 //!
-//! Refresh everything with `RELAYLEASE_UPDATE_DOCS=1 cargo test --test docs`, then commit.
+//! Refresh everything with `RELAYLEASE_UPDATE_DOCS=1 cargo test --test integration docs::`, then commit.
 //!
 //! `man/relaylease.8` is `man/relaylease.8.in` (the written sections, in roff) with each
 //! marker line `.\" @generated NAME@` replaced by what clap knows: the title line, NAME,
@@ -16,7 +16,7 @@ use clap::{ArgAction, Command, CommandFactory};
 use clap_complete::Shell;
 use relaylease::cli::Cli;
 
-const REFRESH: &str = "RELAYLEASE_UPDATE_DOCS=1 cargo test --test docs";
+const REFRESH: &str = "RELAYLEASE_UPDATE_DOCS=1 cargo test --test integration docs::";
 const TEMPLATE: &str = "man/relaylease.8.in";
 const PAGE: &str = "man/relaylease.8";
 

@@ -16,6 +16,7 @@ mod e2e;
 mod exim;
 mod faults;
 mod follow;
+mod journal;
 mod lease_core;
 mod logins;
 mod operation;

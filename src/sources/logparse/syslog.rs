@@ -27,6 +27,8 @@ pub(crate) enum RawStamp<'a> {
     Bsd(&'a [u8]),
     /// RFC 3339 `2026-11-22T03:09:57.790849+00:00`.
     Iso(&'a [u8]),
+    /// None in the message: its time comes with it from elsewhere (a journal entry).
+    None,
 }
 
 impl RawStamp<'_> {
@@ -34,6 +36,7 @@ impl RawStamp<'_> {
         match self {
             RawStamp::Bsd(b) => parse_bsd(b),
             RawStamp::Iso(b) => parse_iso(b),
+            RawStamp::None => None,
         }
     }
 }

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 
 use nix::unistd::Pid;
 
+use super::journald::Journald;
 use super::net::{LineSession, free_port, ipv6_loopback_available};
 use super::process::{
     self, STARTUP_TIMEOUT, child_exited, find_program, log_tail, report_stop, require_file,
@@ -19,6 +20,16 @@ pub const USERS: [&str; 2] = ["alice", "bob"];
 pub const PASSWORD: &str = "secret";
 
 const ATTEMPTS: usize = 5;
+
+/// Where an instance's Info lines (its logins, "starting up") go.
+pub enum InfoLog<'a> {
+    /// Its own file, with everything else ([`Dovecot::log_path`]).
+    File,
+    /// syslog, as `dovecot` (the identifier is Dovecot's `instance_name`), from inside a
+    /// private journald's namespace, as on a host without a syslog daemon. Errors still go
+    /// to the file.
+    Journal(&'a Journald),
+}
 
 /// A running Dovecot with its own config, runtime dir, mail and log; stopped on drop.
 ///
@@ -47,6 +58,11 @@ impl Dovecot {
     /// Like [`Dovecot::start`], with `extra` appended to the configuration (services such
     /// as a post-login script).
     pub fn start_with(dir: &Path, extra: &str) -> Dovecot {
+        Self::start_logging(dir, extra, InfoLog::File)
+    }
+
+    /// Like [`Dovecot::start_with`], with its Info lines sent where `info` says.
+    pub fn start_logging(dir: &Path, extra: &str, info: InfoLog<'_>) -> Dovecot {
         process::prepare();
         let dovecot = find_program("dovecot", "dovecot-core");
         require_file("/usr/lib/dovecot/pop3-login", "dovecot-pop3d");
@@ -73,9 +89,14 @@ impl Dovecot {
         let mut last_failure = String::new();
         for _ in 0..ATTEMPTS {
             let (pop3_port, imap_port) = (free_port(), free_port());
-            let text = config_text(&root, pop3_port, imap_port, mail_uid.as_raw()) + extra;
+            let mut text = config_text(&root, pop3_port, imap_port, mail_uid.as_raw()) + extra;
+            let mut cmd = Command::new(&dovecot);
+            if let InfoLog::Journal(j) = info {
+                text += "info_log_path = syslog\nsyslog_facility = mail\ninstance_name = dovecot\n";
+                j.enter(&mut cmd);
+            }
             process::write_file(&config, &text);
-            let child = Command::new(&dovecot)
+            let child = cmd
                 .arg("-F")
                 .arg("-c")
                 .arg(&config)
@@ -94,7 +115,7 @@ impl Dovecot {
                 imap_port,
                 child,
             };
-            match instance.wait_started() {
+            match instance.wait_started(&info) {
                 Ok(()) => return instance,
                 Err(failure) => {
                     drop(instance);
@@ -108,11 +129,15 @@ impl Dovecot {
         panic!("Dovecot did not start after {ATTEMPTS} port choices:\n{last_failure}");
     }
 
-    fn wait_started(&mut self) -> Result<(), String> {
+    fn wait_started(&mut self, info: &InfoLog<'_>) -> Result<(), String> {
         let mut exited = false;
         let started = process::wait_until(STARTUP_TIMEOUT, || {
             exited = child_exited(&mut self.child);
-            exited || process::log_has(&self.log, "starting up")
+            exited
+                || match info {
+                    InfoLog::File => process::log_has(&self.log, "starting up"),
+                    InfoLog::Journal(j) => j.has("starting up"),
+                }
         });
         if started && !exited {
             return Ok(());
@@ -212,7 +237,7 @@ fn config_text(root: &Path, pop3_port: u16, imap_port: u16, mail_uid: u32) -> St
         "127.0.0.1"
     };
     format!(
-        r#"# Written by relaylease's test rig; the settings are explained in tests/support/dovecot.rs.
+        r#"# Written by relaylease's test rig; the settings are explained in tests/integration/mail_rig/dovecot.rs.
 protocols = pop3 imap
 listen = {listen}
 instance_name = relaylease-rig-{pop3_port}

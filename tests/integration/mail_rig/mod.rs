@@ -8,7 +8,8 @@
 //! # Requirements
 //! - Run as root: Dovecot's master and Postfix's `postfix start` need it.
 //! - Debian packages: `postfix`, `dovecot-core`, `dovecot-pop3d`, `dovecot-imapd`, and
-//!   `ucspi-tcp` or `ucspi-tcp-ipv6`. A missing binary panics with the package to install.
+//!   `ucspi-tcp` or `ucspi-tcp-ipv6`, and `systemd` for journald. A missing binary panics
+//!   with the package to install.
 //! - Everything listens on and connects to loopback only (127.0.0.0/8 and `::1`); clients pick
 //!   their source address in 127.0.0.0/8 so each test can play a different "remote" client.
 //!
@@ -23,6 +24,7 @@
 //! - `process`: binaries, root check, process groups, log tails, bounded waiting.
 //! - `net`: free ports, connecting from a chosen loopback source, line-based sessions.
 //! - `dovecot`: [`Dovecot`] plus [`pop3_login`] and [`imap_login`].
+//! - `journald`: [`Journald`], a private systemd-journald in a mount namespace of its own.
 //! - `postfix`: [`Postfix`] plus [`rcpt`], [`relay_allowed`] and [`local_delivery_accepted`].
 //! - `smtpd`: [`SmtpDaemon`], a foreground Exim or Sendmail on a free port, [`swaks_rcpt`],
 //!   and [`relay_follows_leases`], the scenario both must pass.
@@ -32,6 +34,7 @@
 #![allow(dead_code)]
 
 mod dovecot;
+mod journald;
 mod net;
 mod postfix;
 mod process;
@@ -40,7 +43,9 @@ mod ucspi;
 
 // Re-exports: the rig's API. A test binary that uses only part of it must not warn.
 #[allow(unused_imports)]
-pub use dovecot::{Dovecot, PASSWORD, USERS, imap_login, pop3_login};
+pub use dovecot::{Dovecot, InfoLog, PASSWORD, USERS, imap_login, pop3_login};
+#[allow(unused_imports)]
+pub use journald::Journald;
 #[allow(unused_imports)]
 pub use net::{connect_from, free_port, ipv6_loopback_available};
 #[allow(unused_imports)]

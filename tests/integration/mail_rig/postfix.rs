@@ -281,7 +281,7 @@ fn main_cf(root: &Path, restrictions: &str) -> String {
         ("127.0.0.1", "ipv4")
     };
     format!(
-        "# Written by relaylease's test rig; the settings are explained in tests/support/postfix.rs.
+        "# Written by relaylease's test rig; the settings are explained in tests/integration/mail_rig/postfix.rs.
 compatibility_level = 3.6
 queue_directory = {r}/queue
 data_directory = {r}/data
@@ -350,7 +350,7 @@ pub fn contrib_restrictions(file: &str, word: &str) -> String {
 /// /etc/services and resolver files inside the queue directory, which the rig does not fill.
 fn master_cf(port: u16) -> String {
     format!(
-        "# Written by relaylease's test rig; see tests/support/postfix.rs.
+        "# Written by relaylease's test rig; see tests/integration/mail_rig/postfix.rs.
 {port}     inet  n       -       n       -       -       smtpd
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
