@@ -2,6 +2,8 @@
 //!
 //! `cargo bench --bench loadgen [-- SECTION...]` measures; sections are `policy`, `log`,
 //! `hook`, `tcprules`, `memory` and `store` (all of them when none is named).
+//! With `RELAYLEASE_BENCH_BASELINE=/path/to/an/older/relaylease`, the policy section also
+//! measures that binary, in the same alternating slices, to compare before and after.
 //! `cargo bench --bench loadgen -- --test` (or `--quick`, or `cargo test --benches`) runs
 //! every section briefly (about a second each) on small workloads, to check it still works.
 //!
@@ -305,6 +307,15 @@ fn policy(quick: bool) {
     let db = dir.path().join("db");
     let leased = populate(&db, leases, 11);
     let (daemon, _) = Daemon::start(dir.path(), &db, None);
+    // An older build to compare with, on its own copy of the same leases.
+    let baseline = std::env::var_os("RELAYLEASE_BENCH_BASELINE").map(|bin| {
+        let bdir = dir.path().join("baseline");
+        std::fs::create_dir(&bdir).expect("dir");
+        let bdb = bdir.join("db");
+        populate(&bdb, leases, 11);
+        let (d, _) = Daemon::start_bin(Path::new(&bin), &bdir, &bdb, &[]);
+        (d, bin)
+    });
     let rdir = dir.path().join("r");
     std::fs::create_dir(&rdir).expect("dir");
     let rsock = rdir.join("responder.sock");
@@ -341,19 +352,31 @@ fn policy(quick: bool) {
     for conns in [64usize, 1] {
         let mut d = LoadResult::default();
         let mut r = LoadResult::default();
+        let mut b = LoadResult::default();
         for i in 0..slices {
-            let order = if i % 2 == 0 { [0, 1] } else { [1, 0] };
+            // Each server goes first, second and last in turn.
+            let mut order = vec![0, 1];
+            if baseline.is_some() {
+                order.push(2);
+            }
+            let n = order.len();
+            order.rotate_left(i as usize % n);
             for which in order {
                 if which == 0 {
                     let c0 = cpu_time(rpid);
                     let mut x = load(&rsock, conns, slice, &clients);
                     x.server_cpu = cpu_time(rpid).saturating_sub(c0);
                     r.absorb(x);
-                } else {
+                } else if which == 1 {
                     let c0 = cpu_time(daemon.pid());
                     let mut x = load(&daemon.policy, conns, slice, &clients);
                     x.server_cpu = cpu_time(daemon.pid()).saturating_sub(c0);
                     d.absorb(x);
+                } else if let Some((bd, _)) = &baseline {
+                    let c0 = cpu_time(bd.pid());
+                    let mut x = load(&bd.policy, conns, slice, &clients);
+                    x.server_cpu = cpu_time(bd.pid()).saturating_sub(c0);
+                    b.absorb(x);
                 }
             }
         }
@@ -372,6 +395,22 @@ fn policy(quick: bool) {
             d.cpu_per_req(),
             d.ok
         );
+        if let Some((_, bin)) = &baseline {
+            println!(
+                "{conns:>2} conn: baseline daemon     {:>8.0} req/s  {}  server CPU {:.1} us/req  ({} OK)  [{}]",
+                b.rps(),
+                b.lat.show(),
+                b.cpu_per_req(),
+                b.ok,
+                Path::new(bin).display()
+            );
+            println!(
+                "   of the responder: this build {:.1}%, baseline {:.1}%; this build / baseline {:.1}%",
+                ratio * 100.0,
+                b.rps() / r.rps() * 100.0,
+                d.rps() / b.rps() * 100.0
+            );
+        }
         if conns == 64 {
             println!(
                 "   target: throughput >= 80% of the responder: {:.1}% {}; p99 <= 2 ms: {} {}",
@@ -391,6 +430,9 @@ fn policy(quick: bool) {
     let _ = resp.kill();
     let _ = resp.wait();
     daemon.stop();
+    if let Some((bd, _)) = baseline {
+        bd.stop();
+    }
 }
 
 // ---------------------------------------------------------------------------------------

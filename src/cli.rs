@@ -94,6 +94,9 @@ pub enum Command {
         #[arg(last = true, required = true, value_name = "PROGRAM")]
         program: Vec<std::ffi::OsString>,
     },
+    /// Who logged in and who relayed through a lease: the usage table, most recent relay
+    /// first (counts are totals since each record began)
+    Usage(UsageArgs),
     /// Dry run: print the logins found in log files (or stdin), or in the journal, touching
     /// nothing
     ParseLog {
@@ -170,6 +173,42 @@ pub struct HookArgs {
     /// The rest of the login chain, run with the same environment and file descriptors
     #[arg(last = true, value_name = "PROGRAM")]
     pub program: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// Only users with a login or a relay in this period (humantime: 180d); with
+    /// --users-file, those who relayed in it
+    #[arg(long, value_name = "DURATION")]
+    pub since: Option<String>,
+    /// One JSON object, for scripts
+    #[arg(long, conflicts_with_all = ["csv", "users_file"])]
+    pub json: bool,
+    /// CSV with a header line, times in UTC
+    #[arg(long, conflicts_with = "users_file")]
+    pub csv: bool,
+    /// Print a --users file listing the users who relayed through a lease (the freeze: give
+    /// it to the daemon's --users and reload)
+    #[arg(long = "users-file")]
+    pub users_file: bool,
+    /// Remove USER's usage record (a privacy request); an address removes the record of
+    /// logins without a user name from it
+    #[arg(long, value_name = "USER",
+          conflicts_with_all = ["since", "json", "csv", "users_file", "token"])]
+    pub forget: Option<String>,
+    /// Which user a --mark-header token stands for (asks the daemon, which holds
+    /// --mark-token-secret)
+    #[arg(long, value_name = "TOKEN", conflicts_with_all = ["since", "csv", "users_file"])]
+    pub token: Option<String>,
+}
+
+/// What the policy service answers a client that has no lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UnleasedAction {
+    /// No opinion: the rest of Postfix's list decides (relay refused with 554)
+    Dunno,
+    /// DEFER_IF_REJECT: a refusal later in the list becomes 450, so the client retries
+    Defer,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -340,6 +379,26 @@ pub struct DaemonArgs {
     /// Log format on stderr
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+
+    /// What the policy service answers at RCPT a client without a lease: dunno, or defer
+    /// (DEFER_IF_REJECT: Postfix answers 450 instead of 554 to a relay it refuses, and the
+    /// client tries again after fetching its mail)
+    #[arg(long, value_enum, default_value = "dunno", value_name = "ACTION")]
+    pub unleased_action: UnleasedAction,
+
+    /// Mark mail relayed through a lease with this header (Postfix: the policy service in
+    /// smtpd_data_restrictions answers PREPEND at DATA; qmail: TCPREMOTEINFO). Off by default
+    #[arg(long, value_name = "NAME")]
+    pub mark_header: Option<String>,
+
+    /// With --mark-header: name an opaque token instead of the user, keyed by the secret in
+    /// FILE (at least 16 bytes); `relaylease usage --token` maps it back
+    #[arg(long, value_name = "FILE", requires = "mark_header")]
+    pub mark_token_secret: Option<PathBuf>,
+
+    /// Drop usage records with no login or relay for this long
+    #[arg(long, default_value = crate::usage::RETENTION, value_name = "DURATION")]
+    pub usage_retention: String,
 
     /// Which --watch each --format follows (filled from the command line's order)
     #[arg(skip)]

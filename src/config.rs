@@ -103,6 +103,42 @@ pub struct DaemonConfig {
     pub run_as: Option<RunAs>,
     /// `--store redis://...`: leases shared through Redis; `None` keeps them in `--db`.
     pub store: Option<RedisConfig>,
+    /// `--log-format`: the audit lines of lease uses are written in it.
+    pub log_format: crate::cli::LogFormat,
+    /// Recording uses: `--mark-header`, `--mark-token-secret`, `--unleased-action`,
+    /// `--usage-retention`.
+    pub usage: crate::usage::Settings,
+}
+
+/// `--mark-header`, `--mark-token-secret`, `--unleased-action`, `--usage-retention`.
+fn usage_settings(a: &DaemonArgs) -> Result<crate::usage::Settings> {
+    use crate::usage::mark::{MIN_SECRET, Secret, valid_header_name};
+    if let Some(name) = &a.mark_header
+        && !valid_header_name(name)
+    {
+        return Err(Error::invalid(format!(
+            "--mark-header '{name}': a header name is printable ASCII without ':' or spaces"
+        )));
+    }
+    let secret = match &a.mark_token_secret {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+            Some(Secret::from_file_text(&text).ok_or_else(|| {
+                Error::invalid(format!(
+                    "--mark-token-secret {}: at least {MIN_SECRET} bytes (e.g. head -c 32 /dev/urandom | base64 > FILE)",
+                    path.display()
+                ))
+            })?)
+        }
+    };
+    Ok(crate::usage::Settings {
+        mark_header: a.mark_header.clone(),
+        secret,
+        unleased: a.unleased_action,
+        retention: parse_duration(&a.usage_retention)
+            .map_err(|e| Error::invalid(format!("--usage-retention: {e}")))?,
+    })
 }
 
 /// `--max-session-hold`: a duration, or 0 for off.
@@ -325,6 +361,8 @@ impl DaemonConfig {
                 .filter(|s| !s.is_empty())
                 .map(|url| RedisConfig::parse(url, &a.store_prefix, a.store_no_password))
                 .transpose()?,
+            log_format: a.log_format,
+            usage: usage_settings(a)?,
         })
     }
 }

@@ -10,6 +10,9 @@ use crate::store::StatsSnapshot;
 pub struct Counters {
     pub policy_ok: AtomicU64,
     pub policy_dunno: AtomicU64,
+    /// `--unleased-action defer` answers, and `--mark-header` PREPENDs.
+    pub policy_defer: AtomicU64,
+    pub policy_prepend: AtomicU64,
     /// Open sessions holding their leases (a gauge the log follower sets).
     pub sessions_open: AtomicU64,
     /// Journal login lines refused because the mail server did not write them.
@@ -26,6 +29,8 @@ impl Counters {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         s.policy_ok = get(&self.policy_ok);
         s.policy_dunno = get(&self.policy_dunno);
+        s.policy_defer = get(&self.policy_defer);
+        s.policy_prepend = get(&self.policy_prepend);
         s.sessions_open = get(&self.sessions_open);
         s.forged = get(&self.forged);
     }

@@ -21,6 +21,7 @@ use crate::store::{
     Backend, LOCAL_STORE, Leases, RedisBackend, RedisLink, STORE_META, drop_queue, open_store,
     redis_sync, save_rules,
 };
+use crate::usage::recorder::RecorderTask;
 
 /// How long shutdown waits for requests in flight.
 const GRACE: Duration = Duration::from_secs(3);
@@ -41,7 +42,7 @@ pub async fn run(
         .run_as
         .as_ref()
         .filter(|_| nix::unistd::Uid::effective().is_root());
-    let (leases, redis) = open_leases(&cfg, run_as).await?;
+    let (leases, redis, recorder) = open_leases(&cfg, run_as).await?;
     // From here on every way out, error or shutdown, removes the socket files we made.
     let (sockets, files) = bind_sockets(&cfg, run_as).await?;
     let mut running = spawn_tasks(&cfg, &leases, sockets, redis, cdb_base)?;
@@ -58,6 +59,7 @@ pub async fn run(
     let running = wait(&cfg, &leases, running, shutdown, reload).await;
     running.stop().await;
     drop(files);
+    recorder.stop(GRACE).await;
     leases.sync()?;
     tracing::info!("stopped");
     Ok(())
@@ -91,11 +93,12 @@ fn warn_about_exposure(cfg: &DaemonConfig) {
 }
 
 /// Open the lease database (handed to `--user` first), in it the leases themselves or, with
-/// `--store redis://`, the link to Redis and the local outage queue.
+/// `--store redis://`, the link to Redis and the local outage queue; and start the recorder
+/// of lease uses, which writes the usage table beside them.
 async fn open_leases(
     cfg: &DaemonConfig,
     run_as: Option<&RunAs>,
-) -> Result<(Arc<Leases>, Option<RedisLink>)> {
+) -> Result<(Arc<Leases>, Option<RedisLink>, RecorderTask)> {
     if let Some(to) = run_as {
         std::fs::create_dir_all(&cfg.paths.db)
             .map_err(|e| Error::io("create", &cfg.paths.db, e))?;
@@ -103,6 +106,7 @@ async fn open_leases(
     }
     let sled = open_store(&cfg.paths.db)?;
     save_rules(&sled, &cfg.rules)?;
+    let usage_store = crate::usage::command::store_for(&sled, cfg.store.as_ref())?;
     let (backend, redis): (Box<dyn Backend>, _) = match &cfg.store {
         Some(rc) => {
             let (b, link) = RedisBackend::open(rc.clone(), sled).await?;
@@ -114,8 +118,10 @@ async fn open_leases(
             (Box::new(sled), None)
         }
     };
-    let leases = Leases::open(backend, cfg.rules.clone(), now_ms())?;
-    Ok((Arc::new(leases), redis))
+    let leases = Arc::new(Leases::open(backend, cfg.rules.clone(), now_ms())?);
+    let recorder =
+        crate::usage::recorder::start(&leases, usage_store, cfg.usage.clone(), cfg.log_format)?;
+    Ok((leases, redis, recorder))
 }
 
 /// Every listening socket, bound and not yet served.

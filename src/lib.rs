@@ -19,6 +19,8 @@
 //!   logins refused, for `stats`.
 //! - [`daemon`]: starts and stops all of the above as named steps; [`listen`]: its listening
 //!   sockets and the one accept loop; [`shutdown`]: how every task is told to stop;
+//! - [`usage`]: who relayed: each use of a lease, recorded off the answer path into audit
+//!   lines and the per-user usage table.
 //!   [`privs`]: dropping root once they are open.
 //! - [`cli`], [`config`] and [`commands`]: what the user types, the validated settings built
 //!   from it, and the shell commands (the control socket's, their rendering, `parse-log`,
@@ -39,5 +41,6 @@ pub mod privs;
 pub mod shutdown;
 pub mod sources;
 pub mod store;
+pub mod usage;
 
 pub use error::{Error, Result};

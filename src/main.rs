@@ -92,6 +92,7 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                     timeout,
                     program,
                 } => Ok(commands::chain::smtp_wrap(&paths, env, timeout, program)),
+                Command::Usage(a) => relaylease::usage::command::run(&paths, a),
                 Command::ParseLog {
                     json,
                     since,

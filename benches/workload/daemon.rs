@@ -47,10 +47,15 @@ impl Daemon {
 
     /// [`Daemon::start`] with more flags for `relaylease daemon`.
     pub fn start_with(dir: &Path, db: &Path, extra: &[OsString]) -> (Daemon, Duration) {
+        Daemon::start_bin(Path::new(BIN), dir, db, extra)
+    }
+
+    /// [`Daemon::start_with`] of another relaylease binary (an older build to compare with).
+    pub fn start_bin(bin: &Path, dir: &Path, db: &Path, extra: &[OsString]) -> (Daemon, Duration) {
         let policy = dir.join("policy.sock");
         let socket = dir.join("control.sock");
         let log = dir.join("daemon.log");
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin);
         cmd.arg("daemon")
             .arg("--db")
             .arg(db)

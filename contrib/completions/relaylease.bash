@@ -49,6 +49,9 @@ _relaylease() {
             relaylease,stats)
                 cmd="relaylease__subcmd__stats"
                 ;;
+            relaylease,usage)
+                cmd="relaylease__subcmd__usage"
+                ;;
             relaylease,window)
                 cmd="relaylease__subcmd__window"
                 ;;
@@ -85,6 +88,9 @@ _relaylease() {
             relaylease__subcmd__help,stats)
                 cmd="relaylease__subcmd__help__subcmd__stats"
                 ;;
+            relaylease__subcmd__help,usage)
+                cmd="relaylease__subcmd__help__subcmd__usage"
+                ;;
             relaylease__subcmd__help,window)
                 cmd="relaylease__subcmd__help__subcmd__window"
                 ;;
@@ -95,7 +101,7 @@ _relaylease() {
 
     case "${cmd}" in
         relaylease)
-            opts="-v -q -h -V --socket --db --verbose --quiet --help --version daemon check list add del flush window stats hook smtp-wrap parse-log help"
+            opts="-v -q -h -V --socket --db --verbose --quiet --help --version daemon check list add del flush window stats hook smtp-wrap usage parse-log help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -299,6 +305,22 @@ _relaylease() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --unleased-action)
+                    COMPREPLY=($(compgen -W "dunno defer" -- "${cur}"))
+                    return 0
+                    ;;
+                --mark-header)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mark-token-secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --usage-retention)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -359,7 +381,7 @@ _relaylease() {
             return 0
             ;;
         relaylease__subcmd__help)
-            opts="daemon check list add del flush window stats hook smtp-wrap parse-log help"
+            opts="daemon check list add del flush window stats hook smtp-wrap usage parse-log help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -513,6 +535,20 @@ _relaylease() {
             return 0
             ;;
         relaylease__subcmd__help__subcmd__stats)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        relaylease__subcmd__help__subcmd__usage)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -683,6 +719,40 @@ _relaylease() {
                 return 0
             fi
             case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        relaylease__subcmd__usage)
+            opts="-v -q -h -V --since --json --csv --users-file --forget --token --socket --db --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forget)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -75,6 +75,11 @@ complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l store -
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l store-prefix -d 'Name prefix of relaylease\'s keys and channel in Redis, so several sites can share one' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l unleased-action -d 'What the policy service answers at RCPT a client without a lease: dunno, or defer (DEFER_IF_REJECT: Postfix answers 450 instead of 554 to a relay it refuses, and the client tries again after fetching its mail)' -r -f -a "dunno\t'No opinion: the rest of Postfix\'s list decides (relay refused with 554)'
+defer\t'DEFER_IF_REJECT: a refusal later in the list becomes 450, so the client retries'"
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l mark-header -d 'Mark mail relayed through a lease with this header (Postfix: the policy service in smtpd_data_restrictions answers PREPEND at DATA; qmail: TCPREMOTEINFO). Off by default' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l mark-token-secret -d 'With --mark-header: name an opaque token instead of the user, keyed by the secret in FILE (at least 16 bytes); `relaylease usage --token` maps it back' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l usage-retention -d 'Drop usage records with no login or relay for this long' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l socket -d 'Control socket of the daemon [default: /run/relaylease/relaylease.sock as root, else $XDG_RUNTIME_DIR/relaylease.sock]' -r -F
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l db -d 'Lease database directory [default: /var/lib/relaylease as root, else $XDG_STATE_HOME/relaylease]' -r -F
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l journal -d 'Read logins from the local systemd journal (through libsystemd, loaded then); only entries whose writer the kernel shows to be the mail server count'
@@ -84,7 +89,7 @@ complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l dovecot
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l store-no-password -d 'Use a --store URL without a password: whoever can reach that Redis can then write a lease and open the relay. Without it a URL must carry a password'
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -s v -l verbose -d 'More log output (repeat for more)'
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -s q -l quiet -d 'Less log output: warnings and errors only (twice: errors only)'
-complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -s h -l help -d 'Print help'
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -s V -l version -d 'Print version'
 complete -c relaylease -n "__fish_relaylease_using_subcommand check" -l socket -d 'Control socket of the daemon [default: /run/relaylease/relaylease.sock as root, else $XDG_RUNTIME_DIR/relaylease.sock]' -r -F
 complete -c relaylease -n "__fish_relaylease_using_subcommand check" -l db -d 'Lease database directory [default: /var/lib/relaylease as root, else $XDG_STATE_HOME/relaylease]' -r -F

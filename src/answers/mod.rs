@@ -1,7 +1,9 @@
 //! Who asks whether an address may relay: Postfix's policy service, the socketmap lookup
-//! server of Sendmail and Postfix, qmail's tcprules cdb and the wrapper check.
+//! server of Sendmail and Postfix, qmail's tcprules cdb and the wrapper check; the uses of
+//! leases they grant by are recorded through [`lease_use`].
 
 pub mod cdb;
+pub mod lease_use;
 pub mod postfix_policy;
 pub mod postfix_policy_proto;
 pub mod request_loop;

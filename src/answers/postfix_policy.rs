@@ -4,9 +4,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::lease_use::PolicySession;
 use super::postfix_policy_proto::{
     Action, MAX_REQUEST, ProtoError, Request, RequestRef, client_ip, client_ip_bytes,
-    parse_request_ref, reply,
+    parse_request_ref,
 };
 use super::request_loop::{Answerer, Step, serve_connection};
 use crate::counters::Counters;
@@ -22,7 +23,10 @@ pub const MAX_CONNS: usize = 1024;
 /// request for this long is closed, however slowly its bytes trickle in.
 pub const IDLE: Duration = Duration::from_secs(600);
 
-/// The answer for one request. Never OK unless the client address parses and may relay.
+/// The answer for one request at RCPT. Never OK unless the client address parses and may
+/// relay. The service itself answers through [`super::lease_use::PolicySession`], which
+/// gives the same answers at RCPT, records the uses of leases, and answers differently at
+/// DATA and END-OF-MESSAGE.
 pub fn decide(leases: &Leases, req: &Request, now: Millis) -> Action {
     judge(leases, client_ip(req), req.client_address.as_deref(), now)
 }
@@ -72,17 +76,18 @@ pub async fn serve(
     serve_each(listener, service, shutdown, grace, |a, stop| {
         let policy = Policy {
             leases: leases.clone(),
-            counters: counters.clone(),
+            session: PolicySession::new(&leases, &counters),
         };
         serve_connection(a.conn, policy, IDLE, stop)
     })
     .await;
 }
 
-/// Postfix's side of [`serve_connection`]: requests end in an empty line.
+/// Postfix's side of [`serve_connection`]: requests end in an empty line; each is answered
+/// by the connection's [`PolicySession`], which records the uses of leases.
 struct Policy {
     leases: Arc<Leases>,
-    counters: Arc<Counters>,
+    session: PolicySession,
 }
 
 impl Answerer for Policy {
@@ -96,12 +101,7 @@ impl Answerer for Policy {
             match parse_request_ref(&buf[used..]) {
                 Ok(Some((req, n))) => {
                     used += n;
-                    let action = decide_ref(&self.leases, &req, now_ms());
-                    Counters::bump(match action {
-                        Action::Ok => &self.counters.policy_ok,
-                        Action::Dunno => &self.counters.policy_dunno,
-                    });
-                    out.extend_from_slice(reply(action));
+                    self.session.answer(&req, now_ms(), out);
                 }
                 Ok(None) => return Step::Used(used),
                 Err(ProtoError::TooLarge) => {
@@ -178,8 +178,8 @@ mod tests {
         let served = tokio::spawn(serve_connection(
             Box::new(server),
             Policy {
+                session: PolicySession::new(&leases, &Arc::default()),
                 leases,
-                counters: Arc::default(),
             },
             IDLE,
             Shutdown::never(),

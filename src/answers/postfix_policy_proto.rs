@@ -36,6 +36,12 @@ pub struct Request {
     pub sasl_username: Option<String>,
     /// Postfix's id for one SMTP transaction, for logging.
     pub instance: Option<String>,
+    /// The envelope sender, for the audit line of a relayed message.
+    pub sender: Option<String>,
+    /// The recipient asked about (at RCPT).
+    pub recipient: Option<String>,
+    /// Postfix's queue id once it has one (after the first accepted recipient).
+    pub queue_id: Option<String>,
 }
 
 /// Why a buffer is not a policy request.
@@ -58,14 +64,36 @@ pub enum Action {
     Ok,
     /// No opinion; Postfix goes on with its other restrictions: `action=DUNNO`.
     Dunno,
+    /// `--unleased-action defer`: a refusal later in the list becomes 450 instead of 554.
+    DeferIfReject,
 }
+
+/// What [`Action::DeferIfReject`] says; Postfix shows it in the 450 reply.
+pub const DEFER_TEXT: &str =
+    "4.7.1 Relaying needs a recent POP3/IMAP login: fetch your mail, then send again";
 
 /// The reply bytes for an action, terminator included.
 pub fn reply(action: Action) -> &'static [u8] {
     match action {
         Action::Ok => b"action=OK\n\n",
         Action::Dunno => b"action=DUNNO\n\n",
+        Action::DeferIfReject => concat!(
+            "action=DEFER_IF_REJECT ",
+            "4.7.1 Relaying needs a recent POP3/IMAP login: fetch your mail, then send again",
+            "\n\n"
+        )
+        .as_bytes(),
     }
+}
+
+/// `action=PREPEND NAME: VALUE`: a header for the message (at DATA only; Postfix cannot
+/// prepend at END-OF-MESSAGE). The caller keeps newlines out of both.
+pub fn write_prepend(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(b"action=PREPEND ");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\n\n");
 }
 
 /// Attributes kept, as indices into the slot array filled while scanning.
@@ -75,6 +103,10 @@ const CLIENT_ADDRESS: usize = 2;
 const CLIENT_NAME: usize = 3;
 const SASL_USERNAME: usize = 4;
 const INSTANCE: usize = 5;
+const SENDER: usize = 6;
+const RECIPIENT: usize = 7;
+const QUEUE_ID: usize = 8;
+const SLOTS: usize = 9;
 
 fn slot(name: &[u8]) -> Option<usize> {
     match name {
@@ -84,6 +116,9 @@ fn slot(name: &[u8]) -> Option<usize> {
         b"client_name" => Some(CLIENT_NAME),
         b"sasl_username" => Some(SASL_USERNAME),
         b"instance" => Some(INSTANCE),
+        b"sender" => Some(SENDER),
+        b"recipient" => Some(RECIPIENT),
+        b"queue_id" => Some(QUEUE_ID),
         _ => None,
     }
 }
@@ -106,13 +141,34 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, ProtoError>
 /// needs only `client_address` to answer, and copies the rest only to log a problem.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RequestRef<'a> {
-    slots: [Option<&'a [u8]>; 6],
+    slots: [Option<&'a [u8]>; SLOTS],
 }
 
 impl<'a> RequestRef<'a> {
     /// `client_address` as Postfix sent it.
     pub fn client_address(&self) -> Option<&'a [u8]> {
         self.slots[CLIENT_ADDRESS]
+    }
+
+    /// `protocol_state`: `RCPT`, `DATA`, `END-OF-MESSAGE`, ...
+    pub fn protocol_state(&self) -> Option<&'a [u8]> {
+        self.slots[PROTOCOL_STATE]
+    }
+
+    pub fn instance(&self) -> Option<&'a [u8]> {
+        self.slots[INSTANCE]
+    }
+
+    pub fn sender(&self) -> Option<&'a [u8]> {
+        self.slots[SENDER]
+    }
+
+    pub fn recipient(&self) -> Option<&'a [u8]> {
+        self.slots[RECIPIENT]
+    }
+
+    pub fn queue_id(&self) -> Option<&'a [u8]> {
+        self.slots[QUEUE_ID]
     }
 
     pub fn to_request(&self) -> Request {
@@ -125,7 +181,7 @@ impl<'a> RequestRef<'a> {
 pub fn parse_request_ref(buf: &[u8]) -> Result<Option<(RequestRef<'_>, usize)>, ProtoError> {
     // Only the first MAX_REQUEST bytes can belong to an acceptable request.
     let window = &buf[..buf.len().min(MAX_REQUEST)];
-    let mut slots: [Option<&[u8]>; 6] = [None; 6];
+    let mut slots: [Option<&[u8]>; SLOTS] = [None; SLOTS];
     let mut pos = 0;
     // One search for line ends over the buffer rather than one per line: Postfix's ~30
     // lines are short, and the policy service parses a request for every SMTP command.
@@ -179,7 +235,7 @@ fn show_line(line: &[u8]) -> String {
     s
 }
 
-fn request_from(slots: &[Option<&[u8]>; 6]) -> Request {
+fn request_from(slots: &[Option<&[u8]>; SLOTS]) -> Request {
     let take = |i: usize| {
         slots[i].map(|v| match std::str::from_utf8(v) {
             Ok(s) => s.to_owned(),
@@ -193,6 +249,9 @@ fn request_from(slots: &[Option<&[u8]>; 6]) -> Request {
         client_name: take(CLIENT_NAME),
         sasl_username: take(SASL_USERNAME),
         instance: take(INSTANCE),
+        sender: take(SENDER),
+        recipient: take(RECIPIENT),
+        queue_id: take(QUEUE_ID),
     }
 }
 
@@ -274,6 +333,9 @@ mod tests {
                 client_name: Some("dsl-7.isp.example".into()),
                 sasl_username: Some(String::new()),
                 instance: Some("1a2b.66f0e0a1.9c3d4.0".into()),
+                sender: Some("alice@example.net".into()),
+                recipient: Some("bob@example.org".into()),
+                queue_id: Some(String::new()),
             }
         );
         assert_eq!(
@@ -474,5 +536,13 @@ mod tests {
     fn replies() {
         assert_eq!(reply(Action::Ok), b"action=OK\n\n");
         assert_eq!(reply(Action::Dunno), b"action=DUNNO\n\n");
+        let defer = std::str::from_utf8(reply(Action::DeferIfReject)).unwrap();
+        assert_eq!(defer, format!("action=DEFER_IF_REJECT {DEFER_TEXT}\n\n"));
+        let mut out = Vec::new();
+        write_prepend(&mut out, "X-Relayed-By", "pop-before-smtp; user=alice");
+        assert_eq!(
+            out,
+            b"action=PREPEND X-Relayed-By: pop-before-smtp; user=alice\n\n"
+        );
     }
 }

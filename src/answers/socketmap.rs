@@ -39,7 +39,9 @@ pub fn decide<'a>(payload: &[u8], map: &'a MapConfig, leases: &Leases, now: Mill
         ));
     }
     match key_address(key) {
-        Some(ip) if leases.allowed(ip, now) => Reply::Ok(&map.value),
+        Some(ip) if super::lease_use::grants(leases, ip, now, crate::usage::Method::Socketmap) => {
+            Reply::Ok(&map.value)
+        }
         _ => Reply::NotFound,
     }
 }

@@ -564,6 +564,17 @@ pub fn build_rules(
     leases: &[IpNet],
     env: &[(String, String)],
 ) -> Result<Vec<u8>, Error> {
+    build_rules_marked(base, leases, env, &[])
+}
+
+/// [`build_rules`] where the lease `leases[i]` also sets `TCPREMOTEINFO` to `marks[i]` when
+/// that is `Some` (`--mark-header`: qmail-smtpd writes it into its Received header).
+pub fn build_rules_marked(
+    base: &[Rule],
+    leases: &[IpNet],
+    env: &[(String, String)],
+    marks: &[Option<String>],
+) -> Result<Vec<u8>, Error> {
     let data = Rule {
         key: Vec::new(),
         access: Access::Allow,
@@ -580,7 +591,20 @@ pub fn build_rules(
     }
     let mut buf = Vec::with_capacity(64);
     let mut failed = None;
-    for net in leases {
+    let mut marked = Vec::new();
+    for (i, net) in leases.iter().enumerate() {
+        let data = match marks.get(i) {
+            Some(Some(info)) => {
+                check_var("TCPREMOTEINFO", info)?;
+                marked.clear();
+                marked.extend_from_slice(&data);
+                marked.extend_from_slice(b"+TCPREMOTEINFO=");
+                marked.extend_from_slice(info.as_bytes());
+                marked.push(0);
+                &marked
+            }
+            _ => &data,
+        };
         each_key(net, &mut buf, &mut |key| {
             if failed.is_some() {
                 return;
@@ -589,7 +613,7 @@ pub fn build_rules(
             if seen.contains(&cdb, key, h) {
                 return;
             }
-            match cdb.push(key, &data) {
+            match cdb.push(key, data) {
                 Ok(pos) => seen.insert(h, pos),
                 Err(e) => failed = Some(e),
             }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::tcprules::{Rule, build_rules, lease_keys, parse_rules};
+use super::tcprules::{Rule, build_rules, build_rules_marked, lease_keys, parse_rules};
 use crate::error::{Error, Result};
 use crate::lease::{now_ms, show_key};
 use crate::shutdown::Shutdown;
@@ -61,7 +61,9 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// The cdb for the live leases at this moment.
 fn build(leases: &Leases, base: &[Rule], env: &[(String, String)]) -> Result<(Vec<u8>, usize)> {
-    let nets: Vec<_> = leases.list(now_ms()).into_iter().map(|l| l.net).collect();
+    let list = leases.list(now_ms());
+    let marks = super::lease_use::cdb_marks(leases, &list);
+    let nets: Vec<_> = list.into_iter().map(|l| l.net).collect();
     for net in &nets {
         if let Ok(k) = lease_keys(net)
             && !k.complete
@@ -69,7 +71,7 @@ fn build(leases: &Leases, base: &[Rule], env: &[(String, String)]) -> Result<(Ve
             tracing::debug!(addr = %show_key(net), "this IPv6 lease can only be partly written for tcpserver");
         }
     }
-    Ok((build_rules(base, &nets, env)?, nets.len()))
+    Ok((build_rules_marked(base, &nets, env, &marks)?, nets.len()))
 }
 
 /// Rebuild on every change (coalesced) and on `reload` (SIGHUP: the base file is re-read),

@@ -61,14 +61,18 @@ pub fn smtp_wrap(paths: &Paths, env: &[String], timeout: &str, program: &[OsStri
         vars.push(("RELAYCLIENT".to_string(), String::new()));
     }
     let addr = std::env::var("TCPREMOTEIP").ok();
-    match wrap::allowed(&paths.socket, addr.as_deref(), timeout) {
-        Ok(true) => {
+    match wrap::relay(&paths.socket, addr.as_deref(), timeout) {
+        Ok(grant) if grant.allowed => {
             for (k, v) in &vars {
                 // SAFETY: single-threaded here, just before exec.
                 unsafe { std::env::set_var(k, v) };
             }
+            if let Some(info) = &grant.remote_info {
+                // SAFETY: as above. qmail-smtpd writes it into its Received header.
+                unsafe { std::env::set_var("TCPREMOTEINFO", info) };
+            }
         }
-        Ok(false) => {}
+        Ok(_) => {}
         Err(e) => eprintln!("relaylease smtp-wrap: {e}; running without relay permission"),
     }
     let e = hook::exec(program);

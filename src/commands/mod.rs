@@ -25,6 +25,8 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 fn validate(op: &Op) -> Result<()> {
     match op {
         Op::Check { addr } | Op::Del { addr } => parse_key(addr, 128).map(|_| ()),
+        Op::Relay { addr } => parse_ip(addr).map(|_| ()),
+        Op::Usage { .. } | Op::Forget { .. } => Ok(()),
         Op::Login { addr, .. } => parse_ip(addr).map(|_| ()),
         Op::Add { addr, duration } => {
             parse_ip(addr)?;
@@ -92,6 +94,7 @@ pub fn check(paths: &Paths, addr: String) -> Result<i32> {
             now,
             lease,
             static_net,
+            ..
         } => {
             let line = match (lease, static_net) {
                 (Some(l), _) => describe_lease(&addr, &l, now),

@@ -77,7 +77,7 @@ pub fn lease_table(leases: &[Lease], now: Millis) -> String {
 
 pub fn show_stats(s: &StatsSnapshot) -> String {
     let mut out = format!(
-        "leases active: {}\nsessions open: {}\ngranted: {}\nrenewed: {}\nrefused: {}\nexpired: {}\ndeleted: {}\npolicy OK: {}\npolicy DUNNO: {}\nerrors: {}\nforged logins refused: {}\n",
+        "leases active: {}\nsessions open: {}\ngranted: {}\nrenewed: {}\nrefused: {}\nexpired: {}\ndeleted: {}\npolicy OK: {}\npolicy DUNNO: {}\npolicy DEFER_IF_REJECT: {}\npolicy PREPEND: {}\nrelayed messages: {}\nrelayed recipients: {}\nrelay checks: {}\nusage lost: {}\nerrors: {}\nforged logins refused: {}\n",
         s.leases_active,
         s.sessions_open,
         s.granted,
@@ -87,6 +87,12 @@ pub fn show_stats(s: &StatsSnapshot) -> String {
         s.deleted,
         s.policy_ok,
         s.policy_dunno,
+        s.policy_defer,
+        s.policy_prepend,
+        s.relayed_messages,
+        s.relayed_recipients,
+        s.relay_checks,
+        s.usage_lost,
         s.errors,
         s.forged
     );
@@ -156,7 +162,33 @@ pub fn prometheus(s: &StatsSnapshot) -> String {
         vec![
             ("{action=\"OK\"}".into(), s.policy_ok),
             ("{action=\"DUNNO\"}".into(), s.policy_dunno),
+            ("{action=\"DEFER_IF_REJECT\"}".into(), s.policy_defer),
+            ("{action=\"PREPEND\"}".into(), s.policy_prepend),
         ],
+    );
+    metric(
+        "relayed_messages_total",
+        "counter",
+        "Messages relayed through a lease (Postfix policy service).",
+        one(s.relayed_messages),
+    );
+    metric(
+        "relayed_recipients_total",
+        "counter",
+        "Recipients relayed through a lease (Postfix policy service).",
+        one(s.relayed_recipients),
+    );
+    metric(
+        "relay_checks_total",
+        "counter",
+        "Relay checks answered yes through a lease (socketmap, Exim CHECK, smtp-wrap).",
+        one(s.relay_checks),
+    );
+    metric(
+        "usage_lost_total",
+        "counter",
+        "Lease uses and logins not recorded in the usage table (queue full or store failing).",
+        one(s.usage_lost),
     );
     metric(
         "errors_total",
@@ -182,12 +214,24 @@ mod tests {
         let mut s = StatsSnapshot {
             leases_active: 3,
             policy_ok: 7,
+            relayed_messages: 4,
+            relayed_recipients: 9,
+            usage_lost: 1,
             ..Default::default()
         };
         s.logins_by_source.insert("/var/log/a \"b\".log".into(), 2);
         let text = prometheus(&s);
         assert!(text.contains("relaylease_leases_active 3\n"), "{text}");
         assert!(text.contains("relaylease_policy_answers_total{action=\"OK\"} 7\n"));
+        assert!(
+            text.contains("relaylease_relayed_messages_total 4\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("relaylease_relayed_recipients_total 9\n"),
+            "{text}"
+        );
+        assert!(text.contains("relaylease_usage_lost_total 1\n"), "{text}");
         assert!(
             text.contains("relaylease_logins_total{source=\"/var/log/a \\\"b\\\".log\"} 2\n"),
             "{text}"

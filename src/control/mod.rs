@@ -91,6 +91,27 @@ pub(crate) fn dispatch(
                 now,
                 lease,
                 static_net,
+                remote_info: None,
+            }
+        }
+        Op::Relay { addr } => crate::answers::lease_use::relay_check(leases, addr, now)?,
+        Op::Usage { token } => {
+            let usage = leases.usage().ok_or_else(|| {
+                crate::Error::invalid("the usage table is read through the daemon")
+            })?;
+            let rows = match token {
+                Some(t) => usage.find_token(&t)?.into_iter().collect(),
+                None => usage.report()?,
+            };
+            Reply::Usage { now, rows }
+        }
+        Op::Forget { user } => {
+            let usage = leases.usage().ok_or_else(|| {
+                crate::Error::invalid("the usage table is changed through the daemon")
+            })?;
+            Reply::Forgotten {
+                records: usage.forget(&user)?,
+                user,
             }
         }
         Op::List => Reply::List {

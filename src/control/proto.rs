@@ -1,9 +1,9 @@
 //! The control protocol, version 1 (pure): one JSON object per line each way.
 //!
 //! Request: `{"v":1,"op":"check","addr":"192.0.2.7"}`. Operations: `login` (addr, user),
-//! `add` (addr, for), `del` (addr), `check` (addr), `list`, `flush`, `stats`, `window` (optional
-//! `set`). `v` may be left
-//! out and means 1; any other version is refused.
+//! `add` (addr, for), `del` (addr), `check` (addr), `relay` (addr: a check that counts as a
+//! use), `list`, `flush`, `stats`, `window` (optional `set`), `usage` (optional `token`),
+//! `forget` (user). `v` may be left out and means 1; any other version is refused.
 //!
 //! Reply: `{"v":1,"ok":true,"result":"check",...}` or
 //! `{"v":1,"ok":false,"result":"error","error":"invalid address 'x'"}`.
@@ -43,6 +43,20 @@ pub enum Op {
     Check {
         addr: String,
     },
+    /// smtp-wrap's question: a check that counts as a use of the lease when it says yes,
+    /// answered with [`Reply::Check`] (and `remote_info` with `--mark-header`).
+    Relay {
+        addr: String,
+    },
+    /// The usage table, or (with `token`) the record a `--mark-header` token stands for.
+    Usage {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+    },
+    /// Remove a user's (or an address's) usage record.
+    Forget {
+        user: String,
+    },
     List,
     Flush,
     Stats,
@@ -58,7 +72,7 @@ impl Op {
     pub fn writes(&self) -> bool {
         matches!(
             self,
-            Op::Login { .. } | Op::Add { .. } | Op::Del { .. } | Op::Flush
+            Op::Login { .. } | Op::Add { .. } | Op::Del { .. } | Op::Flush | Op::Forget { .. }
         ) || matches!(self, Op::Window { set: Some(_) })
     }
 
@@ -68,6 +82,9 @@ impl Op {
             Op::Add { .. } => "add",
             Op::Del { .. } => "del",
             Op::Check { .. } => "check",
+            Op::Relay { .. } => "relay",
+            Op::Usage { .. } => "usage",
+            Op::Forget { .. } => "forget",
             Op::List => "list",
             Op::Flush => "flush",
             Op::Stats => "stats",
@@ -119,6 +136,17 @@ pub enum Reply {
         lease: Option<Lease>,
         #[serde(rename = "static", default, skip_serializing_if = "Option::is_none")]
         static_net: Option<IpNet>,
+        /// For smtp-wrap with `--mark-header`: the user or token for `TCPREMOTEINFO`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        remote_info: Option<String>,
+    },
+    Usage {
+        now: Millis,
+        rows: Vec<crate::usage::table::Row>,
+    },
+    Forgotten {
+        user: String,
+        records: usize,
     },
     List {
         now: Millis,

@@ -12,6 +12,7 @@ use crate::lease::{now_ms, parse_ip};
 use crate::listen::{Accepted, Listener, Service, serve_each};
 use crate::shutdown::Shutdown;
 use crate::store::{Leases, Stats};
+use crate::usage::Method;
 
 /// Connections served at once; further ones are closed at once and logged.
 pub const MAX_CONNS: usize = 256;
@@ -155,7 +156,10 @@ async fn reply(
         return (encode(&e), true);
     };
     if let Some(addr) = plain_check(line) {
-        let allowed = parse_ip(addr).is_ok_and(|ip| state.leases.allowed(ip, now_ms()));
+        // A yes is a use of the lease by Exim (recorded off this path).
+        let allowed = parse_ip(addr).is_ok_and(|ip| {
+            crate::answers::lease_use::grants(&state.leases, ip, now_ms(), Method::EximCheck)
+        });
         return (plain_reply(allowed).to_vec(), true);
     }
     let resp = match parse_request(line) {

@@ -13,6 +13,16 @@ use ipnet::IpNet;
 
 use crate::lease::{Lease, Millis};
 
+/// A live lease as [`Index::view`] lends it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseRef<'a> {
+    pub net: IpNet,
+    pub user: Option<&'a str>,
+    pub source: &'a str,
+    /// The login that granted or last renewed it.
+    pub last_login: Millis,
+}
+
 /// One lease without its source name (which is `sources[source]`).
 #[derive(Debug)]
 struct Rec {
@@ -133,6 +143,18 @@ impl Index {
     pub(crate) fn get(&self, net: &IpNet) -> Option<Lease> {
         let i = self.find(net)?;
         Some(self.lease(&self.recs[i as usize]))
+    }
+
+    /// The lease on `net` live at `now`, borrowed: what an answer that records its use needs,
+    /// without copying the lease.
+    pub(crate) fn view(&self, net: &IpNet, now: Millis) -> Option<LeaseRef<'_>> {
+        let r = &self.recs[self.find(net)? as usize];
+        (r.deadline > now).then(|| LeaseRef {
+            net: r.net,
+            user: r.user.as_deref(),
+            source: self.sources.get(r.source as usize).map_or("", |s| s),
+            last_login: r.last_login,
+        })
     }
 
     /// Is there a lease on `net` that is live at `now`?

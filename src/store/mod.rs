@@ -5,11 +5,13 @@ mod index;
 mod redis_store;
 pub mod redis_sync;
 mod sled_store;
+mod usage_redis;
+mod usage_store;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -18,10 +20,13 @@ use tokio::sync::{Notify, watch};
 
 pub use redis_store::{RedisBackend, RedisConfig, RedisLink, STORE_META, drop_queue};
 pub use sled_store::{Opened, SledBackend};
+pub use usage_redis::UsageRedis;
+pub use usage_store::{UsageSled, UsageStore};
 
 use crate::error::{Error, Result};
 use crate::lease::{Lease, Login, Millis, Rules, SOURCE_MANUAL, Verdict, lease_key, show_key};
 use index::Index;
+pub use index::LeaseRef;
 
 /// The [`STORE_META`] record of a host whose leases are in its own database.
 pub const LOCAL_STORE: &[u8] = b"local";
@@ -105,6 +110,15 @@ impl Answer {
     }
 }
 
+/// [`Leases::grant`]'s answer: relay by `--allow`, by a lease (with what `f` made of it),
+/// or not at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grant<R> {
+    No,
+    Static,
+    Lease(R),
+}
+
 /// What a login did to the table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -124,6 +138,14 @@ pub struct Stats {
     pub expired: AtomicU64,
     pub deleted: AtomicU64,
     pub errors: AtomicU64,
+    /// Uses of leases (see [`crate::usage`]): messages and recipients through the Postfix
+    /// policy service, and checks answered yes by the socketmap, Exim and smtp-wrap.
+    pub relayed_messages: AtomicU64,
+    pub relayed_recipients: AtomicU64,
+    pub relay_checks: AtomicU64,
+    /// Uses and logins not recorded in the usage table: the recorder's queue was full, or
+    /// the table could not be written.
+    pub usage_lost: AtomicU64,
 }
 
 impl Stats {
@@ -152,9 +174,15 @@ impl Stats {
             expired: get(&self.expired),
             deleted: get(&self.deleted),
             errors: get(&self.errors),
+            relayed_messages: get(&self.relayed_messages),
+            relayed_recipients: get(&self.relayed_recipients),
+            relay_checks: get(&self.relay_checks),
+            usage_lost: get(&self.usage_lost),
             // Filled in from [`crate::counters::Counters`] where the daemon keeps them.
             policy_ok: 0,
             policy_dunno: 0,
+            policy_defer: 0,
+            policy_prepend: 0,
             sessions_open: 0,
             forged: 0,
         }
@@ -179,6 +207,18 @@ pub struct StatsSnapshot {
     /// Absent from an older daemon's answer.
     #[serde(default)]
     pub forged: u64,
+    #[serde(default)]
+    pub policy_defer: u64,
+    #[serde(default)]
+    pub policy_prepend: u64,
+    #[serde(default)]
+    pub relayed_messages: u64,
+    #[serde(default)]
+    pub relayed_recipients: u64,
+    #[serde(default)]
+    pub relay_checks: u64,
+    #[serde(default)]
+    pub usage_lost: u64,
 }
 
 /// The lease table shared by every source and answer in the daemon (and by the commands
@@ -196,6 +236,8 @@ pub struct Leases {
     /// Wakes the expiry task when a deadline earlier than all others arrives.
     sooner: Notify,
     pub stats: Stats,
+    /// Where answers and logins record their uses (set once by the daemon).
+    usage: OnceLock<crate::usage::Usage>,
 }
 
 /// The lease a login makes: `current` renewed to `deadline`, or a new one.
@@ -245,6 +287,7 @@ impl Leases {
             changed,
             sooner: Notify::new(),
             stats: Stats::default(),
+            usage: OnceLock::new(),
         })
     }
 
@@ -260,6 +303,15 @@ impl Leases {
             Ok(mut r) => *r = Arc::new(rules),
             Err(p) => *p.into_inner() = Arc::new(rules),
         }
+    }
+
+    /// Record uses and logins through `usage` from now on (once; later calls are ignored).
+    pub fn set_usage(&self, usage: crate::usage::Usage) {
+        let _ = self.usage.set(usage);
+    }
+
+    pub fn usage(&self) -> Option<&crate::usage::Usage> {
+        self.usage.get()
     }
 
     pub fn backend(&self) -> &dyn Backend {
@@ -443,6 +495,7 @@ impl Leases {
 
     /// Counters and the log line for one login's outcome.
     fn report(&self, login: &Login, outcome: &Outcome, now: Millis) {
+        crate::usage::login_seen(self, login, outcome, now);
         let user = login.user.as_deref().unwrap_or("-");
         match outcome {
             Outcome::Renewed(lease) => {
@@ -625,6 +678,33 @@ impl Leases {
         match self.table.read() {
             Ok(t) => t.allows(&net, now),
             Err(_) => false,
+        }
+    }
+
+    /// [`Leases::allowed`] for the answers that record a lease's use: `f` sees the lease
+    /// behind a yes (under the table's read lock, so it should only copy what it needs).
+    pub fn grant<R>(
+        &self,
+        ip: IpAddr,
+        now: Millis,
+        f: impl FnOnce(&LeaseRef<'_>) -> R,
+    ) -> Grant<R> {
+        let net = {
+            let rules = match self.rules.read() {
+                Ok(r) => r,
+                Err(p) => p.into_inner(),
+            };
+            if rules.static_net(ip).is_some() {
+                return Grant::Static;
+            }
+            lease_key(ip, rules.v6_prefix)
+        };
+        match self.table.read() {
+            Ok(t) => match t.view(&net, now) {
+                Some(l) => Grant::Lease(f(&l)),
+                None => Grant::No,
+            },
+            Err(_) => Grant::No,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The embedded durable backend: one sled database under `--db DIR`.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -29,10 +29,13 @@ const REOPEN_EVERY: Duration = Duration::from_secs(2);
 pub struct SledBackend {
     path: PathBuf,
     /// `None` between closing a database that failed a write and reopening it.
-    open: RwLock<Option<Trees>>,
+    /// Shared with [`SledBackend::share`]'s handles, so that closing and reopening after a
+    /// write error is one act for all of them (a handle keeping the old database open would
+    /// keep its lock, and the reopen would fail).
+    open: Arc<RwLock<Option<Trees>>>,
     /// Set by a write error: when the database was last (re)opened. sled refuses every
     /// operation after one I/O error, so the way back is closing it and opening it again.
-    failed: Mutex<Option<Instant>>,
+    failed: Arc<Mutex<Option<Instant>>>,
 }
 
 struct Trees {
@@ -130,8 +133,8 @@ impl SledBackend {
         })?;
         Ok(SledBackend {
             path: path.to_path_buf(),
-            open: RwLock::new(Some(trees)),
-            failed: Mutex::new(None),
+            open: Arc::new(RwLock::new(Some(trees))),
+            failed: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -185,6 +188,27 @@ impl SledBackend {
             Err(e) => tracing::warn!(db = %self.path.display(), error = %describe_sled(&e),
                 "cannot reopen the database yet"),
         }
+    }
+
+    /// Another handle on the same open database (the usage table's): it never holds a tree
+    /// of its own, so it follows this one through a close and reopen.
+    pub(super) fn share(&self) -> SledBackend {
+        SledBackend {
+            path: self.path.clone(),
+            open: self.open.clone(),
+            failed: self.failed.clone(),
+        }
+    }
+
+    /// Run `f` on the tree `name` of the open database, with the reopening after a write
+    /// error that every operation of this backend has.
+    pub(super) fn with_tree<T>(
+        &self,
+        op: &'static str,
+        name: &'static str,
+        f: impl FnOnce(&sled::Tree) -> std::result::Result<T, sled::Error>,
+    ) -> Result<T> {
+        self.with(op, |t| f(&t.db.open_tree(name)?))
     }
 
     /// Another tree of the same database (the shared store's queue of unsent changes).

@@ -335,6 +335,62 @@ fn a_full_database_refuses_new_leases_keeps_acknowledged_ones_and_writes_again_o
     let _d = restart_and_check(&env, &args, &acked, &[refused, "192.0.2.12".into()]);
 }
 
+/// The usage table lives in the same database: while it cannot be written, answers are the
+/// same and the counts wait; once there is room they are written, none lost.
+#[test]
+#[ignore = "needs root (tests/run.sh runs it): mounts a file system"]
+fn a_full_database_changes_no_answer_and_the_usage_counts_wait_for_room() {
+    require_root();
+    let env = Env::new();
+    let disk = Mount::tmpfs(&env.db(), "1m");
+    let policy_sock = env.path("policy.sock");
+    let d = env.start(&["--policy", &format!("unix:{}", policy_sock.display())]);
+    let leased = "192.0.2.30".to_string();
+    assert!(acknowledged(&hook_login(&env, &leased)));
+    fill(&env.db());
+    // Until the database meets the full disk (sled writes into room it set aside first).
+    let _ = add_until_refused(&env, "10.2");
+    // Each policy connection is one message through the lease.
+    for _ in 0..4 {
+        assert_eq!(policy(&policy_sock, &leased).as_deref(), Some("action=OK"));
+    }
+    assert_eq!(
+        policy(&policy_sock, "198.51.100.1").as_deref(),
+        Some("action=DUNNO")
+    );
+    assert!(
+        eventually(SOON, || !log_lines_with(
+            &d,
+            &["ERROR", "cannot write the usage table"]
+        )
+        .is_empty()),
+        "{}",
+        d.log_text()
+    );
+    let stats = control(&env, serde_json::json!({"op": "stats"}));
+    assert_eq!(stats["stats"]["relayed_messages"], 4, "{stats}");
+    assert_eq!(stats["stats"]["usage_lost"], 0, "{stats}");
+
+    disk.remount("size=8m");
+    let _ = std::fs::remove_file(env.db().join("filler"));
+    assert!(
+        eventually(SOON, || !log_lines_with(&d, &["usage table written again"])
+            .is_empty()),
+        "{}",
+        d.log_text()
+    );
+    assert_eq!(d.stop(), 0);
+    // Read from the database itself: every count arrived.
+    let o = env.run(&["usage", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap_or_default();
+    let row = &v["users"][0];
+    assert_eq!(
+        (&row["user"], &row["messages"]),
+        (&"alice".into(), &4.into()),
+        "{o:?}"
+    );
+}
+
 #[test]
 #[ignore = "needs root (tests/run.sh runs it): mounts a file system"]
 fn a_database_on_a_file_system_turned_read_only_refuses_new_leases_and_writes_again_once_repaired()

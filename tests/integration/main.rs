@@ -27,3 +27,5 @@ mod security;
 mod sendmail;
 mod sessions;
 mod socketmap;
+mod usage;
+mod usage_mail;

@@ -966,3 +966,62 @@ fn nobody_cannot_write_a_lease_through_redis_unless_the_store_has_no_password() 
         "{said}"
     );
 }
+
+/// The usage table of a site lives in Redis: what every SMTP host records adds up in one
+/// record per user, which any host reports, and the POP host's login counts in it too.
+#[test]
+#[ignore = "needs Debian's redis-server, redis-tools (tests/run.sh installs and runs them)"]
+fn two_smtp_hosts_add_up_into_one_usage_table() {
+    let _serial = serial();
+    let redis = Redis::start();
+    let pop = PopHost::start(&redis.url(), &[]);
+    let a = SmtpHost::start(&redis.url(), &[]);
+    let b = SmtpHost::start(&redis.url(), &[]);
+    let ip = "127.0.0.31";
+    pop.login(ip);
+    // Waiting asks the hosts' control sockets: no lease is used meanwhile.
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            a.env.run(&["check", ip]).code == 0 && b.env.run(&["check", ip]).code == 0
+        }),
+        "{}",
+        a.log_text()
+    );
+    // One message per policy connection: three through host a, two through host b.
+    for (host, n) in [(&a, 3), (&b, 2)] {
+        for _ in 0..n {
+            assert!(host.policy().ok(ip));
+        }
+    }
+    let alice = |h: &SmtpHost| {
+        let o = h.env.run(&["usage", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap_or_default();
+        v["users"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["user"] == "alice").cloned())
+            .unwrap_or_default()
+    };
+    let five =
+        |r: &serde_json::Value| r["messages"] == 5 && r["recipients"] == 5 && r["logins"] == 1;
+    assert!(
+        eventually(Duration::from_secs(10), || five(&alice(&a))
+            && five(&alice(&b))),
+        "a: {}\nb: {}",
+        alice(&a),
+        alice(&b)
+    );
+    let stored = redis.cli(&["GET", "relaylease:usage:u:alice"]);
+    let stored: serde_json::Value = serde_json::from_str(&stored).expect("one JSON record");
+    assert_eq!(
+        (&stored["messages"], &stored["logins"]),
+        (&5.into(), &1.into()),
+        "{stored}"
+    );
+    assert_eq!(stored["last_address"], ip);
+    // It expires a retention (400 days) after the last activity.
+    let ttl: u64 = redis
+        .cli(&["PTTL", "relaylease:usage:u:alice"])
+        .parse()
+        .unwrap();
+    assert!(ttl > 399 * 86_400_000 && ttl <= 400 * 86_400_000, "{ttl}");
+}

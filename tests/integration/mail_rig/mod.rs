@@ -29,6 +29,8 @@
 //! - `smtpd`: [`SmtpDaemon`], a foreground Exim or Sendmail on a free port, [`swaks_rcpt`],
 //!   and [`relay_follows_leases`], the scenario both must pass.
 //! - `ucspi`: [`TcpServer`], [`tcprules`] and [`tcpserver_env`].
+//! - `sink`: [`SmtpSink`], Postfix's smtp-sink as a relay destination that keeps every
+//!   message it receives.
 
 // Each test binary compiles this whole module but uses only part of it.
 #![allow(dead_code)]
@@ -38,6 +40,7 @@ mod journald;
 mod net;
 mod postfix;
 mod process;
+mod sink;
 mod smtpd;
 mod ucspi;
 
@@ -50,11 +53,14 @@ pub use journald::Journald;
 pub use net::{connect_from, free_port, ipv6_loopback_available};
 #[allow(unused_imports)]
 pub use postfix::{
-    LOCAL_RCPT, MAIL_FROM, Postfix, REMOTE_RCPT, SmtpReply, contrib_restrictions,
-    local_delivery_accepted, rcpt, relay_allowed, swaks_relay_allowed,
+    LOCAL_RCPT, MAIL_FROM, Postfix, REMOTE_RCPT, SmtpReply, contrib_parameter,
+    contrib_restrictions, local_delivery_accepted, rcpt, relay_allowed, send_message,
+    swaks_relay_allowed,
 };
 #[allow(unused_imports)]
 pub use process::{log_tail, wait_for_line};
+#[allow(unused_imports)]
+pub use sink::SmtpSink;
 #[allow(unused_imports)]
 pub use smtpd::{SmtpDaemon, relay_follows_leases, swaks_rcpt};
 #[allow(unused_imports)]

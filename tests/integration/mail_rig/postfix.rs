@@ -75,6 +75,12 @@ impl Postfix {
 
     /// [`Postfix::start`] with this `smtpd_relay_restrictions` value.
     pub fn start_with_restrictions(dir: &Path, restrictions: &str) -> Postfix {
+        Postfix::start_with_main_cf(dir, restrictions, "")
+    }
+
+    /// [`Postfix::start_with_restrictions`] with the `extra` lines of main.cf replacing the
+    /// rig's settings of the same parameters (or added).
+    pub fn start_with_main_cf(dir: &Path, restrictions: &str, extra: &str) -> Postfix {
         process::prepare();
         let postfix = find_program("postfix", "postfix");
         let (postfix_uid, postfix_gid) = system_user("postfix", "postfix");
@@ -88,7 +94,10 @@ impl Postfix {
         process::mkdir(&data);
         process::chown(&data, postfix_uid, postfix_gid);
         process::set_mode(&data, 0o700);
-        process::write_config(&config_dir.join("main.cf"), &main_cf(&root, restrictions));
+        process::write_config(
+            &config_dir.join("main.cf"),
+            &with_extra(&main_cf(&root, restrictions), extra),
+        );
         let log = root.join("maillog");
         let start_log = root.join("postfix-start.out");
 
@@ -312,6 +321,20 @@ biff = no
     )
 }
 
+/// `base` main.cf with the parameters `extra` sets taken out, then `extra`: Postfix warns
+/// about a parameter set twice, from every program it starts.
+fn with_extra(base: &str, extra: &str) -> String {
+    let name = |line: &str| line.split_once('=').map(|(n, _)| n.trim().to_string());
+    let replaced: Vec<String> = extra.lines().filter_map(name).collect();
+    let mut out: String = base
+        .lines()
+        .filter(|l| l.starts_with('#') || !name(l).is_some_and(|n| replaced.contains(&n)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    out.push_str(extra);
+    out
+}
+
 /// The `smtpd_relay_restrictions` of contrib/postfix/main.cf.snippet, the setup relaylease
 /// documents: the end-to-end suite runs exactly what administrators are told to copy.
 fn contrib_relay_restrictions() -> String {
@@ -321,12 +344,25 @@ fn contrib_relay_restrictions() -> String {
 /// The `smtpd_relay_restrictions` value of `contrib/postfix/FILE`, which must use `word`.
 pub fn contrib_restrictions(file: &str, word: &str) -> String {
     let path = format!("{}/contrib/postfix/{file}", env!("CARGO_MANIFEST_DIR"));
+    let value = contrib_parameter(file, "smtpd_relay_restrictions");
+    assert!(
+        value.contains(word) && value.ends_with("reject_unauth_destination"),
+        "{path}: unexpected smtpd_relay_restrictions: {value}"
+    );
+    value
+}
+
+/// The value of parameter `name` in `contrib/postfix/FILE`, continuation lines joined; panics
+/// when the file does not set it.
+pub fn contrib_parameter(file: &str, name: &str) -> String {
+    let path = format!("{}/contrib/postfix/{file}", env!("CARGO_MANIFEST_DIR"));
     let path = path.as_str();
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let start = format!("{name} =");
     let mut value = String::new();
     let mut inside = false;
     for line in text.lines() {
-        if let Some(v) = line.strip_prefix("smtpd_relay_restrictions =") {
+        if let Some(v) = line.strip_prefix(start.as_str()) {
             inside = true;
             value.push_str(v.trim());
         } else if inside && line.starts_with(char::is_whitespace) && !line.trim().is_empty() {
@@ -336,10 +372,7 @@ pub fn contrib_restrictions(file: &str, word: &str) -> String {
             break;
         }
     }
-    assert!(
-        value.contains(word) && value.ends_with("reject_unauth_destination"),
-        "{path}: unexpected smtpd_relay_restrictions: {value}"
-    );
+    assert!(!value.is_empty(), "{path} does not set {name}");
     value
 }
 
@@ -367,6 +400,7 @@ showq     unix  n       -       n       -       -       showq
 error     unix  -       -       n       -       -       error
 retry     unix  -       -       n       -       -       error
 discard   unix  -       -       n       -       -       discard
+smtp      unix  -       -       n       -       -       smtp
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
@@ -394,6 +428,49 @@ pub fn rcpt(from: IpAddr, port: u16, to: &str) -> SmtpReply {
     let reply = read_reply(&mut s);
     s.quit("QUIT");
     reply
+}
+
+/// Sends one whole message from `from`: EHLO, MAIL FROM:<`sender`>, a RCPT for each of
+/// `rcpts`, DATA with a `Subject: subject` header and a line of body, QUIT. Returns the queue
+/// id from Postfix's `250 2.0.0 Ok: queued as ID`. Any refusal on the way panics.
+pub fn send_message(
+    from: IpAddr,
+    port: u16,
+    sender: &str,
+    rcpts: &[&str],
+    subject: &str,
+) -> String {
+    let mut s = LineSession::connect("SMTP", from, port);
+    expect_code(&mut s, 220, "greeting");
+    s.send("EHLO client.rig.test");
+    expect_code(&mut s, 250, "reply to EHLO");
+    s.send(&format!("MAIL FROM:<{sender}>"));
+    expect_code(&mut s, 250, "reply to MAIL FROM");
+    for to in rcpts {
+        s.send(&format!("RCPT TO:<{to}>"));
+        expect_code(&mut s, 250, &format!("reply to RCPT TO:<{to}>"));
+    }
+    s.send("DATA");
+    expect_code(&mut s, 354, "reply to DATA");
+    s.send(&format!("From: <{sender}>"));
+    s.send(&format!("Subject: {subject}"));
+    s.send("");
+    s.send("A line of body.");
+    s.send(".");
+    let reply = read_reply(&mut s);
+    assert_eq!(
+        reply.code,
+        250,
+        "{}: message refused: {reply:?}",
+        s.describe()
+    );
+    let id = reply
+        .text
+        .rsplit_once("queued as ")
+        .map(|(_, id)| id.trim().to_string())
+        .unwrap_or_else(|| panic!("no queue id in {reply:?}"));
+    s.quit("QUIT");
+    id
 }
 
 /// Whether Postfix lets `from` relay: RCPT to [`REMOTE_RCPT`] got 250 (true) or 554 (false).

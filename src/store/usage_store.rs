@@ -1,0 +1,194 @@
+//! Where the usage table lives: a tree of the local sled database, or Redis with
+//! `--store redis` so that every SMTP host's counts add up in one table.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::SledBackend;
+use super::usage_redis::UsageRedis;
+use crate::error::Result;
+use crate::lease::Millis;
+use crate::usage::table::{Record, Subject};
+
+const USAGE_TREE: &str = "usage";
+
+/// The usage table in the local database: one JSON record per subject.
+pub struct UsageSled {
+    db: SledBackend,
+}
+
+fn decode(k: &[u8], v: &[u8]) -> Option<(Subject, Record)> {
+    Some((Subject::from_key(k)?, serde_json::from_slice(v).ok()?))
+}
+
+impl UsageSled {
+    pub fn open(db: &SledBackend) -> UsageSled {
+        UsageSled { db: db.share() }
+    }
+
+    /// Add `batch` to the stored records in one atomic write, and make it durable: a
+    /// daemon killed after this returns keeps it.
+    pub fn apply(&self, batch: &[(Subject, Record)]) -> Result<()> {
+        self.db.with_tree("write usage", USAGE_TREE, |tree| {
+            let mut write = sled::Batch::default();
+            for (s, delta) in batch {
+                let key = s.key();
+                let mut r = tree
+                    .get(&key)?
+                    .and_then(|v| serde_json::from_slice::<Record>(&v).ok())
+                    .unwrap_or_default();
+                r.merge(delta);
+                write.insert(key, serde_json::to_vec(&r).unwrap_or_default());
+            }
+            tree.apply_batch(write)?;
+            tree.flush()?;
+            Ok(())
+        })
+    }
+
+    pub fn load(&self) -> Result<Vec<(Subject, Record)>> {
+        let (out, unreadable) = self.db.with_tree("read usage", USAGE_TREE, |tree| {
+            let mut out = Vec::new();
+            let mut unreadable = 0usize;
+            for item in tree.iter() {
+                let (k, v) = item?;
+                match decode(&k, &v) {
+                    Some(x) => out.push(x),
+                    None => unreadable += 1,
+                }
+            }
+            Ok((out, unreadable))
+        })?;
+        if unreadable > 0 {
+            tracing::warn!(
+                records = unreadable,
+                "usage table: skipping unreadable records"
+            );
+        }
+        Ok(out)
+    }
+
+    pub fn forget(&self, s: &Subject) -> Result<bool> {
+        self.db.with_tree("remove usage", USAGE_TREE, |tree| {
+            let old = tree.remove(s.key())?;
+            tree.flush()?;
+            Ok(old.is_some())
+        })
+    }
+
+    /// Drop the records with no login or relay since `before`.
+    pub fn prune(&self, before: Millis) -> Result<usize> {
+        self.db.with_tree("prune usage", USAGE_TREE, |tree| {
+            let mut old = Vec::new();
+            for item in tree.iter() {
+                let (k, v) = item?;
+                if decode(&k, &v).is_none_or(|(_, r)| r.last_active() < before) {
+                    old.push(k);
+                }
+            }
+            for k in &old {
+                tree.remove(k)?;
+            }
+            if !old.is_empty() {
+                tree.flush()?;
+            }
+            Ok(old.len())
+        })
+    }
+}
+
+/// The usage table of this daemon.
+#[derive(Clone)]
+pub enum UsageStore {
+    Sled(Arc<UsageSled>),
+    Redis(Arc<UsageRedis>),
+}
+
+/// The methods are async for Redis; the sled ones block, which is what the recorder wants
+/// on its own thread and runtime.
+impl UsageStore {
+    /// Add a batch; records with no activity for `retention` expire (Redis) or are pruned.
+    pub async fn apply(&self, batch: Vec<(Subject, Record)>, retention: Duration) -> Result<()> {
+        match self {
+            UsageStore::Sled(s) => s.apply(&batch),
+            UsageStore::Redis(r) => r.apply(&batch, retention).await,
+        }
+    }
+
+    pub async fn load(&self) -> Result<Vec<(Subject, Record)>> {
+        match self {
+            UsageStore::Sled(s) => s.load(),
+            UsageStore::Redis(r) => r.load().await,
+        }
+    }
+
+    pub async fn forget(&self, subject: Subject) -> Result<bool> {
+        match self {
+            UsageStore::Sled(s) => s.forget(&subject),
+            UsageStore::Redis(r) => r.forget(&subject).await,
+        }
+    }
+
+    /// Drop records idle since `before` (Redis expires its own).
+    pub async fn prune(&self, before: Millis) -> Result<usize> {
+        match self {
+            UsageStore::Sled(s) => s.prune(before),
+            UsageStore::Redis(_) => Ok(0),
+        }
+    }
+
+    pub fn describe(&self) -> &'static str {
+        match self {
+            UsageStore::Sled(_) => "local database",
+            UsageStore::Redis(_) => "Redis",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Opened;
+
+    #[test]
+    fn batches_add_up_survive_a_reopen_and_old_records_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db");
+        let t = 1_790_000_000_000;
+        {
+            let Ok(Opened::Fine(b)) = SledBackend::open(&db) else {
+                panic!("open")
+            };
+            let u = UsageSled::open(&b);
+            let alice = Subject::User("alice".into());
+            let old = Subject::Addr("192.0.2.9".into());
+            u.apply(&[
+                (alice.clone(), Record::login(t, "192.0.2.1".into())),
+                (old.clone(), Record::login(t - 1000, "192.0.2.9".into())),
+            ])
+            .unwrap();
+            u.apply(&[(
+                alice.clone(),
+                Record::relay(t + 5, "192.0.2.2".into(), true, true),
+            )])
+            .unwrap();
+            assert!(u.forget(&Subject::User("nobody".into())).is_ok_and(|f| !f));
+            assert_eq!(u.prune(t - 500).unwrap(), 1);
+        }
+        let b = loop {
+            match SledBackend::open(&db) {
+                Ok(Opened::Fine(b)) => break b,
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        let u = UsageSled::open(&b);
+        let all = u.load().unwrap();
+        assert_eq!(all.len(), 1);
+        let (s, r) = &all[0];
+        assert_eq!(s, &Subject::User("alice".into()));
+        assert_eq!((r.logins, r.messages, r.recipients), (1, 1, 1));
+        assert_eq!(r.last_address.as_deref(), Some("192.0.2.2"));
+        assert!(u.forget(s).unwrap());
+        assert!(u.load().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,368 @@
+//! The recorder task: drains the queue of uses and logins, writes the audit lines, and adds
+//! the counts to the usage table in batches.
+//!
+//! Crash bound: a use waits at most [`TICK`] in the queue and [`FLUSH`] in the batch before
+//! the batch is written and flushed to the file, so a daemon killed with `kill -9` loses at
+//! most the counts of about the last [`CRASH_BOUND_SECS`] seconds (the two, plus the time one
+//! write takes), and the audit lines of messages still open then.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::audit::Audit;
+use super::message::{Finished, Messages};
+use super::table::{Batch, Delta, Subject, active_since, merged};
+use super::{Event, Method, Query, Settings, Use};
+use crate::cli::LogFormat;
+use crate::lease::{Millis, now_ms, show_key};
+use crate::store::{Leases, Stats, UsageStore};
+
+/// How often the queue is drained.
+pub const TICK: Duration = Duration::from_millis(50);
+/// How often the batch of counts is written.
+pub const FLUSH: Duration = Duration::from_secs(1);
+/// How often a batch is tried while the store keeps failing.
+const FLUSH_FAILING: Duration = Duration::from_secs(10);
+/// What a `kill -9` may lose, in seconds, as the documentation states it.
+pub const CRASH_BOUND_SECS: u64 = 2;
+/// Events handled per drain, at most; the rest wait for the next tick.
+const DRAIN_MAX: usize = 65_536;
+/// A store that keeps failing this long has its counts dropped (and counted as lost).
+pub const GIVE_UP: Millis = 60_000;
+/// Subjects kept waiting while the store fails; beyond that counts are dropped.
+const MAX_WAITING: usize = 100_000;
+/// How often records idle for longer than the retention are dropped.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// A batch that could not be written: kept for the next flush, unless the store has been
+/// failing since `GIVE_UP` ago or too much waits. Returns how many uses were dropped.
+pub fn after_failure(
+    batch: &mut Batch,
+    failed: Vec<(Vec<u8>, Delta)>,
+    failing_since: Millis,
+    now: Millis,
+) -> u64 {
+    if now.saturating_sub(failing_since) >= GIVE_UP || batch.len() + failed.len() > MAX_WAITING {
+        let mut lost: u64 = failed.iter().map(|(_, d)| d.uses()).sum();
+        lost += batch.uses();
+        batch.take();
+        return lost;
+    }
+    batch.put_back(failed);
+    0
+}
+
+pub struct Recorder {
+    rx: Receiver<Event>,
+    queries: mpsc::Receiver<Query>,
+    store: UsageStore,
+    leases: Arc<Leases>,
+    retention: Duration,
+    messages: Messages,
+    batch: Batch,
+    audit: Audit,
+    /// Whether the log takes info lines, looked up once per drain.
+    logging: bool,
+    failing_since: Option<Millis>,
+    last_complaint: Option<Instant>,
+}
+
+/// The running recorder: [`RecorderTask::stop`] writes what is left and waits for it.
+pub struct RecorderTask {
+    stop: oneshot::Sender<()>,
+    done: oneshot::Receiver<()>,
+}
+
+impl RecorderTask {
+    /// Finish every open message, write the last batch, and return (within `limit`).
+    pub async fn stop(self, limit: Duration) {
+        let _ = self.stop.send(());
+        if tokio::time::timeout(limit, self.done).await.is_err() {
+            tracing::warn!("usage recorder: the last counts were not written in time");
+        }
+    }
+}
+
+/// How much nicer than the daemon the recorder's thread runs: when the CPUs are busy, the
+/// answers get them first, and the recorder catches up in the gaps (or its queue fills, and
+/// what does not fit is counted as lost).
+const NICER: libc::c_int = 10;
+
+fn lower_priority() {
+    // SAFETY: plain system calls on this thread's own id; a failure only leaves the priority
+    // as it was.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        *libc::__errno_location() = 0;
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+        if *libc::__errno_location() == 0 {
+            libc::setpriority(libc::PRIO_PROCESS, tid, (now + NICER).min(19));
+        }
+    }
+}
+
+/// Put a [`super::Usage`] into `leases` and start its recorder, on a thread of its own (with
+/// a runtime of its own, for the store), so that its batches never hold up a worker thread
+/// that answers; audit lines in `log`'s format.
+pub fn start(
+    leases: &Arc<Leases>,
+    store: UsageStore,
+    settings: Settings,
+    log: LogFormat,
+) -> crate::Result<RecorderTask> {
+    let retention = settings.retention;
+    let (usage, rx, queries) = super::channel(settings);
+    leases.set_usage(usage);
+    let r = Recorder {
+        rx,
+        queries,
+        store,
+        leases: leases.clone(),
+        retention,
+        messages: Messages::default(),
+        batch: Batch::default(),
+        audit: Audit::new(log),
+        logging: true,
+        failing_since: None,
+        last_complaint: None,
+    };
+    let (stop, stopped) = oneshot::channel();
+    let (finished, done) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("relaylease-usage".into())
+        .spawn(move || {
+            lower_priority();
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(r.run(stopped)),
+                Err(e) => tracing::error!(error = %e, "usage recorder: cannot start its runtime: nothing is recorded"),
+            }
+            let _ = finished.send(());
+        })
+        .map_err(|e| crate::Error::net("start the usage recorder", e))?;
+    Ok(RecorderTask { stop, done })
+}
+
+fn retention_start(now: Millis, retention: Duration) -> Millis {
+    now.saturating_sub(retention.as_millis().min(u64::MAX as u128) as u64)
+}
+
+impl Recorder {
+    async fn run(mut self, mut stop: oneshot::Receiver<()>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_flush = Instant::now();
+        let mut last_prune: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let now = now_ms();
+                    self.drain(now);
+                    for m in self.messages.quiet(now) {
+                        self.audit_message(&m);
+                    }
+                    self.audit.flush();
+                    // A store that fails (Redis away: each try may wait seconds) is tried
+                    // less often, so the queue keeps being drained.
+                    let every = if self.failing_since.is_some() { FLUSH_FAILING } else { FLUSH };
+                    if last_flush.elapsed() >= every {
+                        last_flush = Instant::now();
+                        self.flush(now).await;
+                    }
+                    if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                        last_prune = Some(Instant::now());
+                        self.prune(now).await;
+                    }
+                }
+                Some(q) = self.queries.recv() => self.answer(q).await,
+                _ = &mut stop => break,
+            }
+        }
+        let now = now_ms();
+        self.drain(now);
+        for m in self.messages.finish_all() {
+            self.audit_message(&m);
+        }
+        self.audit.flush();
+        self.flush(now).await;
+    }
+
+    fn audit_message(&mut self, m: &Finished) {
+        if self.logging {
+            self.audit.message(m);
+        }
+    }
+
+    fn drain(&mut self, now: Millis) {
+        self.logging = Audit::enabled();
+        self.audit.stamp();
+        for _ in 0..DRAIN_MAX {
+            match self.rx.try_recv() {
+                Ok(e) => self.take(e, now),
+                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => return,
+            }
+        }
+    }
+
+    /// Count a use in its user's record (or its address's, for a login without a user).
+    fn count(&mut self, u: &Use, d: Delta) {
+        match u.user() {
+            Some(user) => self.batch.add(b'u', user, d),
+            None => self.batch.add(b'a', &show_key(&u.net), d),
+        }
+    }
+
+    fn take(&mut self, e: Event, now: Millis) {
+        match e {
+            Event::Use(u) if u.method == Method::PostfixPolicy => {
+                let new = self.messages.starts_new(&u);
+                Stats::bump(&self.leases.stats.relayed_recipients);
+                if new {
+                    Stats::bump(&self.leases.stats.relayed_messages);
+                }
+                let d = Delta {
+                    messages: new as u64,
+                    ..Delta::relay(u.at, u.client, false, true)
+                };
+                self.count(&u, d);
+                if let (_, Some(f)) = self.messages.rcpt(u) {
+                    self.audit_message(&f);
+                }
+            }
+            Event::Use(u) => {
+                Stats::bump(&self.leases.stats.relay_checks);
+                if self.logging {
+                    self.audit.check(&u);
+                }
+                self.count(&u, Delta::relay(u.at, u.client, false, false));
+            }
+            Event::Login { at, subject, addr } => {
+                self.batch
+                    .add_subject(&subject, Delta::login(at.min(now), addr));
+            }
+            Event::Data {
+                conn,
+                instance,
+                queue_id,
+            } => {
+                if let Some(m) = self.messages.data(conn, &instance, &queue_id) {
+                    self.audit_message(&m);
+                }
+            }
+            Event::Closed { conn } => {
+                if let Some(m) = self.messages.closed(conn) {
+                    self.audit_message(&m);
+                }
+            }
+        }
+    }
+
+    async fn flush(&mut self, now: Millis) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let items = self.batch.take();
+        match self
+            .store
+            .apply(Batch::records(&items), self.retention)
+            .await
+        {
+            Ok(()) => {
+                if self.failing_since.take().is_some() {
+                    tracing::info!(store = self.store.describe(), "usage table written again");
+                }
+            }
+            Err(e) => {
+                Stats::bump(&self.leases.stats.errors);
+                let since = *self.failing_since.get_or_insert(now);
+                let lost = after_failure(&mut self.batch, items, since, now);
+                if lost > 0 {
+                    self.leases
+                        .stats
+                        .usage_lost
+                        .fetch_add(lost, std::sync::atomic::Ordering::Relaxed);
+                }
+                if self
+                    .last_complaint
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+                {
+                    self.last_complaint = Some(Instant::now());
+                    tracing::error!(error = %e, lost,
+                        "cannot write the usage table (answers are not affected): counts kept for a minute, then dropped and counted as lost in stats");
+                }
+            }
+        }
+    }
+
+    async fn prune(&mut self, now: Millis) {
+        match self.store.prune(retention_start(now, self.retention)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                records = n,
+                "usage table: dropped records idle for longer than --usage-retention"
+            ),
+            Err(e) => tracing::warn!(error = %e, "usage table: cannot drop old records"),
+        }
+    }
+
+    async fn answer(&mut self, q: Query) {
+        let now = now_ms();
+        // What the queue holds belongs in the answer too.
+        self.drain(now);
+        self.audit.flush();
+        match q {
+            Query::Report(reply) => {
+                let kept_from = retention_start(now, self.retention);
+                let rows = self
+                    .store
+                    .load()
+                    .await
+                    .map(|stored| active_since(merged(stored, &self.batch), None, kept_from));
+                let _ = reply.send(rows);
+            }
+            Query::Forget(name, reply) => {
+                let mut n = 0;
+                let mut result = Ok(());
+                for s in [Subject::User(name.clone()), Subject::Addr(name.clone())] {
+                    let pending = self.batch.remove(&s);
+                    match self.store.forget(s).await {
+                        Ok(found) => n += (found || pending) as usize,
+                        Err(e) => result = Err(e),
+                    }
+                }
+                if n > 0 {
+                    tracing::info!(user = name.as_str(), "usage record forgotten");
+                }
+                let _ = reply.send(result.map(|()| n));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Millis = 1_790_000_000_000;
+
+    #[test]
+    fn a_failing_store_keeps_counts_for_a_while_then_counts_them_lost() {
+        let ip = "192.0.2.1".parse().unwrap();
+        let mut batch = Batch::default();
+        let alice = Subject::User("alice".into());
+        let failed = vec![(alice.key(), Delta::relay(T, ip, true, true))];
+        // Failing for a moment: kept, merged with what came meanwhile.
+        batch.add(b'u', "alice", Delta::relay(T + 1, ip, false, true));
+        assert_eq!(after_failure(&mut batch, failed.clone(), T, T + 1000), 0);
+        let kept = batch.get(&alice).map(|r| (r.messages, r.recipients));
+        assert_eq!(kept, Some((1, 2)));
+        // Failing for a minute: dropped, every use counted.
+        assert_eq!(after_failure(&mut batch, failed, T, T + GIVE_UP), 3);
+        assert!(batch.is_empty());
+    }
+}
