@@ -24,8 +24,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use daemon::{BIN, Daemon, Dist, PolicyConn, cpu_time, ms, syslog_stamp, tempdir};
-use relaylease::answers::cdbfile::write_atomically;
 use relaylease::answers::tcprules::{build_rules, lease_rules};
+use relaylease::answers::tcprules_writer::write_atomically;
 use relaylease::lease::{Lease, Login, Rules, lease_key, now_ms};
 use relaylease::store::{Backend, Leases, Opened, SledBackend};
 

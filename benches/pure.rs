@@ -12,8 +12,8 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ipnet::IpNet;
 
-use relaylease::answers::policy::decide;
-use relaylease::answers::policy_proto::{parse_request, reply};
+use relaylease::answers::postfix_policy::decide;
+use relaylease::answers::postfix_policy_proto::{parse_request, reply};
 use relaylease::answers::tcprules::build_rules;
 use relaylease::lease::{Lease, Login, Rules, lease_key, now_ms};
 use relaylease::sources::logparse::{Event, LineParser};

@@ -17,8 +17,8 @@ use std::hint::black_box;
 use std::net::IpAddr;
 use std::time::Instant;
 
-use relaylease::answers::policy::decide_ref;
-use relaylease::answers::policy_proto::{parse_request_ref, reply};
+use relaylease::answers::postfix_policy::decide_ref;
+use relaylease::answers::postfix_policy_proto::{parse_request_ref, reply};
 use relaylease::answers::tcprules::build_rules;
 use relaylease::lease::{Lease, Login, Rules, lease_key, now_ms};
 use relaylease::sources::logparse::LineParser;

@@ -97,20 +97,66 @@ pub enum Command {
     /// Who logged in and who relayed through a lease: the usage table, most recent relay
     /// first (counts are totals since each record began)
     Usage(UsageArgs),
-    /// Dry run: print the logins found in log files (or stdin), touching nothing
+    /// Dry run: print the logins found in log files (or stdin), or in the journal, touching
+    /// nothing
     ParseLog {
         /// One JSON object per login and one for the summary
         #[arg(long)]
         json: bool,
+        /// With --journal: only entries since TIME, how long ago (90m, 2days) or a UTC time
+        /// (2026-11-22 03:00:00) [default: all the journal holds]
+        #[arg(long, value_name = "TIME", requires = "journal")]
+        since: Option<String>,
+        #[command(flatten)]
+        journal: JournalArgs,
         /// Parse every line as this format instead of detecting it
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", conflicts_with = "journal")]
         format: Option<String>,
         /// A site's own login format: a regex with named groups `ip` and optionally `user`
         #[arg(long = "login-pattern", value_name = "REGEX")]
         login_pattern: Vec<String>,
         /// Log files; `-` or none reads standard input
+        #[arg(conflicts_with = "journal")]
         files: Vec<PathBuf>,
     },
+}
+
+/// The systemd journal as a source of logins (the daemon's and parse-log's flags).
+#[derive(Debug, Clone, Args)]
+pub struct JournalArgs {
+    /// Read logins from the local systemd journal (through libsystemd, loaded then); only
+    /// entries whose writer the kernel shows to be the mail server count
+    #[arg(long)]
+    pub journal: bool,
+
+    /// With --journal: the mail servers' systemd units; repeatable
+    #[arg(
+        long,
+        value_name = "UNIT",
+        default_value = "dovecot.service",
+        requires = "journal"
+    )]
+    pub journal_unit: Vec<String>,
+
+    /// With --journal: also read entries with this SYSLOG_IDENTIFIER, for a server that is not
+    /// a unit of its own; repeatable
+    #[arg(long, value_name = "NAME", requires = "journal")]
+    pub journal_identifier: Vec<String>,
+
+    /// With --journal: also believe entries written by this program (Dovecot's, Courier's and
+    /// Cyrus' are believed already); a path ending in / stands for its directory; repeatable
+    #[arg(long, value_name = "PATH", requires = "journal")]
+    pub journal_trust_exe: Vec<String>,
+
+    /// With --journal: also believe entries written as this user (root, dovecot, courier and
+    /// cyrus are believed already); repeatable
+    #[arg(long, value_name = "USER", requires = "journal")]
+    pub journal_trust_user: Vec<String>,
+
+    /// With --journal: believe every selected entry whoever wrote it, as a log file's lines
+    /// (servers whose lines reach the journal through a relay such as rsyslog)
+    #[arg(long, requires = "journal")]
+    pub journal_any_origin: bool,
 }
 
 #[derive(Debug, Args)]
@@ -210,6 +256,9 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "FILE")]
     pub watch: Vec<PathBuf>,
 
+    #[command(flatten)]
+    pub journal: JournalArgs,
+
     /// Parse the preceding --watch file as this format only (dovecot, courier, cyrus,
     /// uw-imap, qpopper, mailutils, popa3d, solid-pop3d, vchkpw)
     #[arg(long, value_name = "NAME")]
@@ -219,6 +268,12 @@ pub struct DaemonArgs {
     /// repeatable
     #[arg(long = "login-pattern", value_name = "REGEX")]
     pub login_pattern: Vec<String>,
+
+    /// Follow --watch files that ordinary users can write (the file or its directory
+    /// writable by others, or owned by a uid of 1000 or above): any of them could then write a
+    /// login line and open the relay. Without it such a file is refused
+    #[arg(long)]
+    pub watch_insecure: bool,
 
     /// Keep a followed login's lease while its session is open (Dovecot, Courier, Cyrus log
     /// its end), for at most this long after the login; the window then runs from the end.
@@ -255,6 +310,16 @@ pub struct DaemonArgs {
     /// from FILE (without it any local process could report a login)
     #[arg(long, value_name = "FILE", requires = "dovecot_policy")]
     pub dovecot_policy_secret_file: Option<PathBuf>,
+
+    /// Take Dovecot's auth-policy reports without a secret: any local process can then report
+    /// a login and open the relay for any address. Without it --dovecot-policy needs
+    /// --dovecot-policy-secret-file
+    #[arg(
+        long,
+        requires = "dovecot_policy",
+        conflicts_with = "dovecot_policy_secret_file"
+    )]
+    pub dovecot_policy_no_secret: bool,
 
     /// Permissions of the policy and socketmap unix sockets, in octal (Postfix's smtpd runs as
     /// user postfix)
@@ -305,6 +370,11 @@ pub struct DaemonArgs {
         requires = "store"
     )]
     pub store_prefix: String,
+
+    /// Use a --store URL without a password: whoever can reach that Redis can then write a
+    /// lease and open the relay. Without it a URL must carry a password
+    #[arg(long, requires = "store")]
+    pub store_no_password: bool,
 
     /// Log format on stderr
     #[arg(long, value_enum, default_value = "text")]

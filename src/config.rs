@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::unistd::{Group, Uid};
+use nix::unistd::Uid;
 
-use crate::answers::cdbfile::{CdbConfig, parse_env};
-use crate::cli::{DaemonArgs, LogFormat};
+use crate::answers::tcprules_writer::CdbConfig;
+use crate::cli::DaemonArgs;
 use crate::error::{Error, Result};
 use crate::lease::{Rules, parse_duration, parse_net, parse_users};
 use crate::listen::{ListenAddr, parse_listen_addr};
@@ -84,8 +84,11 @@ pub struct DaemonConfig {
     pub writer_gid: Option<u32>,
     pub socket_mode: u32,
     pub socket_gid: Option<u32>,
-    pub log_format: LogFormat,
     pub watches: Vec<WatchSpec>,
+    /// `--watch-insecure`: follow logs that ordinary users can write.
+    pub watch_insecure: bool,
+    /// `--journal`: the systemd journal as a source of logins.
+    pub journal: Option<crate::sources::journal::JournalSpec>,
     pub login_patterns: Vec<regex::Regex>,
     /// `--max-session-hold`: how long an open session may keep its login's lease.
     pub max_session_hold: Duration,
@@ -95,11 +98,13 @@ pub struct DaemonConfig {
     pub policy_mode: u32,
     pub policy_gid: Option<u32>,
     /// `--dovecot-policy`: Dovecot's auth-policy reports as a login source.
-    pub dovecot_policy: Option<crate::sources::dovecot_policy::PolicyConfig>,
+    pub dovecot_policy: Option<crate::sources::dovecot_auth_policy::PolicyConfig>,
     pub tcprules: Option<CdbConfig>,
     pub run_as: Option<RunAs>,
     /// `--store redis://...`: leases shared through Redis; `None` keeps them in `--db`.
     pub store: Option<RedisConfig>,
+    /// `--log-format`: the audit lines of lease uses are written in it.
+    pub log_format: crate::cli::LogFormat,
     /// Recording uses: `--mark-header`, `--mark-token-secret`, `--unleased-action`,
     /// `--usage-retention`.
     pub usage: crate::usage::Settings,
@@ -172,7 +177,8 @@ fn socketmap_map(name: &str, value: &str) -> Result<crate::answers::socketmap::M
 fn dovecot_policy(
     addr: &str,
     secret_file: Option<&Path>,
-) -> Result<crate::sources::dovecot_policy::PolicyConfig> {
+    no_secret: bool,
+) -> Result<crate::sources::dovecot_auth_policy::PolicyConfig> {
     let bad = |why: &str| Error::invalid(format!("--dovecot-policy '{addr}': {why}"));
     let addr = match parse_listen_addr("--dovecot-policy", addr)? {
         ListenAddr::Inet(a) if a.ip().is_loopback() => a,
@@ -188,10 +194,15 @@ fn dovecot_policy(
         }
     };
     let secret = match secret_file {
-        None => None,
+        None if no_secret => None,
+        None => {
+            return Err(bad(
+                "needs --dovecot-policy-secret-file with the auth_policy_server_api_header Dovecot sends (without it any local process can open the relay; --dovecot-policy-no-secret accepts that)",
+            ));
+        }
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
-            let header = crate::sources::dovecot_policy_proto::ApiHeader::parse(&text)
+            let header = crate::sources::dovecot_auth_policy_proto::ApiHeader::parse(&text)
                 .ok_or_else(|| {
                     Error::invalid(format!(
                         "--dovecot-policy-secret-file {}: expected one line 'Header-Name: value', as in Dovecot's auth_policy_server_api_header",
@@ -201,20 +212,7 @@ fn dovecot_policy(
             Some(header)
         }
     };
-    Ok(crate::sources::dovecot_policy::PolicyConfig { addr, secret })
-}
-
-pub fn group_id(name: &str) -> Result<u32> {
-    if let Ok(n) = name.parse::<u32>() {
-        return Ok(n);
-    }
-    match Group::from_name(name) {
-        Ok(Some(g)) => Ok(g.gid.as_raw()),
-        Ok(None) => Err(Error::invalid(format!("unknown group '{name}'"))),
-        Err(e) => Err(Error::invalid(format!(
-            "cannot look up group '{name}': {e}"
-        ))),
-    }
+    Ok(crate::sources::dovecot_auth_policy::PolicyConfig { addr, secret })
 }
 
 pub fn parse_mode(s: &str) -> Result<u32> {
@@ -288,11 +286,24 @@ impl DaemonConfig {
                 users,
             },
             users_file: a.users.clone(),
-            writer_gid: a.writer_group.as_deref().map(group_id).transpose()?,
+            writer_gid: a
+                .writer_group
+                .as_deref()
+                .map(crate::privs::group_id)
+                .transpose()?,
             socket_mode: parse_mode(&a.socket_mode)?,
-            socket_gid: a.socket_group.as_deref().map(group_id).transpose()?,
-            log_format: a.log_format,
+            socket_gid: a
+                .socket_group
+                .as_deref()
+                .map(crate::privs::group_id)
+                .transpose()?,
             watches: watch_specs(a)?,
+            watch_insecure: a.watch_insecure,
+            journal: a
+                .journal
+                .journal
+                .then(|| crate::sources::journal::JournalSpec::from_args(&a.journal))
+                .transpose()?,
             login_patterns: a
                 .login_pattern
                 .iter()
@@ -313,10 +324,20 @@ impl DaemonConfig {
             dovecot_policy: a
                 .dovecot_policy
                 .as_deref()
-                .map(|addr| dovecot_policy(addr, a.dovecot_policy_secret_file.as_deref()))
+                .map(|addr| {
+                    dovecot_policy(
+                        addr,
+                        a.dovecot_policy_secret_file.as_deref(),
+                        a.dovecot_policy_no_secret,
+                    )
+                })
                 .transpose()?,
             policy_mode: parse_mode(&a.policy_mode)?,
-            policy_gid: a.policy_group.as_deref().map(group_id).transpose()?,
+            policy_gid: a
+                .policy_group
+                .as_deref()
+                .map(crate::privs::group_id)
+                .transpose()?,
             run_as: a
                 .user
                 .as_deref()
@@ -329,7 +350,7 @@ impl DaemonConfig {
                     env: a
                         .tcprules_env
                         .iter()
-                        .map(|e| parse_env(e))
+                        .map(|e| crate::answers::parse_env("--tcprules-env", e))
                         .collect::<Result<_>>()?,
                 }),
                 None => None,
@@ -338,8 +359,9 @@ impl DaemonConfig {
                 .store
                 .as_deref()
                 .filter(|s| !s.is_empty())
-                .map(|url| RedisConfig::parse(url, &a.store_prefix))
+                .map(|url| RedisConfig::parse(url, &a.store_prefix, a.store_no_password))
                 .transpose()?,
+            log_format: a.log_format,
             usage: usage_settings(a)?,
         })
     }
@@ -392,11 +414,21 @@ mod tests {
             p
         };
         let good = file("good", "X-Relaylease-Secret: s3cr3t\n");
-        let c = dovecot_policy("inet:127.0.0.1:10032", Some(&good)).unwrap();
+        let c = dovecot_policy("inet:127.0.0.1:10032", Some(&good), false).unwrap();
         assert_eq!(c.addr, "127.0.0.1:10032".parse().unwrap());
         assert_eq!(c.secret.unwrap().name, "X-Relaylease-Secret");
+        // No secret: refused, unless the administrator says any local process may report.
+        let e = dovecot_policy("inet:[::1]:10032", None, false)
+            .unwrap_err()
+            .to_string();
         assert!(
-            dovecot_policy("inet:[::1]:10032", None)
+            e.contains("needs --dovecot-policy-secret-file")
+                && e.contains("--dovecot-policy-no-secret"),
+            "{e}"
+        );
+        assert_eq!(e.lines().count(), 1, "{e}");
+        assert!(
+            dovecot_policy("inet:[::1]:10032", None, true)
                 .unwrap()
                 .secret
                 .is_none()
@@ -407,15 +439,15 @@ mod tests {
             ("unix:/run/relaylease/dovecot.sock", "TCP only"),
             ("127.0.0.1:10032", "expected unix:/path or inet:host:port"),
         ] {
-            let e = dovecot_policy(addr, None).unwrap_err().to_string();
+            let e = dovecot_policy(addr, None, true).unwrap_err().to_string();
             assert!(e.contains(needle) && e.contains(addr), "{e}");
             assert_eq!(e.lines().count(), 1, "{e}");
         }
         let empty = file("empty", "\n");
-        let e = dovecot_policy("inet:127.0.0.1:10032", Some(&empty)).unwrap_err();
+        let e = dovecot_policy("inet:127.0.0.1:10032", Some(&empty), false).unwrap_err();
         assert!(e.to_string().contains("expected one line"), "{e}");
         let missing = dir.path().join("missing");
-        let e = dovecot_policy("inet:127.0.0.1:10032", Some(&missing)).unwrap_err();
+        let e = dovecot_policy("inet:127.0.0.1:10032", Some(&missing), false).unwrap_err();
         assert!(e.to_string().starts_with("cannot read"), "{e}");
     }
 
@@ -430,10 +462,10 @@ mod tests {
                 .contains("'0999'")
         );
         assert!(parse_mode("7777").is_err());
-        assert_eq!(group_id("0").unwrap(), 0);
-        assert_eq!(group_id("root").unwrap(), 0);
+        assert_eq!(crate::privs::group_id("0").unwrap(), 0);
+        assert_eq!(crate::privs::group_id("root").unwrap(), 0);
         assert!(
-            group_id("no-such-group-here")
+            crate::privs::group_id("no-such-group-here")
                 .unwrap_err()
                 .to_string()
                 .contains("'no-such-group-here'")

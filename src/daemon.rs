@@ -1,85 +1,108 @@
-//! The daemon: opens the store, starts the sources, the expiry task and the answers, and
-//! stops them all cleanly when told to.
+//! The daemon: opens the leases, binds every socket, starts the sources, the expiry task and
+//! the answers, drops root, then waits, reloads on SIGHUP and stops them all cleanly.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-
+use crate::answers::tcprules::Rule;
 use crate::config::{DaemonConfig, read_users};
-use crate::control::server::{Access, serve};
+use crate::control::server::Writers;
+use crate::counters::Counters;
 use crate::error::{Error, Result};
 use crate::lease::now_ms;
-use crate::listen::{ListenAddr, Listener, bind_unix, remove_socket};
-use crate::sources::follow::Msg;
+use crate::listen::{ListenAddr, Listener, SocketFiles};
+use crate::privs::RunAs;
+use crate::shutdown::{Shutdown, Trigger};
+use crate::sources::FollowerHandle;
+use crate::sources::journal::JournalSource;
 use crate::store::{
-    Backend, Leases, Opened, RedisBackend, STORE_META, SledBackend, drop_queue, redis_sync,
-    save_rules,
+    Backend, LOCAL_STORE, Leases, RedisBackend, RedisLink, STORE_META, drop_queue, open_store,
+    redis_sync, save_rules,
 };
+use crate::usage::recorder::RecorderTask;
 
 /// How long shutdown waits for requests in flight.
 const GRACE: Duration = Duration::from_secs(3);
-
-/// The [`STORE_META`] record of a host whose leases are in its own database.
-pub const LOCAL_STORE: &[u8] = b"local";
-
-/// Open the lease database, moving a corrupt one aside.
-pub fn open_store(db: &Path) -> Result<SledBackend> {
-    Ok(match SledBackend::open(db)? {
-        Opened::Fine(b) => b,
-        Opened::Quarantined(b, _) => b,
-    })
-}
-
-/// Socket files this daemon bound, removed when it stops (or fails to start).
-struct SocketFiles(Vec<PathBuf>);
-
-impl Drop for SocketFiles {
-    fn drop(&mut self) {
-        for p in &self.0 {
-            remove_socket(p);
-        }
-    }
-}
-
-/// Hand the database directory and everything in it to the daemon's user.
-fn hand_over_tree(dir: &Path, to: &crate::privs::RunAs) -> Result<()> {
-    crate::privs::hand_over(dir, to)?;
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("read", dir, e))?;
-    for entry in entries.flatten() {
-        let p = entry.path();
-        if p.is_dir() && !p.is_symlink() {
-            hand_over_tree(&p, to)?;
-        } else {
-            crate::privs::hand_over(&p, to)?;
-        }
-    }
-    Ok(())
-}
-
-/// A future that resolves once `rx` reads true (or its sender is gone).
-pub async fn stopped(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
-}
 
 /// Run until `shutdown` resolves. `reload` ticks on SIGHUP.
 pub async fn run(
     cfg: DaemonConfig,
     shutdown: impl Future<Output = ()>,
-    mut reload: tokio::sync::mpsc::Receiver<()>,
+    reload: tokio::sync::mpsc::Receiver<()>,
 ) -> Result<()> {
+    let started = now_ms();
+    warn_about_exposure(&cfg);
     let cdb_base = match cfg.tcprules.as_ref().and_then(|c| c.base.as_ref()) {
-        Some(p) => crate::answers::cdbfile::read_base(p)?,
+        Some(p) => crate::answers::tcprules_writer::read_base(p)?,
         None => Vec::new(),
     };
-    let root = nix::unistd::Uid::effective().is_root();
-    let run_as = cfg.run_as.as_ref().filter(|_| root);
+    let run_as = cfg
+        .run_as
+        .as_ref()
+        .filter(|_| nix::unistd::Uid::effective().is_root());
+    let (leases, redis, recorder) = open_leases(&cfg, run_as).await?;
+    // From here on every way out, error or shutdown, removes the socket files we made.
+    let (sockets, files) = bind_sockets(&cfg, run_as).await?;
+    let mut running = spawn_tasks(&cfg, &leases, sockets, redis, cdb_base)?;
+    drop_root(&cfg, run_as)?;
+    running.journal = start_journal(&cfg, &leases, &running, started)?;
+    tracing::info!(
+        db = %cfg.paths.db.display(),
+        socket = %cfg.paths.socket.display(),
+        store = %cfg.store.as_ref().map_or_else(|| "local".to_string(), |s| s.describe()),
+        leases = leases.len(),
+        expire = %humantime::format_duration(cfg.rules.window),
+        "relaylease daemon ready"
+    );
+    let running = wait(&cfg, &leases, running, shutdown, reload).await;
+    running.stop().await;
+    drop(files);
+    recorder.stop(GRACE).await;
+    leases.sync()?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Say at start which ways in the settings leave open beyond root and the mail servers.
+fn warn_about_exposure(cfg: &DaemonConfig) {
+    if cfg.socket_mode & 0o002 != 0 && cfg.writer_gid.is_none() {
+        tracing::warn!(socket = %cfg.paths.socket.display(), mode = format!("{:04o}", cfg.socket_mode),
+            "--socket-mode lets every local user connect to the control socket: each can ask about any address (only root and the daemon's user may change leases; --writer-group names more)");
+    }
+    for (flag, addrs) in [("--policy", &cfg.policy), ("--socketmap", &cfg.socketmap)] {
+        for a in addrs {
+            if let ListenAddr::Inet(sa) = a
+                && !sa.ip().is_loopback()
+            {
+                tracing::warn!(addr = %sa, "{flag} listens beyond this host: whoever reaches it learns which addresses may relay, which is information about customers");
+            }
+        }
+    }
+    if cfg.journal.as_ref().is_some_and(|j| j.trust.any_origin) {
+        tracing::warn!(
+            "--journal-any-origin: journal entries are believed whoever wrote them, so any local user could open the relay"
+        );
+    }
+    if cfg.watch_insecure && !cfg.watches.is_empty() {
+        tracing::warn!(
+            "--watch-insecure: log files that ordinary users can write are followed, so any of them could open the relay"
+        );
+    }
+}
+
+/// Open the lease database (handed to `--user` first), in it the leases themselves or, with
+/// `--store redis://`, the link to Redis and the local outage queue; and start the recorder
+/// of lease uses, which writes the usage table beside them.
+async fn open_leases(
+    cfg: &DaemonConfig,
+    run_as: Option<&RunAs>,
+) -> Result<(Arc<Leases>, Option<RedisLink>, RecorderTask)> {
     if let Some(to) = run_as {
         std::fs::create_dir_all(&cfg.paths.db)
             .map_err(|e| Error::io("create", &cfg.paths.db, e))?;
-        hand_over_tree(&cfg.paths.db, to)?;
+        crate::privs::hand_over_tree(&cfg.paths.db, to)?;
     }
     let sled = open_store(&cfg.paths.db)?;
     save_rules(&sled, &cfg.rules)?;
@@ -98,41 +121,50 @@ pub async fn run(
     let leases = Arc::new(Leases::open(backend, cfg.rules.clone(), now_ms())?);
     let recorder =
         crate::usage::recorder::start(&leases, usage_store, cfg.usage.clone(), cfg.log_format)?;
-    let mut unix_paths = vec![cfg.paths.socket.clone()];
-    unix_paths.extend(
-        cfg.policy
-            .iter()
-            .chain(&cfg.socketmap)
-            .filter_map(|a| match a {
-                ListenAddr::Unix(p) => Some(p.clone()),
-                ListenAddr::Inet(_) => None,
-            }),
-    );
+    Ok((leases, redis, recorder))
+}
+
+/// Every listening socket, bound and not yet served.
+struct Sockets {
+    control: Listener,
+    policy: Vec<Listener>,
+    socketmap: Vec<Listener>,
+    dovecot_policy: Option<Listener>,
+}
+
+/// Bind the control socket, the policy and socketmap listeners and Dovecot's auth-policy
+/// port. The files are handed to `--user`, who must be able to remove them at shutdown; the
+/// returned [`SocketFiles`] alone removes them.
+async fn bind_sockets(
+    cfg: &DaemonConfig,
+    run_as: Option<&RunAs>,
+) -> Result<(Sockets, SocketFiles)> {
+    let control_addr = ListenAddr::Unix(cfg.paths.socket.clone());
+    let unix_files = std::iter::once(&control_addr)
+        .chain(&cfg.policy)
+        .chain(&cfg.socketmap)
+        .filter_map(|a| match a {
+            ListenAddr::Unix(p) => Some(p.as_path()),
+            ListenAddr::Inet(_) => None,
+        });
     // Socket directories we create are handed to the daemon's user, so it can remove its
     // sockets at shutdown.
-    let new_dirs: Vec<PathBuf> = unix_paths
-        .iter()
-        .filter_map(|p| p.parent())
+    let new_dirs: Vec<PathBuf> = unix_files
+        .filter_map(Path::parent)
         .filter(|d| !d.as_os_str().is_empty() && !d.exists())
         .map(Path::to_path_buf)
         .collect();
-    let control = bind_unix(&cfg.paths.socket, cfg.socket_mode, cfg.socket_gid)?;
-    // From here on every way out, error or shutdown, removes the socket files we made.
-    let mut sockets = SocketFiles(vec![cfg.paths.socket.clone()]);
-    let mut policy = Vec::new();
-    for addr in &cfg.policy {
-        policy.push(Listener::bind(addr, cfg.policy_mode, cfg.policy_gid).await?);
-        if let ListenAddr::Unix(p) = addr {
-            sockets.0.push(p.clone());
+    let mut files = SocketFiles::default();
+    let control = Listener::bind(&control_addr, cfg.socket_mode, cfg.socket_gid).await?;
+    files.track(&control_addr);
+    let mut answers = [(&cfg.policy, Vec::new()), (&cfg.socketmap, Vec::new())];
+    for (addrs, bound) in answers.iter_mut() {
+        for addr in addrs.iter() {
+            bound.push(Listener::bind(addr, cfg.policy_mode, cfg.policy_gid).await?);
+            files.track(addr);
         }
     }
-    let mut socketmap = Vec::new();
-    for addr in &cfg.socketmap {
-        socketmap.push(Listener::bind(addr, cfg.policy_mode, cfg.policy_gid).await?);
-        if let ListenAddr::Unix(p) = addr {
-            sockets.0.push(p.clone());
-        }
-    }
+    let [(_, policy), (_, socketmap)] = answers;
     let dovecot_policy = match &cfg.dovecot_policy {
         Some(c) => Some(Listener::bind(&ListenAddr::Inet(c.addr), 0, None).await?),
         None => None,
@@ -141,144 +173,233 @@ pub async fn run(
         for d in &new_dirs {
             crate::privs::hand_over(d, to)?;
         }
-        for p in &unix_paths {
+        for p in files.paths() {
             nix::unistd::chown(p.as_path(), Some(nix::unistd::Uid::from_raw(to.uid)), None)
                 .map_err(|e| Error::io("change owner of", p, std::io::Error::from(e)))?;
         }
     }
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(crate::expiry::run(leases.clone(), stopped(stop_rx.clone())));
-    if let Some(link) = redis {
-        tasks.spawn(redis_sync::run(link, leases.clone(), stop_rx.clone()));
-    }
-    tasks.spawn(serve(
+    let sockets = Sockets {
         control,
+        policy,
+        socketmap,
+        dovecot_policy,
+    };
+    Ok((sockets, files))
+}
+
+/// What runs until shutdown, and how to reach it.
+struct Running {
+    trigger: Trigger,
+    tasks: tokio::task::JoinSet<()>,
+    followers: Option<FollowerHandle>,
+    journal: Option<JournalSource>,
+    cdb_reload: Option<tokio::sync::mpsc::Sender<()>>,
+    counters: Arc<Counters>,
+}
+
+impl Running {
+    /// Tell every task to stop, wait for the followers (what they read is then recorded) and
+    /// give the others [`GRACE`] and a little more.
+    async fn stop(mut self) {
+        tracing::info!("shutting down");
+        self.trigger.pull();
+        if let Some(f) = self.followers {
+            f.stop().await;
+        }
+        if let Some(j) = self.journal {
+            j.stopped().await;
+        }
+        let _ = tokio::time::timeout(GRACE + Duration::from_secs(1), async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+    }
+}
+
+/// Start the expiry task, the Redis link, every server, the cdb writer and the followers.
+fn spawn_tasks(
+    cfg: &DaemonConfig,
+    leases: &Arc<Leases>,
+    sockets: Sockets,
+    redis: Option<RedisLink>,
+    cdb_base: Vec<Rule>,
+) -> Result<Running> {
+    let (trigger, shutdown) = crate::shutdown::channel();
+    let counters = Arc::new(Counters::default());
+    let stop = || shutdown.clone();
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(crate::expiry::run(leases.clone(), stop()));
+    if let Some(link) = redis {
+        tasks.spawn(redis_sync::run(link, leases.clone(), stop()));
+    }
+    let writers = Writers {
+        own_uid: nix::unistd::geteuid().as_raw(),
+        writer_gid: cfg.writer_gid,
+    };
+    use crate::control::server as control;
+    tasks.spawn(control::serve(
+        sockets.control,
         leases.clone(),
-        Access {
-            own_uid: nix::unistd::geteuid().as_raw(),
-            writer_gid: cfg.writer_gid,
-        },
-        stopped(stop_rx.clone()),
+        counters.clone(),
+        writers,
+        stop(),
         GRACE,
     ));
-    for l in policy {
-        tasks.spawn(crate::answers::policy::serve(
+    for l in sockets.policy {
+        tasks.spawn(crate::answers::postfix_policy::serve(
             l,
             leases.clone(),
-            stopped(stop_rx.clone()),
+            counters.clone(),
+            stop(),
             GRACE,
         ));
     }
-    for l in socketmap {
+    for l in sockets.socketmap {
+        let map = cfg.socketmap_map.clone();
         tasks.spawn(crate::answers::socketmap::serve(
             l,
             leases.clone(),
-            cfg.socketmap_map.clone(),
-            stopped(stop_rx.clone()),
+            map,
+            stop(),
             GRACE,
         ));
     }
-    if let (Some(l), Some(c)) = (dovecot_policy, &cfg.dovecot_policy) {
-        tracing::info!(addr = %c.addr, api_header = c.secret.as_ref().map_or("-", |h| h.name.as_str()),
-            "dovecot-policy: taking Dovecot's auth-policy reports");
-        if c.secret.is_none() {
-            tracing::warn!(addr = %c.addr,
-                "dovecot-policy: no --dovecot-policy-secret-file: any local process can report a login");
-        }
-        tasks.spawn(crate::sources::dovecot_policy::serve(
-            l,
-            leases.clone(),
-            c.secret.clone(),
-            stopped(stop_rx.clone()),
-            GRACE,
-        ));
+    if let (Some(l), Some(c)) = (sockets.dovecot_policy, &cfg.dovecot_policy) {
+        spawn_dovecot_policy(&mut tasks, l, c, leases, stop());
     }
     let cdb_reload = cfg.tcprules.clone().map(|c| {
         let (tx, rx) = tokio::sync::mpsc::channel(1);
-        tasks.spawn(crate::answers::cdbfile::run(
-            c,
-            cdb_base,
-            leases.clone(),
-            rx,
-            stop_rx.clone(),
-        ));
+        let writer = crate::answers::tcprules_writer::run(c, cdb_base, leases.clone(), rx, stop());
+        tasks.spawn(writer);
         tx
     });
-    let followers = if cfg.watches.is_empty() {
-        None
-    } else {
-        Some(crate::sources::start_followers(
+    let followers = match cfg.watches.is_empty() {
+        true => None,
+        false => Some(crate::sources::start_followers(
             &cfg.watches,
             &cfg.login_patterns,
             leases.clone(),
+            counters.clone(),
             cfg.max_session_hold,
-        )?)
+            cfg.watch_insecure,
+        )?),
     };
-    if let Some(to) = run_as {
-        // Every socket is bound and every log open: root is no longer needed. New files
-        // sled made while opening are handed over first.
-        hand_over_tree(&cfg.paths.db, to)?;
-        crate::privs::drop_to(to)?;
-    } else if root {
-        tracing::warn!(
-            "running as root: give --user (e.g. --user relaylease) so the daemon drops privileges once its sockets are bound"
-        );
-    }
-    tracing::info!(
-        db = %cfg.paths.db.display(),
-        socket = %cfg.paths.socket.display(),
-        store = %cfg.store.as_ref().map_or_else(|| "local".to_string(), |s| s.describe()),
-        leases = leases.len(),
-        expire = %humantime::format_duration(cfg.rules.window),
-        "relaylease daemon ready"
-    );
+    Ok(Running {
+        trigger,
+        tasks,
+        followers,
+        journal: None,
+        cdb_reload,
+        counters,
+    })
+}
 
+/// Follow the journal, after root is dropped: sd-journal opens every later file (after a
+/// rotation) as the daemon's user, so the first one is opened as that user too and a missing
+/// permission shows at start.
+fn start_journal(
+    cfg: &DaemonConfig,
+    leases: &Arc<Leases>,
+    running: &Running,
+    started: crate::lease::Millis,
+) -> Result<Option<JournalSource>> {
+    let Some(spec) = &cfg.journal else {
+        return Ok(None);
+    };
+    crate::sources::journal::start(
+        spec.clone(),
+        &cfg.login_patterns,
+        leases.clone(),
+        running.counters.clone(),
+        cfg.max_session_hold,
+        started,
+        running.trigger.subscribe(),
+    )
+    .map(Some)
+}
+
+fn spawn_dovecot_policy(
+    tasks: &mut tokio::task::JoinSet<()>,
+    listener: Listener,
+    c: &crate::sources::dovecot_auth_policy::PolicyConfig,
+    leases: &Arc<Leases>,
+    shutdown: Shutdown,
+) {
+    tracing::info!(addr = %c.addr, api_header = c.secret.as_ref().map_or("-", |h| h.name.as_str()),
+        "dovecot-policy: taking Dovecot's auth-policy reports");
+    if c.secret.is_none() {
+        tracing::warn!(addr = %c.addr,
+            "dovecot-policy: --dovecot-policy-no-secret: any local process can report a login and open the relay");
+    }
+    let secret = c.secret.clone();
+    let server = crate::sources::dovecot_auth_policy::serve(
+        listener,
+        leases.clone(),
+        secret,
+        shutdown,
+        GRACE,
+    );
+    tasks.spawn(server);
+}
+
+/// Every socket is bound and every log open: root is no longer needed. Files sled made while
+/// opening are handed over first.
+fn drop_root(cfg: &DaemonConfig, run_as: Option<&RunAs>) -> Result<()> {
+    match run_as {
+        Some(to) => {
+            crate::privs::hand_over_tree(&cfg.paths.db, to)?;
+            crate::privs::drop_to(to)
+        }
+        None => {
+            if nix::unistd::Uid::effective().is_root() {
+                tracing::warn!(
+                    "running as root: give --user (e.g. --user relaylease) so the daemon drops privileges once its sockets are bound"
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Serve until `shutdown`; each SIGHUP re-reads the users file, reopens the logs and
+/// rebuilds the cdb from its base file.
+async fn wait(
+    cfg: &DaemonConfig,
+    leases: &Leases,
+    running: Running,
+    shutdown: impl Future<Output = ()>,
+    mut reload: tokio::sync::mpsc::Receiver<()>,
+) -> Running {
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            _ = &mut shutdown => break,
+            _ = &mut shutdown => return running,
             Some(()) = reload.recv() => {
-                reload_config(&cfg, &leases);
-                if let Some((_, tx)) = &followers {
-                    let _ = tx.send(Msg::Reopen);
+                reload_users(cfg, leases);
+                if let Some(f) = &running.followers {
+                    f.reopen();
                 }
-                if let Some(tx) = &cdb_reload {
+                if let Some(tx) = &running.cdb_reload {
                     let _ = tx.try_send(());
                 }
             }
         }
     }
-    tracing::info!("shutting down");
-    let _ = stop_tx.send(true);
-    if let Some((thread, tx)) = followers {
-        let _ = tx.send(Msg::Stop);
-        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-    }
-    let _ = tokio::time::timeout(GRACE + Duration::from_secs(1), async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
-    drop(sockets);
-    recorder.stop(GRACE).await;
-    leases.sync()?;
-    tracing::info!("stopped");
-    Ok(())
 }
 
-/// SIGHUP: re-read what lives in files. A file that cannot be read keeps the old settings.
-fn reload_config(cfg: &DaemonConfig, leases: &Leases) {
-    if let Some(path) = &cfg.users_file {
-        match read_users(path) {
-            Ok(users) => {
-                let mut rules = (*leases.rules()).clone();
-                let n = users.len();
-                rules.users = Some(Arc::new(users));
-                leases.set_rules(rules);
-                tracing::info!(path = %path.display(), users = n, "re-read the users file");
-            }
-            Err(e) => tracing::error!(error = %e, "keeping the old users list"),
+/// SIGHUP: re-read the users file. One that cannot be read keeps the old list.
+fn reload_users(cfg: &DaemonConfig, leases: &Leases) {
+    let Some(path) = &cfg.users_file else {
+        return;
+    };
+    match read_users(path) {
+        Ok(users) => {
+            let mut rules = (*leases.rules()).clone();
+            let n = users.len();
+            rules.users = Some(Arc::new(users));
+            leases.set_rules(rules);
+            tracing::info!(path = %path.display(), users = n, "re-read the users file");
         }
+        Err(e) => tracing::error!(error = %e, "keeping the old users list"),
     }
 }

@@ -21,7 +21,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The embedded database refused an operation.
-    #[error("database {}: cannot {op}: {}", path.display(), crate::store::describe_sled(source))]
+    #[error("database {}: cannot {op}: {}", path.display(), describe_sled(source))]
     Db {
         op: &'static str,
         path: PathBuf,
@@ -106,6 +106,21 @@ pub(crate) fn describe_io(e: &std::io::Error) -> String {
     match c.next() {
         Some(first) => first.to_lowercase().chain(c).collect(),
         None => s,
+    }
+}
+
+/// "no storage space" rather than `IO error: Os { code: 28, ... }`. sled hands on an I/O
+/// error it met while writing as a new error of the same kind whose text is the old one's
+/// debug form; the kind is what is left to show.
+pub(crate) fn describe_sled(e: &sled::Error) -> String {
+    match e {
+        sled::Error::Io(io)
+            if io.raw_os_error().is_some() || io.kind() == std::io::ErrorKind::Other =>
+        {
+            describe_io(io)
+        }
+        sled::Error::Io(io) => io.kind().to_string(),
+        other => other.to_string(),
     }
 }
 

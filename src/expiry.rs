@@ -1,10 +1,10 @@
 //! The one task that removes leases when they expire: it sleeps until the earliest deadline.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::lease::now_ms;
+use crate::shutdown::Shutdown;
 use crate::store::{Leases, Stats};
 
 /// How long to sleep when no lease exists: any new lease wakes the task early anyway.
@@ -12,11 +12,10 @@ const IDLE: Duration = Duration::from_secs(3600);
 /// After a store error, try again this much later rather than spinning.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// Run until `shutdown` resolves. Answers never depend on this task (they compare deadlines
+/// Run until `shutdown`. Answers never depend on this task (they compare deadlines
 /// with the clock themselves); it keeps the store small and tells file-based answers (the
 /// tcprules cdb) that the leased set changed.
-pub async fn run(leases: Arc<Leases>, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
+pub async fn run(leases: Arc<Leases>, mut shutdown: Shutdown) {
     loop {
         let now = now_ms();
         let failed = match leases.expire(now) {
@@ -36,7 +35,7 @@ pub async fn run(leases: Arc<Leases>, shutdown: impl Future<Output = ()>) {
         tokio::select! {
             _ = tokio::time::sleep(wait.min(IDLE)) => {}
             _ = leases.sooner_deadline() => {}
-            _ = &mut shutdown => return,
+            _ = shutdown.recv() => return,
         }
     }
 }

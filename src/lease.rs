@@ -16,6 +16,16 @@ use crate::error::{Error, Result};
 pub type Millis = u64;
 
 /// The wall clock, read once per operation by the callers that are not tests.
+/// `ms` as local calendar time, as the C library sees the zone (`TZ`, /etc/localtime).
+pub fn local_tm(ms: Millis) -> Option<libc::tm> {
+    let t = libc::time_t::try_from(ms / 1000).ok()?;
+    // SAFETY: an all-zero `tm` is a valid value (the zone pointer may be null), and
+    // localtime_r only writes through the two pointers it is given.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::localtime_r(&t, &mut tm) };
+    (!r.is_null()).then_some(tm)
+}
+
 pub fn now_ms() -> Millis {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

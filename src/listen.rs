@@ -9,6 +9,7 @@ use nix::sys::stat::{Mode, umask};
 use nix::unistd::{Gid, chown};
 
 use crate::error::{Error, Result};
+use crate::shutdown::Shutdown;
 
 /// Bind `path` for a tokio listener. The socket file is created with no access for others
 /// (umask) and only then given `mode` and `gid`, so there is no window with wrong permissions.
@@ -118,9 +119,9 @@ pub fn parse_listen_addr(flag: &str, s: &str) -> Result<ListenAddr> {
         .map_err(|_| bad("expected inet:host:port with a numeric address"))
 }
 
-/// A bound listener of either kind.
+/// A bound listener of either kind. It never removes its socket file: [`SocketFiles`] does.
 pub enum Listener {
-    Unix(tokio::net::UnixListener, PathBuf),
+    Unix(tokio::net::UnixListener),
     Tcp(tokio::net::TcpListener),
 }
 
@@ -128,92 +129,127 @@ pub enum Listener {
 pub trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Conn for T {}
 
+/// One accepted connection, with its peer's credentials when it came over a Unix socket.
+pub struct Accepted {
+    pub conn: Box<dyn Conn>,
+    pub peer: Option<tokio::net::unix::UCred>,
+}
+
 impl Listener {
+    /// Bind `addr`; a Unix socket file is given `mode` and `gid` before anyone can connect.
     pub async fn bind(addr: &ListenAddr, mode: u32, gid: Option<u32>) -> Result<Listener> {
         match addr {
-            ListenAddr::Unix(p) => Ok(Listener::Unix(bind_unix(p, mode, gid)?, p.clone())),
-            ListenAddr::Inet(a) => {
-                if !a.ip().is_loopback() {
-                    tracing::warn!(addr = %a, "listening beyond loopback: anyone who can reach it learns who may relay");
-                }
-                tokio::net::TcpListener::bind(a)
-                    .await
-                    .map(Listener::Tcp)
-                    .map_err(|e| Error::net(format!("cannot listen on {a}"), e))
-            }
+            ListenAddr::Unix(p) => Ok(Listener::Unix(bind_unix(p, mode, gid)?)),
+            ListenAddr::Inet(a) => tokio::net::TcpListener::bind(a)
+                .await
+                .map(Listener::Tcp)
+                .map_err(|e| Error::net(format!("cannot listen on {a}"), e)),
         }
     }
 
-    pub async fn accept(&self) -> std::io::Result<Box<dyn Conn>> {
+    pub async fn accept(&self) -> std::io::Result<Accepted> {
         match self {
-            Listener::Unix(l, _) => {
+            Listener::Unix(l) => {
                 let (s, _) = l.accept().await?;
-                Ok(Box::new(s))
+                let peer = s.peer_cred().ok();
+                Ok(Accepted {
+                    conn: Box::new(s),
+                    peer,
+                })
             }
             Listener::Tcp(l) => {
                 let (s, _) = l.accept().await?;
                 let _ = s.set_nodelay(true);
-                Ok(Box::new(s))
+                Ok(Accepted {
+                    conn: Box::new(s),
+                    peer: None,
+                })
             }
         }
     }
+}
 
-    /// Remove the socket file at shutdown (nothing to do for TCP).
-    pub fn cleanup(&self) {
-        if let Listener::Unix(_, p) = self {
+/// The socket files this daemon bound: the one owner that removes them, when it is dropped
+/// (at shutdown, or when a start fails half-way).
+#[derive(Default)]
+pub struct SocketFiles(Vec<PathBuf>);
+
+impl SocketFiles {
+    /// Remember `addr`'s file, if it has one, for removal.
+    pub fn track(&mut self, addr: &ListenAddr) {
+        if let ListenAddr::Unix(p) = addr {
+            self.0.push(p.clone());
+        }
+    }
+
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.0
+    }
+}
+
+impl Drop for SocketFiles {
+    fn drop(&mut self) {
+        for p in &self.0 {
             remove_socket(p);
         }
     }
 }
 
-/// Accept connections until `shutdown`, each served by `handle` on a task of its own, at
-/// most `max` at once (one more is closed at once, with a warning that ends in `when_full`);
-/// then stop accepting, tell the connections through their watch, and give those with a
-/// request in flight `grace`.
+/// What a service says when it has to turn a connection away.
+pub struct Service {
+    pub name: &'static str,
+    /// Connections served at once; one more is closed at once, with a warning.
+    pub max_conns: usize,
+    /// The end of that warning: what the client does then.
+    pub when_full: &'static str,
+}
+
+/// Accept connections until `shutdown`, each served by `handle` on a task of its own (with
+/// a shutdown of its own), at most `service.max_conns` at once; then stop accepting and give
+/// the connections with a request in flight `grace`.
 pub async fn serve_each<F, Fut>(
     listener: Listener,
-    service: &'static str,
-    max: usize,
-    when_full: &'static str,
-    shutdown: impl std::future::Future<Output = ()>,
+    service: Service,
+    mut shutdown: Shutdown,
     grace: std::time::Duration,
     handle: F,
 ) where
-    F: Fn(Box<dyn Conn>, tokio::sync::watch::Receiver<bool>) -> Fut,
+    F: Fn(Accepted, Shutdown) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     use std::sync::Arc;
-    use tokio::sync::{Semaphore, watch};
-    tokio::pin!(shutdown);
+    use tokio::sync::Semaphore;
+    let Service {
+        name,
+        max_conns: max,
+        when_full,
+    } = service;
     let slots = Arc::new(Semaphore::new(max));
-    let (stop_tx, stop_rx) = watch::channel(false);
     let mut failures = AcceptFailures::default();
     loop {
         tokio::select! {
             r = listener.accept() => match r {
-                Ok(conn) => {
-                    failures.accepted(service);
+                Ok(accepted) => {
+                    failures.accepted(name);
                     let Ok(permit) = slots.clone().try_acquire_owned() else {
-                        tracing::warn!(limit = max, "{service}: too many connections, closing one{when_full}");
+                        tracing::warn!(limit = max, "{name}: too many connections, closing one{when_full}");
                         continue;
                     };
-                    let served = handle(conn, stop_rx.clone());
+                    let served = handle(accepted, shutdown.clone());
                     tokio::spawn(async move {
                         served.await;
                         drop(permit);
                     });
                 }
                 Err(e) => {
-                    failures.failed(service, &e);
+                    failures.failed(name, &e);
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             },
-            _ = &mut shutdown => break,
+            _ = shutdown.recv() => break,
         }
     }
-    let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(grace, slots.acquire_many(max as u32)).await;
-    listener.cleanup();
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use relaylease::cli::{Cli, Command, HookArgs, LogFormat};
+use relaylease::cli::{Cli, Command, LogFormat};
 use relaylease::config::{DaemonConfig, Paths};
 use relaylease::{Error, commands, daemon};
 
@@ -38,13 +38,12 @@ fn init_logging(cli: &Cli, daemon: bool, format: LogFormat) {
     };
 }
 
-fn run_daemon(cli: &Cli, cfg: DaemonConfig) -> Result<i32, Error> {
+fn run_daemon(cfg: DaemonConfig) -> Result<i32, Error> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| Error::net("start the runtime", e))?;
-    let _ = cli;
     rt.block_on(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let sig = |k| signal(k).map_err(|e| Error::net("install a signal handler", e));
@@ -67,81 +66,13 @@ fn run_daemon(cli: &Cli, cfg: DaemonConfig) -> Result<i32, Error> {
     })
 }
 
-/// The hook never stands in a login's way: whatever goes wrong is one line on stderr, and
-/// PROGRAM still runs.
-fn hook(paths: &Paths, h: &HookArgs) -> i32 {
-    use relaylease::sources::hook;
-    let timeout = relaylease::lease::parse_duration(&h.timeout).unwrap_or_else(|e| {
-        eprintln!("relaylease hook: --timeout: {e}; using 1s");
-        std::time::Duration::from_secs(1)
-    });
-    let env = |k: &str| std::env::var(k).ok();
-    let ip = hook::client_addr(h.ip.as_deref(), &env);
-    let user = h
-        .user
-        .clone()
-        .or_else(|| env("USER"))
-        .filter(|u| !u.is_empty());
-    let outcome = hook::report(&paths.socket, ip, user, timeout);
-    if let Err(e) = &outcome {
-        eprintln!("relaylease hook: {e}");
-    }
-    if h.program.is_empty() {
-        return match outcome {
-            Ok(true) => 0,
-            Ok(false) => 1,
-            Err(_) => 2,
-        };
-    }
-    let e = hook::exec(&h.program);
-    eprintln!("relaylease hook: {e}");
-    hook::EXEC_FAILED as i32
-}
-
-/// Never blocks mail: on any doubt PROGRAM runs without RELAYCLIENT (fail closed).
-fn smtp_wrap(paths: &Paths, env: &[String], timeout: &str, program: &[std::ffi::OsString]) -> i32 {
-    use relaylease::answers::wrap;
-    let timeout = relaylease::lease::parse_duration(timeout).unwrap_or_else(|e| {
-        eprintln!("relaylease smtp-wrap: --timeout: {e}; using 1s");
-        std::time::Duration::from_secs(1)
-    });
-    let mut vars = Vec::new();
-    for e in env {
-        match wrap::parse_env(e) {
-            Ok(v) => vars.push(v),
-            Err(msg) => eprintln!("relaylease smtp-wrap: {msg}; ignored"),
-        }
-    }
-    if env.is_empty() {
-        vars.push(("RELAYCLIENT".to_string(), String::new()));
-    }
-    let addr = std::env::var("TCPREMOTEIP").ok();
-    match wrap::relay(&paths.socket, addr.as_deref(), timeout) {
-        Ok(grant) if grant.allowed => {
-            for (k, v) in &vars {
-                // SAFETY: single-threaded here, just before exec.
-                unsafe { std::env::set_var(k, v) };
-            }
-            if let Some(info) = &grant.remote_info {
-                // SAFETY: as above. qmail-smtpd writes it into its Received header.
-                unsafe { std::env::set_var("TCPREMOTEINFO", info) };
-            }
-        }
-        Ok(_) => {}
-        Err(e) => eprintln!("relaylease smtp-wrap: {e}; running without relay permission"),
-    }
-    let e = relaylease::sources::hook::exec(program);
-    eprintln!("relaylease smtp-wrap: {e}");
-    relaylease::sources::hook::EXEC_FAILED as i32
-}
-
 fn run(cli: &Cli) -> Result<i32, Error> {
     let paths = Paths::resolve(cli.socket.clone(), cli.db.clone());
     match &cli.command {
         Command::Daemon(args) => {
             init_logging(cli, true, args.log_format);
             let cfg = DaemonConfig::from_args(args, paths)?;
-            run_daemon(cli, cfg)
+            run_daemon(cfg)
         }
         other => {
             init_logging(cli, false, LogFormat::Text);
@@ -155,19 +86,32 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                 Command::Flush => commands::flush(&paths),
                 Command::Window { duration } => commands::window(&paths, duration.clone()),
                 Command::Stats { json, prometheus } => commands::stats(&paths, *json, *prometheus),
-                Command::Hook(h) => Ok(hook(&paths, h)),
+                Command::Hook(h) => Ok(commands::chain::hook(&paths, h)),
                 Command::SmtpWrap {
                     env,
                     timeout,
                     program,
-                } => Ok(smtp_wrap(&paths, env, timeout, program)),
+                } => Ok(commands::chain::smtp_wrap(&paths, env, timeout, program)),
                 Command::Usage(a) => relaylease::usage::command::run(&paths, a),
+                Command::ParseLog {
+                    json,
+                    since,
+                    journal,
+                    login_pattern,
+                    ..
+                } if journal.journal => commands::parse_log::parse_journal(
+                    journal,
+                    since.as_deref(),
+                    login_pattern,
+                    *json,
+                ),
                 Command::ParseLog {
                     json,
                     format,
                     login_pattern,
                     files,
-                } => commands::parse_log(files, format.as_deref(), login_pattern, *json),
+                    ..
+                } => commands::parse_log::parse_log(files, format.as_deref(), login_pattern, *json),
                 Command::Daemon(_) => unreachable!("handled above"),
             }
         }

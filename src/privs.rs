@@ -25,7 +25,7 @@ pub fn resolve(user: &str, group: Option<&str>) -> Result<RunAs> {
     .map_err(|e| Error::invalid(format!("cannot look up user '{user}': {e}")))?
     .ok_or_else(|| Error::invalid(format!("unknown user '{user}'")))?;
     let gid = match group {
-        Some(g) => crate::config::group_id(g)?,
+        Some(g) => group_id(g)?,
         None => u.gid.as_raw(),
     };
     Ok(RunAs {
@@ -33,6 +33,35 @@ pub fn resolve(user: &str, group: Option<&str>) -> Result<RunAs> {
         uid: u.uid.as_raw(),
         gid,
     })
+}
+
+/// A group by name or number.
+pub fn group_id(name: &str) -> Result<u32> {
+    if let Ok(n) = name.parse::<u32>() {
+        return Ok(n);
+    }
+    match Group::from_name(name) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        Ok(None) => Err(Error::invalid(format!("unknown group '{name}'"))),
+        Err(e) => Err(Error::invalid(format!(
+            "cannot look up group '{name}': {e}"
+        ))),
+    }
+}
+
+/// Hand the database directory and everything in it to the daemon's user.
+pub fn hand_over_tree(dir: &Path, to: &RunAs) -> Result<()> {
+    hand_over(dir, to)?;
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("read", dir, e))?;
+    for entry in entries.flatten() {
+        let p = entry.path();
+        if p.is_dir() && !p.is_symlink() {
+            hand_over_tree(&p, to)?;
+        } else {
+            hand_over(&p, to)?;
+        }
+    }
+    Ok(())
 }
 
 /// Give a directory the daemon creates (database, socket directory) to the user it will

@@ -2,12 +2,13 @@
 # Run relaylease's whole test suite on a fresh Debian machine: install the real programs the
 # tests start (Postfix, Dovecot, ucspi-tcp, swaks, ...) when missing, then run every test
 # (or the targets named: ./tests/run.sh --test sendmail).
-# Needs root (the tests start mail servers and switch users), or sudo.
+# Needs root (the tests start mail servers and switch users), or sudo. A plain `cargo test`
+# as any user runs the rest and lists what it left out, and why.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(postfix dovecot-core dovecot-pop3d dovecot-imapd ucspi-tcp-ipv6 swaks groff-base redis-server redis-tools openssl libidn12
-  m4 libldap-2.5-0 libwrap0)
+packages=(postfix dovecot-core dovecot-pop3d dovecot-imapd ucspi-tcp-ipv6 swaks groff-base redis-server redis-tools openssl libidn12 curl
+  m4 libldap-2.5-0 libwrap0 systemd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -72,4 +73,11 @@ for a in "$@"; do
     --bin | --bin=* | --test | --test=* | --bench | --bench=* | --example | --example=*) targets=() ;;
   esac
 done
-cargo test "${targets[@]}" "$@"
+# Tests that need root or the programs above are #[ignore]d for a plain `cargo test` (which
+# says so, with the reason); here every one of them runs.
+args=("$@")
+case " ${args[*]} " in
+  *" -- "*) args+=(--include-ignored) ;;
+  *) args+=(-- --include-ignored) ;;
+esac
+cargo test "${targets[@]}" "${args[@]}"

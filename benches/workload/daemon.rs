@@ -267,10 +267,9 @@ pub fn syslog_stamp() -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let t = (now_ms() / 1000) as libc::time_t;
-    // SAFETY: localtime_r writes only into the zeroed struct it is given.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    unsafe { libc::localtime_r(&t, &mut tm) };
+    let Some(tm) = relaylease::lease::local_tm(now_ms()) else {
+        return String::new();
+    };
     format!(
         "{} {:2} {:02}:{:02}:{:02}",
         MONTHS[tm.tm_mon as usize % 12],

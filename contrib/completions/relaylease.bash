@@ -171,7 +171,7 @@ _relaylease() {
             return 0
             ;;
         relaylease__subcmd__daemon)
-            opts="-v -q -h -V --expire --ipv6-prefix --allow --deny --users --writer-group --socket-mode --socket-group --watch --format --login-pattern --max-session-hold --policy --socketmap --socketmap-name --socketmap-value --dovecot-policy --dovecot-policy-secret-file --policy-mode --policy-group --tcprules --tcprules-base --tcprules-env --user --group --store --store-prefix --log-format --unleased-action --mark-header --mark-token-secret --usage-retention --socket --db --verbose --quiet --help --version"
+            opts="-v -q -h -V --expire --ipv6-prefix --allow --deny --users --writer-group --socket-mode --socket-group --watch --journal --journal-unit --journal-identifier --journal-trust-exe --journal-trust-user --journal-any-origin --format --login-pattern --watch-insecure --max-session-hold --policy --socketmap --socketmap-name --socketmap-value --dovecot-policy --dovecot-policy-secret-file --dovecot-policy-no-secret --policy-mode --policy-group --tcprules --tcprules-base --tcprules-env --user --group --store --store-prefix --store-no-password --log-format --unleased-action --mark-header --mark-token-secret --usage-retention --socket --db --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -210,6 +210,22 @@ _relaylease() {
                     return 0
                     ;;
                 --watch)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --journal-unit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --journal-identifier)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --journal-trust-exe)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --journal-trust-user)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -617,12 +633,32 @@ _relaylease() {
             return 0
             ;;
         relaylease__subcmd__parse__subcmd__log)
-            opts="-v -q -h -V --json --format --login-pattern --socket --db --verbose --quiet --help --version"
+            opts="-v -q -h -V --json --since --journal --journal-unit --journal-identifier --journal-trust-exe --journal-trust-user --journal-any-origin --format --login-pattern --socket --db --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --journal-unit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --journal-identifier)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --journal-trust-exe)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --journal-trust-user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --format)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

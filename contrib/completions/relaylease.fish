@@ -41,7 +41,7 @@ complete -c relaylease -n "__fish_relaylease_needs_command" -f -a "stats" -d 'Sh
 complete -c relaylease -n "__fish_relaylease_needs_command" -f -a "hook" -d 'Report one successful login to the daemon, then exec PROGRAM (a login chain link)'
 complete -c relaylease -n "__fish_relaylease_needs_command" -f -a "smtp-wrap" -d 'Under tcpserver: set RELAYCLIENT when $TCPREMOTEIP may relay, then exec PROGRAM'
 complete -c relaylease -n "__fish_relaylease_needs_command" -f -a "usage" -d 'Who logged in and who relayed through a lease: the usage table, most recent relay first (counts are totals since each record began)'
-complete -c relaylease -n "__fish_relaylease_needs_command" -f -a "parse-log" -d 'Dry run: print the logins found in log files (or stdin), touching nothing'
+complete -c relaylease -n "__fish_relaylease_needs_command" -f -a "parse-log" -d 'Dry run: print the logins found in log files (or stdin), or in the journal, touching nothing'
 complete -c relaylease -n "__fish_relaylease_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l expire -d 'How long a login lets its address relay (humantime: 30m, 1h 30m)' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l ipv6-prefix -d 'IPv6 clients share one lease per prefix of this length (128: exact address)' -r
@@ -52,6 +52,10 @@ complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l writer-
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l socket-mode -d 'Permissions of the control socket file, in octal' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l socket-group -d 'Group of the control socket file' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l watch -d 'Follow this log file for logins; repeatable' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l journal-unit -d 'With --journal: the mail servers\' systemd units; repeatable' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l journal-identifier -d 'With --journal: also read entries with this SYSLOG_IDENTIFIER, for a server that is not a unit of its own; repeatable' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l journal-trust-exe -d 'With --journal: also believe entries written by this program (Dovecot\'s, Courier\'s and Cyrus\' are believed already); a path ending in / stands for its directory; repeatable' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l journal-trust-user -d 'With --journal: also believe entries written as this user (root, dovecot, courier and cyrus are believed already); repeatable' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l format -d 'Parse the preceding --watch file as this format only (dovecot, courier, cyrus, uw-imap, qpopper, mailutils, popa3d, solid-pop3d, vchkpw)' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l login-pattern -d 'A site\'s own login line format: a regex with named groups `ip` and optionally `user`; repeatable' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l max-session-hold -d 'Keep a followed login\'s lease while its session is open (Dovecot, Courier, Cyrus log its end), for at most this long after the login; the window then runs from the end. 0 turns this off' -r
@@ -79,6 +83,11 @@ complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l mark-to
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l usage-retention -d 'Drop usage records with no login or relay for this long' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l socket -d 'Control socket of the daemon [default: /run/relaylease/relaylease.sock as root, else $XDG_RUNTIME_DIR/relaylease.sock]' -r -F
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l db -d 'Lease database directory [default: /var/lib/relaylease as root, else $XDG_STATE_HOME/relaylease]' -r -F
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l journal -d 'Read logins from the local systemd journal (through libsystemd, loaded then); only entries whose writer the kernel shows to be the mail server count'
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l journal-any-origin -d 'With --journal: believe every selected entry whoever wrote it, as a log file\'s lines (servers whose lines reach the journal through a relay such as rsyslog)'
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l watch-insecure -d 'Follow --watch files that ordinary users can write (the file or its directory writable by others, or owned by a uid of 1000 or above): any of them could then write a login line and open the relay. Without it such a file is refused'
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l dovecot-policy-no-secret -d 'Take Dovecot\'s auth-policy reports without a secret: any local process can then report a login and open the relay for any address. Without it --dovecot-policy needs --dovecot-policy-secret-file'
+complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -l store-no-password -d 'Use a --store URL without a password: whoever can reach that Redis can then write a lease and open the relay. Without it a URL must carry a password'
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -s v -l verbose -d 'More log output (repeat for more)'
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -s q -l quiet -d 'Less log output: warnings and errors only (twice: errors only)'
 complete -c relaylease -n "__fish_relaylease_using_subcommand daemon" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -158,11 +167,18 @@ complete -c relaylease -n "__fish_relaylease_using_subcommand usage" -s v -l ver
 complete -c relaylease -n "__fish_relaylease_using_subcommand usage" -s q -l quiet -d 'Less log output: warnings and errors only (twice: errors only)'
 complete -c relaylease -n "__fish_relaylease_using_subcommand usage" -s h -l help -d 'Print help'
 complete -c relaylease -n "__fish_relaylease_using_subcommand usage" -s V -l version -d 'Print version'
+complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -l since -d 'With --journal: only entries since TIME, how long ago (90m, 2days) or a UTC time (2026-11-22 03:00:00) [default: all the journal holds]' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -l journal-unit -d 'With --journal: the mail servers\' systemd units; repeatable' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -l journal-identifier -d 'With --journal: also read entries with this SYSLOG_IDENTIFIER, for a server that is not a unit of its own; repeatable' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -l journal-trust-exe -d 'With --journal: also believe entries written by this program (Dovecot\'s, Courier\'s and Cyrus\' are believed already); a path ending in / stands for its directory; repeatable' -r
+complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -l journal-trust-user -d 'With --journal: also believe entries written as this user (root, dovecot, courier and cyrus are believed already); repeatable' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -l format -d 'Parse every line as this format instead of detecting it' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -l login-pattern -d 'A site\'s own login format: a regex with named groups `ip` and optionally `user`' -r
 complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -l socket -d 'Control socket of the daemon [default: /run/relaylease/relaylease.sock as root, else $XDG_RUNTIME_DIR/relaylease.sock]' -r -F
 complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -l db -d 'Lease database directory [default: /var/lib/relaylease as root, else $XDG_STATE_HOME/relaylease]' -r -F
 complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -l json -d 'One JSON object per login and one for the summary'
+complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -l journal -d 'Read logins from the local systemd journal (through libsystemd, loaded then); only entries whose writer the kernel shows to be the mail server count'
+complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -l journal-any-origin -d 'With --journal: believe every selected entry whoever wrote it, as a log file\'s lines (servers whose lines reach the journal through a relay such as rsyslog)'
 complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -s v -l verbose -d 'More log output (repeat for more)'
 complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -s q -l quiet -d 'Less log output: warnings and errors only (twice: errors only)'
 complete -c relaylease -n "__fish_relaylease_using_subcommand parse-log" -s h -l help -d 'Print help'
@@ -178,5 +194,5 @@ complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fi
 complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap usage parse-log help" -f -a "hook" -d 'Report one successful login to the daemon, then exec PROGRAM (a login chain link)'
 complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap usage parse-log help" -f -a "smtp-wrap" -d 'Under tcpserver: set RELAYCLIENT when $TCPREMOTEIP may relay, then exec PROGRAM'
 complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap usage parse-log help" -f -a "usage" -d 'Who logged in and who relayed through a lease: the usage table, most recent relay first (counts are totals since each record began)'
-complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap usage parse-log help" -f -a "parse-log" -d 'Dry run: print the logins found in log files (or stdin), touching nothing'
+complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap usage parse-log help" -f -a "parse-log" -d 'Dry run: print the logins found in log files (or stdin), or in the journal, touching nothing'
 complete -c relaylease -n "__fish_relaylease_using_subcommand help; and not __fish_seen_subcommand_from daemon check list add del flush window stats hook smtp-wrap usage parse-log help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -14,7 +14,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use relaylease::lease::canonical;
-use relaylease::sources::dovecot_policy_proto::{
+use relaylease::sources::dovecot_auth_policy_proto::{
     ApiHeader, NEUTRAL, check_head, decide, decide_body,
 };
 
@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
     assert!(serde_json::from_str::<serde_json::Value>(&d.body).is_ok(), "{}", d.body);
     let split = match check_head(method, query, headers.iter().copied(), Some(body.len() as u64), secret) {
         Ok(cmd) => decide_body(cmd, body),
-        Err(r) => relaylease::sources::dovecot_policy_proto::Decision::refused(r),
+        Err(r) => relaylease::sources::dovecot_auth_policy_proto::Decision::refused(r),
     };
     assert_eq!(split, d);
     if let Some(login) = &d.login {

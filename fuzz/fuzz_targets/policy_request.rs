@@ -13,7 +13,7 @@
 use std::net::IpAddr;
 
 use libfuzzer_sys::fuzz_target;
-use relaylease::answers::policy_proto::{
+use relaylease::answers::postfix_policy_proto::{
     MAX_REQUEST, ProtoError, Request, client_ip, parse_request,
 };
 use relaylease::lease::canonical;

@@ -10,11 +10,12 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use super::policy_proto::{Action, RequestRef, client_ip_bytes, reply, write_prepend};
+use super::postfix_policy_proto::{Action, RequestRef, client_ip_bytes, reply, write_prepend};
 use crate::cli::UnleasedAction;
 use crate::control::proto::Reply;
+use crate::counters::Counters;
 use crate::lease::{Lease, Millis, parse_ip};
-use crate::store::{Answer, Grant, LeaseRef, Leases, Stats};
+use crate::store::{Answer, Grant, LeaseRef, Leases};
 use crate::usage::{Event, Method, Use};
 
 /// May `ip` relay? Records the use when a lease says yes. The answer is the one
@@ -99,14 +100,16 @@ struct Leased {
 /// requests, which is the message that relayed through a lease last.
 pub struct PolicySession {
     leases: Arc<Leases>,
+    counters: Arc<Counters>,
     conn: u64,
     leased: Option<Leased>,
 }
 
 impl PolicySession {
-    pub fn new(leases: &Arc<Leases>) -> PolicySession {
+    pub fn new(leases: &Arc<Leases>, counters: &Arc<Counters>) -> PolicySession {
         PolicySession {
             leases: leases.clone(),
+            counters: counters.clone(),
             conn: leases.usage().map_or(0, |u| u.next_conn()),
             leased: None,
         }
@@ -118,6 +121,7 @@ impl PolicySession {
     /// header at DATA for a message that relayed through a lease, else DUNNO.
     pub fn answer(&mut self, req: &RequestRef<'_>, now: Millis, out: &mut Vec<u8>) {
         let leases = &*self.leases;
+        let counters = &*self.counters;
         let state = req.protocol_state();
         if let Some(s @ (b"DATA" | b"END-OF-MESSAGE")) = state {
             self.data_stage(req, s == b"DATA", out);
@@ -125,7 +129,7 @@ impl PolicySession {
         }
         let raw = req.client_address();
         let Some(ip) = client_ip_bytes(raw) else {
-            Stats::bump(&leases.stats.policy_dunno);
+            Counters::bump(&counters.policy_dunno);
             let shown = raw.map(String::from_utf8_lossy);
             tracing::warn!(
                 client_address = shown.as_deref().unwrap_or(""),
@@ -139,9 +143,9 @@ impl PolicySession {
         let usage = leases.usage().filter(|_| state == Some(b"RCPT"));
         let Some(usage) = usage else {
             if leases.allowed(ip, now) {
-                return ok(leases, ip, out);
+                return ok(counters, ip, out);
             }
-            return dunno(leases, out);
+            return dunno(counters, out);
         };
         let instance = req.instance().unwrap_or_default();
         let granted = leases.grant(ip, now, |l| {
@@ -170,16 +174,16 @@ impl PolicySession {
                     leased.mark = Some((u.user().map(str::to_string), u.net, u.login_at));
                 }
                 usage.send(Event::Use(u), &leases.stats);
-                ok(leases, ip, out)
+                ok(counters, ip, out)
             }
-            Grant::Static => ok(leases, ip, out),
+            Grant::Static => ok(counters, ip, out),
             Grant::No
                 if state == Some(b"RCPT") && usage.settings.unleased == UnleasedAction::Defer =>
             {
-                Stats::bump(&leases.stats.policy_defer);
+                Counters::bump(&counters.policy_defer);
                 out.extend_from_slice(reply(Action::DeferIfReject));
             }
-            Grant::No => dunno(leases, out),
+            Grant::No => dunno(counters, out),
         }
     }
 
@@ -204,23 +208,23 @@ impl PolicySession {
                 && let Some((user, net, login_at)) = &l.mark
                 && let Some((name, value)) = usage.header(user.as_deref(), net, *login_at)
             {
-                Stats::bump(&leases.stats.policy_prepend);
+                Counters::bump(&self.counters.policy_prepend);
                 write_prepend(out, name, &value);
                 return;
             }
         }
-        dunno(leases, out);
+        dunno(&self.counters, out);
     }
 }
 
-fn ok(leases: &Leases, ip: IpAddr, out: &mut Vec<u8>) {
-    Stats::bump(&leases.stats.policy_ok);
+fn ok(counters: &Counters, ip: IpAddr, out: &mut Vec<u8>) {
+    Counters::bump(&counters.policy_ok);
     tracing::debug!(addr = %ip, "policy: OK");
     out.extend_from_slice(reply(Action::Ok));
 }
 
-fn dunno(leases: &Leases, out: &mut Vec<u8>) {
-    Stats::bump(&leases.stats.policy_dunno);
+fn dunno(counters: &Counters, out: &mut Vec<u8>) {
+    Counters::bump(&counters.policy_dunno);
     out.extend_from_slice(reply(Action::Dunno));
 }
 

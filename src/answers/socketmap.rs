@@ -2,17 +2,16 @@
 //! client address may relay. Never OK unless the map name is ours and the key is an address
 //! that may relay now.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::watch;
-use tokio::time::Instant;
-
-use super::socketmap_proto::{Reply, key_address, parse_netstring, split_request, write_reply};
+use super::request_loop::{Answerer, Step, serve_connection};
+use super::socketmap_proto::{
+    MAX_REQUEST, Reply, key_address, parse_netstring, split_request, write_reply,
+};
 use crate::lease::{Millis, now_ms};
-use crate::listen::{Conn, Listener, serve_each};
+use crate::listen::{Listener, Service, serve_each};
+use crate::shutdown::Shutdown;
 use crate::store::Leases;
 
 /// Connections served at once (Postfix and Sendmail keep theirs open between lookups).
@@ -52,73 +51,65 @@ pub async fn serve(
     listener: Listener,
     leases: Arc<Leases>,
     map: MapConfig,
-    shutdown: impl Future<Output = ()>,
+    shutdown: Shutdown,
     grace: Duration,
 ) {
     let map = Arc::new(map);
-    serve_each(
-        listener,
-        "socketmap",
-        MAX_CONNS,
-        "",
-        shutdown,
-        grace,
-        |conn, stop| connection(conn, leases.clone(), map.clone(), stop),
-    )
+    let service = Service {
+        name: "socketmap",
+        max_conns: MAX_CONNS,
+        when_full: "",
+    };
+    serve_each(listener, service, shutdown, grace, |a, stop| {
+        let socketmap = Socketmap {
+            leases: leases.clone(),
+            map: map.clone(),
+        };
+        serve_connection(a.conn, socketmap, IDLE, stop)
+    })
     .await;
 }
 
-async fn connection(
-    mut conn: Box<dyn Conn>,
+/// The socketmap side of [`serve_connection`]: requests are netstrings.
+struct Socketmap {
     leases: Arc<Leases>,
     map: Arc<MapConfig>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut buf: Vec<u8> = Vec::with_capacity(512);
-    let mut out: Vec<u8> = Vec::with_capacity(64);
-    let mut chunk = [0u8; 4096];
-    let idle = tokio::time::sleep(IDLE);
-    tokio::pin!(idle);
-    let stopped = stop.changed();
-    tokio::pin!(stopped);
-    loop {
+}
+
+impl Answerer for Socketmap {
+    fn maybe_complete(&self, buf: &[u8], _: usize) -> bool {
+        !buf.is_empty()
+    }
+
+    fn answer(&mut self, buf: &[u8], out: &mut Vec<u8>) -> Step {
         let mut used = 0;
-        let mut fatal = None;
         loop {
             match parse_netstring(&buf[used..]) {
                 Ok(Some((payload, n))) => {
-                    write_reply(&mut out, &decide(payload, &map, &leases, now_ms()));
+                    write_reply(out, &decide(payload, &self.map, &self.leases, now_ms()));
                     used += n;
                 }
-                Ok(None) => break,
+                Ok(None) => return Step::Used(used),
                 Err(e) => {
-                    fatal = Some(e);
-                    break;
+                    tracing::warn!(error = %e, "socketmap: bad request, closing the connection");
+                    write_reply(out, &Reply::Perm(e.to_string()));
+                    return Step::Close;
                 }
             }
         }
-        if let Some(e) = fatal {
-            tracing::warn!(error = %e, "socketmap: bad request, closing the connection");
-            write_reply(&mut out, &Reply::Perm(e.to_string()));
-            let _ = conn.write_all(&out).await;
-            return;
-        }
-        if used > 0 {
-            buf.drain(..used);
-            if conn.write_all(&out).await.is_err() {
-                return;
-            }
-            out.clear();
-            idle.as_mut().reset(Instant::now() + IDLE);
-        }
-        tokio::select! {
-            r = conn.read(&mut chunk) => match r {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            },
-            _ = &mut idle => return,
-            _ = &mut stopped, if buf.is_empty() => return,
-        }
+    }
+
+    /// A netstring's length prefix says when it is too long, before this is reached.
+    fn max_request(&self) -> usize {
+        MAX_REQUEST + 16
+    }
+
+    fn too_large(&mut self, out: &mut Vec<u8>) {
+        tracing::warn!("socketmap: request too long, closing the connection");
+        write_reply(
+            out,
+            &Reply::Perm(format!("request over {MAX_REQUEST} bytes")),
+        );
     }
 }
 

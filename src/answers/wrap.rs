@@ -66,13 +66,3 @@ pub fn relay(socket: &Path, addr: Option<&str>, timeout: Duration) -> Result<Gra
         Err(e) => Err(e.to_string()),
     }
 }
-
-/// Parse `--env NAME=VALUE` (default `RELAYCLIENT=`).
-pub fn parse_env(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((n, v)) if !n.is_empty() && !n.contains('\0') && !v.contains('\0') => {
-            Ok((n.to_string(), v.to_string()))
-        }
-        _ => Err(format!("--env '{s}': expected NAME=VALUE")),
-    }
-}

@@ -5,14 +5,15 @@ pub mod client;
 pub mod proto;
 pub mod server;
 
+use crate::counters::Counters;
 use crate::lease::{Login, Millis, SOURCE_HOOK, Verdict, parse_duration, parse_ip, parse_key};
 use crate::store::{Answer, Leases, Outcome};
 use proto::{Op, Reply};
 
 /// Carry out one operation. The daemon calls it for socket requests and the commands call
 /// it on the database directly when no daemon answers, so both behave the same.
-pub fn handle(leases: &Leases, op: Op, now: Millis) -> Reply {
-    match run(leases, op, now) {
+pub fn handle(leases: &Leases, counters: &Counters, op: Op, now: Millis) -> Reply {
+    match dispatch(leases, counters, op, now) {
         Ok(r) => r,
         Err(e) => Reply::Error {
             error: e.to_string(),
@@ -21,7 +22,12 @@ pub fn handle(leases: &Leases, op: Op, now: Millis) -> Reply {
 }
 
 /// [`handle`] with the error still typed, for the daemon to log failures of its own.
-pub(crate) fn run(leases: &Leases, op: Op, now: Millis) -> crate::Result<Reply> {
+pub(crate) fn dispatch(
+    leases: &Leases,
+    counters: &Counters,
+    op: Op,
+    now: Millis,
+) -> crate::Result<Reply> {
     let v6_prefix = leases.rules().v6_prefix;
     Ok(match op {
         Op::Login { addr, user } => {
@@ -115,9 +121,11 @@ pub(crate) fn run(leases: &Leases, op: Op, now: Millis) -> crate::Result<Reply> 
         Op::Flush => Reply::Flushed {
             count: leases.flush()?,
         },
-        Op::Stats => Reply::Stats {
-            stats: leases.stats(),
-        },
+        Op::Stats => {
+            let mut stats = leases.stats();
+            counters.fill(&mut stats);
+            Reply::Stats { stats }
+        }
         Op::Window { set } => {
             let mut rules = (*leases.rules()).clone();
             if let Some(d) = set {

@@ -1,18 +1,18 @@
 //! The control socket server: JSON lines over a Unix socket, writes allowed by peer credentials.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use nix::unistd::{Gid, Uid, User, getgrouplist};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{Semaphore, watch};
 
-use super::proto::{MAX_LINE, Response, encode, parse_request, plain_check, plain_reply};
+use super::proto::{MAX_LINE, Op, Response, encode, parse_request, plain_check, plain_reply};
+use crate::counters::Counters;
 use crate::lease::{now_ms, parse_ip};
-use crate::listen::AcceptFailures;
+use crate::listen::{Accepted, Listener, Service, serve_each};
+use crate::shutdown::Shutdown;
 use crate::store::{Leases, Stats};
+use crate::usage::Method;
 
 /// Connections served at once; further ones are closed at once and logged.
 pub const MAX_CONNS: usize = 256;
@@ -21,12 +21,12 @@ pub const IDLE: Duration = Duration::from_secs(60);
 
 /// Who may change the table: root, the daemon's own user, members of `--writer-group`.
 #[derive(Clone, Debug)]
-pub struct Access {
+pub struct Writers {
     pub own_uid: u32,
     pub writer_gid: Option<u32>,
 }
 
-impl Access {
+impl Writers {
     pub fn may_write(&self, uid: u32, gid: u32) -> bool {
         if uid == 0 || uid == self.own_uid {
             return true;
@@ -75,136 +75,132 @@ pub async fn read_line_capped<R: AsyncBufRead + Unpin>(
     }
 }
 
-/// Serve until `shutdown` resolves; then stop accepting, let requests in flight finish
-/// (waiting at most `grace`), and return.
+/// Serve until `shutdown`; then stop accepting, let requests in flight finish (waiting at
+/// most `grace`), and return.
 pub async fn serve(
-    listener: UnixListener,
+    listener: Listener,
     leases: Arc<Leases>,
-    access: Access,
-    shutdown: impl Future<Output = ()>,
+    counters: Arc<Counters>,
+    writers: Writers,
+    shutdown: Shutdown,
     grace: Duration,
 ) {
-    tokio::pin!(shutdown);
-    let slots = Arc::new(Semaphore::new(MAX_CONNS));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let access = Arc::new(access);
-    let mut failures = AcceptFailures::default();
-    loop {
-        tokio::select! {
-            r = listener.accept() => match r {
-                Ok((stream, _)) => {
-                    failures.accepted("control socket");
-                    let Ok(permit) = slots.clone().try_acquire_owned() else {
-                        tracing::warn!(limit = MAX_CONNS, "control socket: too many connections, closing one");
-                        continue;
-                    };
-                    let leases = leases.clone();
-                    let access = access.clone();
-                    let stop = stop_rx.clone();
-                    tokio::spawn(async move {
-                        connection(stream, leases, access, stop).await;
-                        drop(permit);
-                    });
-                }
-                Err(e) => {
-                    failures.failed("control socket", &e);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            _ = &mut shutdown => break,
-        }
-    }
-    let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(grace, slots.acquire_many(MAX_CONNS as u32)).await;
+    let writers = Arc::new(writers);
+    let service = Service {
+        name: "control socket",
+        max_conns: MAX_CONNS,
+        when_full: "",
+    };
+    serve_each(listener, service, shutdown, grace, |a, stop| {
+        let state = State {
+            leases: leases.clone(),
+            counters: counters.clone(),
+        };
+        connection(a, state, writers.clone(), stop)
+    })
+    .await;
+}
+
+/// Requests one line at a time until the client closes, goes idle, or asks a plain `CHECK`.
+/// What requests are carried out on.
+struct State {
+    leases: Arc<Leases>,
+    counters: Arc<Counters>,
 }
 
 async fn connection(
-    stream: UnixStream,
-    leases: Arc<Leases>,
-    access: Arc<Access>,
-    mut stop: watch::Receiver<bool>,
+    accepted: Accepted,
+    state: State,
+    writers: Arc<Writers>,
+    mut shutdown: Shutdown,
 ) {
-    let cred = stream.peer_cred().ok();
-    let (rd, mut wr) = stream.into_split();
+    let peer = accepted.peer;
+    let (rd, mut wr) = tokio::io::split(accepted.conn);
     let mut rd = BufReader::new(rd);
     let mut buf = Vec::new();
     let mut may_write: Option<bool> = None;
     loop {
         let read = tokio::select! {
             r = tokio::time::timeout(IDLE, read_line_capped(&mut rd, &mut buf, MAX_LINE)) => r,
-            _ = stop.changed() => return,
+            _ = shutdown.recv() => return,
         };
-        if let Ok(Ok(LineRead::Line)) = &read
-            && let Some(addr) = plain_check(&buf)
-        {
-            let allowed = parse_ip(addr).is_ok_and(|ip| {
-                crate::answers::lease_use::grants(
-                    &leases,
-                    ip,
-                    now_ms(),
-                    crate::usage::Method::EximCheck,
-                )
-            });
-            let _ = wr.write_all(plain_reply(allowed)).await;
+        let line = match read {
+            Err(_) | Ok(Err(_)) | Ok(Ok(LineRead::Eof)) => return,
+            Ok(Ok(LineRead::TooLong)) => None,
+            Ok(Ok(LineRead::Line)) => Some(buf.as_slice()),
+        };
+        let mut writer = || {
+            *may_write
+                .get_or_insert_with(|| peer.is_some_and(|c| writers.may_write(c.uid(), c.gid())))
+        };
+        let peer_uid = peer.map_or_else(|| "?".to_string(), |c| c.uid().to_string());
+        let (bytes, close) = reply(&state, line, &mut writer, &peer_uid).await;
+        if wr.write_all(&bytes).await.is_err() || close {
             return;
         }
-        let resp = match read {
-            Err(_) | Ok(Err(_)) | Ok(Ok(LineRead::Eof)) => return,
-            Ok(Ok(LineRead::TooLong)) => {
-                tracing::warn!("control socket: request over {MAX_LINE} bytes, closing");
-                let _ = wr
-                    .write_all(&encode(&Response::error(format!(
-                        "request too long (limit {MAX_LINE} bytes)"
-                    ))))
-                    .await;
-                return;
-            }
-            Ok(Ok(LineRead::Line)) => match parse_request(&buf) {
-                Err(e) => {
-                    tracing::debug!(error = %e, "control socket: bad request");
-                    Response::error(e)
-                }
-                Ok(req) => {
-                    let allowed = !req.op.writes()
-                        || *may_write.get_or_insert_with(|| {
-                            cred.is_some_and(|c| access.may_write(c.uid(), c.gid()))
-                        });
-                    if allowed {
-                        let shared = leases.clone();
-                        let op = req.op;
-                        let name = op.name();
-                        match tokio::task::spawn_blocking(move || super::run(&shared, op, now_ms()))
-                            .await
-                        {
-                            Ok(Ok(reply)) => reply.into(),
-                            Ok(Err(e)) if e.is_storage() => {
-                                Stats::bump(&leases.stats.errors);
-                                tracing::error!(op = name, error = %e, "control request failed: not acknowledged");
-                                Response::error(e.to_string())
-                            }
-                            Ok(Err(e)) => {
-                                tracing::debug!(op = name, error = %e, "control request failed");
-                                Response::error(e.to_string())
-                            }
-                            Err(e) => {
-                                Stats::bump(&leases.stats.errors);
-                                Response::error(format!("internal error: {e}"))
-                            }
-                        }
-                    } else {
-                        let uid = cred.map(|c| c.uid().to_string()).unwrap_or("?".into());
-                        tracing::warn!(uid = %uid, op = req.op.name(),
-                            "control socket: refused a change from an unprivileged peer");
-                        Response::error(format!(
-                            "permission denied: uid {uid} may not {} (needs root, the daemon's user or --writer-group)",
-                            req.op.name()
-                        ))
-                    }
-                }
-            },
-        };
-        if wr.write_all(&encode(&resp)).await.is_err() {
-            return;
+    }
+}
+
+/// What one request line (None: one over [`MAX_LINE`]) gets: the bytes to send, and whether
+/// the connection closes after them. `may_write` says whether the peer may change leases;
+/// it is asked only for a change.
+async fn reply(
+    state: &State,
+    line: Option<&[u8]>,
+    may_write: &mut impl FnMut() -> bool,
+    peer_uid: &str,
+) -> (Vec<u8>, bool) {
+    let Some(line) = line else {
+        tracing::warn!("control socket: request over {MAX_LINE} bytes, closing");
+        let e = Response::error(format!("request too long (limit {MAX_LINE} bytes)"));
+        return (encode(&e), true);
+    };
+    if let Some(addr) = plain_check(line) {
+        // A yes is a use of the lease by Exim (recorded off this path).
+        let allowed = parse_ip(addr).is_ok_and(|ip| {
+            crate::answers::lease_use::grants(&state.leases, ip, now_ms(), Method::EximCheck)
+        });
+        return (plain_reply(allowed).to_vec(), true);
+    }
+    let resp = match parse_request(line) {
+        Err(e) => {
+            tracing::debug!(error = %e, "control socket: bad request");
+            Response::error(e)
+        }
+        Ok(req) if req.op.writes() && !may_write() => {
+            tracing::warn!(uid = %peer_uid, op = req.op.name(),
+                "control socket: refused a change from an unprivileged peer");
+            Response::error(format!(
+                "permission denied: uid {peer_uid} may not {} (needs root, the daemon's user or --writer-group)",
+                req.op.name()
+            ))
+        }
+        Ok(req) => carry_out(state, req.op).await,
+    };
+    (encode(&resp), false)
+}
+
+/// Run one operation off the runtime's threads (it may wait for the disk).
+async fn carry_out(state: &State, op: Op) -> Response {
+    let (leases, counters) = (state.leases.clone(), state.counters.clone());
+    let name = op.name();
+    let done =
+        tokio::task::spawn_blocking(move || super::dispatch(&leases, &counters, op, now_ms()));
+    let leases = &state.leases;
+    match done.await {
+        Ok(Ok(reply)) => reply.into(),
+        Ok(Err(e)) if e.is_storage() => {
+            Stats::bump(&leases.stats.errors);
+            tracing::error!(op = name, error = %e, "control request failed: not acknowledged");
+            Response::error(e.to_string())
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(op = name, error = %e, "control request failed");
+            Response::error(e.to_string())
+        }
+        Err(e) => {
+            Stats::bump(&leases.stats.errors);
+            Response::error(format!("internal error: {e}"))
         }
     }
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::logparse::{Event, LineParser, SessionKey, Stamp, resolve_stamp};
+use super::watch_trust;
 use crate::lease::{Login, Millis, now_ms};
 
 /// Longest line read; a longer one is skipped with a warning.
@@ -36,27 +37,23 @@ pub struct Position {
     pub fp_len: u64,
 }
 
-/// What the follower hands its logins and positions to.
-pub trait Sink {
+/// What the follower hands its logins and positions to. `P` is where a source stopped: a
+/// file's [`Position`], or the journal's cursor.
+pub trait Sink<P = Position> {
     /// A login, with the server's name for its session where the end is logged too, and the
     /// position just after its line (`None` for a file whose position is not kept): storing
     /// both together makes a restart neither replay nor miss it.
-    fn login(
-        &mut self,
-        login: Login,
-        session: Option<SessionKey>,
-        checkpoint: Option<(&str, &Position)>,
-    );
+    fn login(&mut self, login: Login, session: Option<SessionKey>, checkpoint: Option<(&str, &P)>);
     /// A session ended at `at` (its line follows a checkpoint like any other).
     fn logout(&mut self, _session: SessionKey, _at: Millis) {}
     /// Called at least once a second: time-driven work (keeping open sessions' leases).
     fn tick(&mut self) {}
     /// Reading advanced without a login.
-    fn checkpoint(&mut self, key: &str, pos: &Position);
+    fn checkpoint(&mut self, key: &str, pos: &P);
     /// A login line that names no address (Mailutils' default logging): nothing to grant.
     fn login_without_address(&mut self, _source: &str, _user: Option<&str>) {}
     /// The position saved by an earlier run, if any.
-    fn saved(&mut self, key: &str) -> Option<Position>;
+    fn saved(&mut self, key: &str) -> Option<P>;
     /// The end of a chunk read: logins handed over since the last flush may be written
     /// together (with the position of the last one).
     fn flush(&mut self) {}
@@ -183,6 +180,12 @@ pub struct Follower {
     first: bool,
     buf: Vec<u8>,
     pub lines: u64,
+    /// `--watch-insecure`: follow the file even when ordinary users can write it.
+    trust_any: bool,
+    /// The user the daemon started as: it may own the file (see [`watch_trust::risk`]).
+    own_uid: u32,
+    /// The file (device, inode) last refused as untrusted, so that it is said once.
+    refused: Option<(u64, u64)>,
 }
 
 impl Follower {
@@ -198,7 +201,50 @@ impl Follower {
             first: true,
             buf: Vec::new(),
             lines: 0,
+            trust_any: false,
+            own_uid: nix::unistd::geteuid().as_raw(),
+            refused: None,
         }
+    }
+
+    /// `--watch-insecure`: follow the file even when ordinary users could write it.
+    pub fn trust_any(mut self, yes: bool) -> Self {
+        self.trust_any = yes;
+        self
+    }
+
+    /// Why the file at the path, as it is now, cannot be trusted (see [`watch_trust`]):
+    /// the start-up check. None when it can, or when `--watch-insecure` says so.
+    pub fn untrusted(&self) -> Option<String> {
+        if self.trust_any {
+            return None;
+        }
+        watch_trust::check(&self.path, None, self.own_uid)
+            .map(|why| watch_trust::refusal(&self.path, &why))
+    }
+
+    /// Whether an opened file may be read: what ordinary users can write is refused
+    /// (logged once per file) and read later only if its permissions are fixed.
+    fn trusted(&mut self, t: &Tail) -> bool {
+        if self.trust_any {
+            return true;
+        }
+        let Some(why) = t
+            .file
+            .metadata()
+            .ok()
+            .map_or(Some("cannot be examined".to_string()), |m| {
+                watch_trust::check(&self.path, Some(&m), self.own_uid)
+            })
+        else {
+            self.refused = None;
+            return true;
+        };
+        if self.refused != Some((t.dev, t.ino)) {
+            self.refused = Some((t.dev, t.ino));
+            tracing::error!(path = %self.path.display(), "{}: nothing read from it", watch_trust::refusal(&self.path, &why));
+        }
+        false
     }
 
     pub fn path(&self) -> &Path {
@@ -377,6 +423,9 @@ impl Follower {
             }
         };
         t.copy_before = copy_before;
+        if !self.trusted(&t) {
+            return None;
+        }
         let first = std::mem::replace(&mut self.first, false);
         let saved = sink.saved(&self.key);
         let start = match saved {

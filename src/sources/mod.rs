@@ -1,12 +1,16 @@
-//! Where logins come from: followed log files and their line parsers, the login hook, and
-//! Dovecot's auth-policy reports.
+//! Where logins come from: followed log files and their line parsers, the systemd journal,
+//! the login hook, and Dovecot's auth-policy reports.
 
-pub mod dovecot_policy;
-pub mod dovecot_policy_proto;
+pub mod dovecot_auth_policy;
+pub mod dovecot_auth_policy_proto;
 pub mod follow;
 pub mod hook;
+pub mod journal;
+pub mod journal_proto;
 pub mod logparse;
+pub mod sd_journal;
 pub mod sessions;
+pub mod watch_trust;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -19,6 +23,7 @@ use follow::{Follower, Msg, Position, Sink};
 use logparse::{Format, LineParser, SessionKey};
 use sessions::Sessions;
 
+use crate::counters::Counters;
 use crate::lease::{Login, Millis, now_ms};
 use crate::store::{Leases, Outcome, Stats};
 
@@ -33,12 +38,14 @@ pub struct WatchSpec {
 /// chunk read go in one write, with the position after the last of them.
 struct StoreSink {
     leases: Arc<Leases>,
+    counters: Arc<Counters>,
     /// Mailutils without `acl log` names no address: say so once per file, not per login.
     warned_no_address: std::collections::HashSet<String>,
     /// Logins read since the last flush.
     pending: Vec<Login>,
-    /// The position after the last of them (none for a rotated file read at start).
-    position: Option<(String, Position)>,
+    /// The position after the last of them (none for a rotated file read at start), under
+    /// its key, in its stored form.
+    position: Option<(String, Vec<u8>)>,
     /// Session starts and ends read since the last flush, in log order.
     steps: Vec<Step>,
     sessions: Sessions,
@@ -47,6 +54,8 @@ struct StoreSink {
     last_tick: Millis,
     /// When the sessions table was last said to be full.
     warned_full: Millis,
+    /// What this sink last added to the open sessions gauge.
+    sessions_counted: u64,
 }
 
 /// How often a full sessions table is warned about.
@@ -100,9 +109,17 @@ impl StoreSink {
         self.count_sessions();
     }
 
-    fn count_sessions(&self) {
+    /// The log files and the journal hold sessions each: each adds its own change to the
+    /// gauge.
+    fn count_sessions(&mut self) {
         let n = self.sessions.len() as u64;
-        self.leases.stats.sessions_open.store(n, Ordering::Relaxed);
+        let before = std::mem::replace(&mut self.sessions_counted, n);
+        let gauge = &self.counters.sessions_open;
+        if n >= before {
+            gauge.fetch_add(n - before, Ordering::Relaxed);
+        } else {
+            gauge.fetch_sub(before - n, Ordering::Relaxed);
+        }
     }
 
     fn extend(&self, targets: &[(IpAddr, Millis)], why: &str) {
@@ -117,13 +134,44 @@ impl StoreSink {
     }
 }
 
-impl Sink for StoreSink {
-    fn login(
-        &mut self,
-        login: Login,
-        session: Option<SessionKey>,
-        checkpoint: Option<(&str, &Position)>,
-    ) {
+/// Where a source stopped, in the form stored with the leases (meta records are bytes): a
+/// file's [`Position`], the journal's cursor.
+trait Mark: Sized {
+    /// Replace `out` with the stored form.
+    fn store(&self, out: &mut Vec<u8>);
+    fn load(bytes: &[u8]) -> Option<Self>;
+}
+
+impl Mark for Position {
+    fn store(&self, out: &mut Vec<u8>) {
+        out.clear();
+        let _ = serde_json::to_writer(&mut *out, self);
+    }
+    fn load(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+impl StoreSink {
+    fn new(leases: Arc<Leases>, counters: Arc<Counters>, max_session_hold: Duration) -> StoreSink {
+        StoreSink {
+            leases,
+            counters,
+            warned_no_address: Default::default(),
+            pending: Vec::new(),
+            position: None,
+            steps: Vec::new(),
+            sessions: Sessions::new(sessions::CAP),
+            hold: max_session_hold,
+            last_tick: 0,
+            warned_full: 0,
+            sessions_counted: 0,
+        }
+    }
+}
+
+impl<P: Mark> Sink<P> for StoreSink {
+    fn login(&mut self, login: Login, session: Option<SessionKey>, checkpoint: Option<(&str, &P)>) {
         if let Some(session) = session.filter(|_| !self.hold.is_zero()) {
             self.steps.push(Step::Open {
                 login: self.pending.len(),
@@ -133,8 +181,12 @@ impl Sink for StoreSink {
         self.pending.push(login);
         if let Some((key, pos)) = checkpoint {
             match &mut self.position {
-                Some((k, p)) if k == key => *p = *pos,
-                other => *other = Some((key.to_string(), *pos)),
+                Some((k, v)) if k == key => pos.store(v),
+                other => {
+                    let mut v = Vec::new();
+                    pos.store(&mut v);
+                    *other = Some((key.to_string(), v));
+                }
             }
         }
     }
@@ -154,10 +206,7 @@ impl Sink for StoreSink {
         }
         let logins = std::mem::take(&mut self.pending);
         let position = self.position.take();
-        let meta = position
-            .as_ref()
-            .map(|(k, p)| (k.as_str(), serde_json::to_vec(p).unwrap_or_default()));
-        let meta = meta.as_ref().map(|(k, v)| (*k, v.as_slice()));
+        let meta = position.as_ref().map(|(k, v)| (k.as_str(), v.as_slice()));
         let outcomes = match self.leases.login_many(&logins, now_ms(), meta) {
             Ok(o) => o,
             Err(e) => {
@@ -184,9 +233,10 @@ impl Sink for StoreSink {
         self.count_sessions();
     }
 
-    fn checkpoint(&mut self, key: &str, pos: &Position) {
-        self.flush();
-        let v = serde_json::to_vec(pos).unwrap_or_default();
+    fn checkpoint(&mut self, key: &str, pos: &P) {
+        Sink::<P>::flush(self);
+        let mut v = Vec::new();
+        pos.store(&mut v);
         if let Err(e) = self.leases.backend().put_meta(key, &v) {
             Stats::bump(&self.leases.stats.errors);
             tracing::error!(error = %e, "cannot save log position");
@@ -204,35 +254,52 @@ impl Sink for StoreSink {
         }
     }
 
-    fn saved(&mut self, key: &str) -> Option<Position> {
-        self.flush();
+    fn saved(&mut self, key: &str) -> Option<P> {
+        Sink::<P>::flush(self);
         let v = self.leases.backend().get_meta(key).ok().flatten()?;
-        serde_json::from_slice(&v).ok()
+        P::load(&v)
     }
 }
 
-/// Followers run on one thread; the returned sender stops (`Msg::Stop`) or reopens them.
+/// The log followers' thread, reopened on SIGHUP and stopped at shutdown.
+pub struct FollowerHandle {
+    thread: std::thread::JoinHandle<()>,
+    tx: mpsc::Sender<Msg>,
+}
+
+impl FollowerHandle {
+    /// Reopen every followed file (SIGHUP: logrotate's postrotate may have renamed them).
+    pub fn reopen(&self) {
+        let _ = self.tx.send(Msg::Reopen);
+    }
+
+    /// Stop following and wait for the thread: what it read is recorded when this returns.
+    pub async fn stop(self) {
+        let _ = self.tx.send(Msg::Stop);
+        let _ = tokio::task::spawn_blocking(move || self.thread.join()).await;
+    }
+}
+
+/// Followers run on one thread of their own: file reads block.
 pub fn start_followers(
     specs: &[WatchSpec],
     patterns: &[regex::Regex],
     leases: Arc<Leases>,
+    counters: Arc<Counters>,
     max_session_hold: Duration,
-) -> crate::Result<(std::thread::JoinHandle<()>, mpsc::Sender<Msg>)> {
+    trust_any: bool,
+) -> crate::Result<FollowerHandle> {
     let mut followers: Vec<Follower> = specs
         .iter()
-        .map(|s| Follower::new(s.path.clone(), LineParser::new(s.format, patterns.to_vec())))
+        .map(|s| {
+            Follower::new(s.path.clone(), LineParser::new(s.format, patterns.to_vec()))
+                .trust_any(trust_any)
+        })
         .collect();
-    let mut sink = StoreSink {
-        leases,
-        warned_no_address: Default::default(),
-        pending: Vec::new(),
-        position: None,
-        steps: Vec::new(),
-        sessions: Sessions::new(sessions::CAP),
-        hold: max_session_hold,
-        last_tick: 0,
-        warned_full: 0,
-    };
+    if let Some(why) = followers.iter().find_map(Follower::untrusted) {
+        return Err(crate::Error::invalid(why));
+    }
+    let mut sink = StoreSink::new(leases, counters, max_session_hold);
     // Open every file before the daemon says it is ready: "from the end" must mean the end
     // at start, not wherever the file has grown to when a thread gets going.
     for f in followers.iter_mut() {
@@ -240,9 +307,9 @@ pub fn start_followers(
     }
     let (tx, rx) = mpsc::channel();
     let tx2 = tx.clone();
-    let handle = std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("follow".into())
         .spawn(move || follow::run(followers, &mut sink, tx2, rx))
         .map_err(|e| crate::Error::net("start the log follower thread", e))?;
-    Ok((handle, tx))
+    Ok(FollowerHandle { thread, tx })
 }

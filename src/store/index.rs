@@ -1,5 +1,5 @@
 //! The lease table's in-memory index in compact form: what a daemon with a million leases
-//! holds, so every byte per lease counts (see BENCHMARKS.md).
+//! holds, so every byte per lease counts (see docs/performance.md).
 //!
 //! Leases are kept as fixed-size records in one vector: the source name (a log path,
 //! `hook`, `manual`) is stored once and referred to by number, the address map holds only a

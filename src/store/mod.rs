@@ -19,7 +19,6 @@ use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
 pub use redis_store::{RedisBackend, RedisConfig, RedisLink, STORE_META, drop_queue};
-pub(crate) use sled_store::describe_sled;
 pub use sled_store::{Opened, SledBackend};
 pub use usage_redis::UsageRedis;
 pub use usage_store::{UsageSled, UsageStore};
@@ -28,6 +27,17 @@ use crate::error::{Error, Result};
 use crate::lease::{Lease, Login, Millis, Rules, SOURCE_MANUAL, Verdict, lease_key, show_key};
 use index::Index;
 pub use index::LeaseRef;
+
+/// The [`STORE_META`] record of a host whose leases are in its own database.
+pub const LOCAL_STORE: &[u8] = b"local";
+
+/// Open the lease database, moving a corrupt one aside.
+pub fn open_store(db: &std::path::Path) -> Result<SledBackend> {
+    Ok(match SledBackend::open(db)? {
+        Opened::Fine(b) => b,
+        Opened::Quarantined(b, _) => b,
+    })
+}
 
 /// Where leases live when the process stops.
 pub trait Backend: Send + Sync {
@@ -117,7 +127,8 @@ pub enum Outcome {
     Refused(Verdict),
 }
 
-/// Counters for `relaylease stats`.
+/// The lease table's counters for `relaylease stats` (the answers' are in
+/// [`crate::counters::Counters`]).
 #[derive(Default)]
 pub struct Stats {
     logins_by_source: Mutex<BTreeMap<String, u64>>,
@@ -126,14 +137,7 @@ pub struct Stats {
     pub refused: AtomicU64,
     pub expired: AtomicU64,
     pub deleted: AtomicU64,
-    pub policy_ok: AtomicU64,
-    pub policy_dunno: AtomicU64,
     pub errors: AtomicU64,
-    /// Open sessions holding their leases (a gauge the log follower sets).
-    pub sessions_open: AtomicU64,
-    /// `--unleased-action defer` answers, and `--mark-header` PREPENDs.
-    pub policy_defer: AtomicU64,
-    pub policy_prepend: AtomicU64,
     /// Uses of leases (see [`crate::usage`]): messages and recipients through the Postfix
     /// policy service, and checks answered yes by the socketmap, Exim and smtp-wrap.
     pub relayed_messages: AtomicU64,
@@ -169,16 +173,18 @@ impl Stats {
             refused: get(&self.refused),
             expired: get(&self.expired),
             deleted: get(&self.deleted),
-            policy_ok: get(&self.policy_ok),
-            policy_dunno: get(&self.policy_dunno),
             errors: get(&self.errors),
-            sessions_open: get(&self.sessions_open),
-            policy_defer: get(&self.policy_defer),
-            policy_prepend: get(&self.policy_prepend),
             relayed_messages: get(&self.relayed_messages),
             relayed_recipients: get(&self.relayed_recipients),
             relay_checks: get(&self.relay_checks),
             usage_lost: get(&self.usage_lost),
+            // Filled in from [`crate::counters::Counters`] where the daemon keeps them.
+            policy_ok: 0,
+            policy_dunno: 0,
+            policy_defer: 0,
+            policy_prepend: 0,
+            sessions_open: 0,
+            forged: 0,
         }
     }
 }
@@ -198,6 +204,9 @@ pub struct StatsSnapshot {
     /// Absent from an older daemon's answer.
     #[serde(default)]
     pub sessions_open: u64,
+    /// Absent from an older daemon's answer.
+    #[serde(default)]
+    pub forged: u64,
     #[serde(default)]
     pub policy_defer: u64,
     #[serde(default)]

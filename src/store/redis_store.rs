@@ -77,7 +77,8 @@ pub fn redact(url: &str) -> String {
 }
 
 impl RedisConfig {
-    pub fn parse(url: &str, prefix: &str) -> Result<RedisConfig> {
+    /// `no_password` (`--store-no-password`) accepts a URL without a password.
+    pub fn parse(url: &str, prefix: &str, no_password: bool) -> Result<RedisConfig> {
         let shown = redact(url);
         let bad = |why: &str| Error::invalid(format!("--store '{shown}': {why}"));
         let scheme = url.split_once("://").map(|(s, _)| s);
@@ -92,6 +93,12 @@ impl RedisConfig {
             redis::ConnectionAddr::Unix(_)
         ) {
             return Err(bad("expected a host and port"));
+        }
+        let info = client.get_connection_info().redis_settings();
+        if !no_password && info.password().is_none_or(str::is_empty) {
+            return Err(bad(
+                "no password: whoever reaches this Redis could write a lease and open the relay; give the ACL user's password (docs/redis.md), or --store-no-password to accept that",
+            ));
         }
         if prefix.is_empty()
             || prefix.len() > 64
@@ -722,7 +729,7 @@ mod tests {
         RedisBackend {
             sled,
             shared: Arc::new(Shared {
-                cfg: RedisConfig::parse("redis://127.0.0.1:1/0", "relaylease").unwrap(),
+                cfg: RedisConfig::parse("redis://127.0.0.1:1/0", "relaylease", true).unwrap(),
                 queue,
                 progress: Mutex::new(Progress { up: false, sent: 0 }),
                 acked: Condvar::new(),
@@ -965,7 +972,7 @@ mod tests {
 
     #[test]
     fn store_urls_are_checked_and_named_without_the_password() {
-        let ok = RedisConfig::parse("redis://relay:pw@127.0.0.1:6390/3", "site-a").unwrap();
+        let ok = RedisConfig::parse("redis://relay:pw@127.0.0.1:6390/3", "site-a", false).unwrap();
         assert_eq!(
             ok.describe(),
             "redis://relay:***@127.0.0.1:6390/3 prefix site-a"
@@ -974,21 +981,39 @@ mod tests {
             format!("{ok:?}"),
             "RedisConfig(redis://relay:***@127.0.0.1:6390/3 prefix site-a)"
         );
-        assert!(RedisConfig::parse("rediss://h.example.org:6380/0", "relaylease").is_ok());
+        assert!(
+            RedisConfig::parse("rediss://:pw@h.example.org:6380/0", "relaylease", false).is_ok()
+        );
+        // Without a password whoever reaches Redis can write a lease: only with the flag.
+        for url in [
+            "redis://h:1/0",
+            "redis://relay@h:1/0",
+            "redis://relay:@h:1/0",
+        ] {
+            let e = RedisConfig::parse(url, "relaylease", false)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("no password") && e.contains("--store-no-password"),
+                "{e}"
+            );
+            assert_eq!(e.lines().count(), 1, "{e}");
+            assert!(RedisConfig::parse(url, "relaylease", true).is_ok());
+        }
         for bad in [
             "http://127.0.0.1:6379",
             "127.0.0.1:6379",
             "redis+unix:///tmp/redis.sock",
             "redis://u:secret@[::1/0",
         ] {
-            let e = RedisConfig::parse(bad, "relaylease")
+            let e = RedisConfig::parse(bad, "relaylease", true)
                 .unwrap_err()
                 .to_string();
             assert!(e.starts_with("--store '"), "{e}");
             assert!(!e.contains("secret"), "{e}");
         }
         for bad in ["", "a b", "x*", "a:b", &"p".repeat(65)] {
-            let e = RedisConfig::parse("redis://h:1/0", bad)
+            let e = RedisConfig::parse("redis://h:1/0", bad, true)
                 .unwrap_err()
                 .to_string();
             assert!(e.starts_with("--store-prefix"), "{e}");
@@ -1013,7 +1038,7 @@ mod tests {
 
     #[test]
     fn keys_and_channel_carry_the_prefix() {
-        let c = RedisConfig::parse("redis://h:1/0", "site-a").unwrap();
+        let c = RedisConfig::parse("redis://h:1/0", "site-a", true).unwrap();
         let net: IpNet = "2001:db8:1:2::/64".parse().unwrap();
         assert_eq!(c.lease_key(&net), "site-a:lease:2001:db8:1:2::/64");
         assert_eq!(c.lease_pattern(), "site-a:lease:*");

@@ -11,13 +11,13 @@ use ipnet::IpNet;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisResult, Value};
 use serde::Deserialize;
-use tokio::sync::watch;
 
 use super::Leases;
 use super::redis_store::{
     Change, Failure, RedisConfig, RedisLink, Shared, describe, is_credentials_error,
 };
 use crate::lease::{Lease, now_ms};
+use crate::shutdown::Shutdown;
 
 /// Any one exchange with Redis that takes longer than this counts as an outage.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -284,13 +284,13 @@ async fn ping<C: ConnectionLike + Send>(conn: &mut C) -> RedisResult<()> {
 }
 
 /// One connection's life: subscribe, send the queue, reload, then follow events until the
-/// connection fails (`Err`, with why) or `stop` turns true (`Ok`).
+/// connection fails (`Err`, with why) or `shutdown` comes (`Ok`).
 async fn session(
     sh: &Shared,
     leases: &Leases,
     client: &redis::Client,
     manager: &mut Option<ConnectionManager>,
-    stop: watch::Receiver<bool>,
+    shutdown: &mut Shutdown,
 ) -> Result<(), Failure> {
     let pubsub = bounded("connect", client.get_async_pubsub()).await?;
     let (mut sink, mut stream) = pubsub.split();
@@ -314,7 +314,7 @@ async fn session(
     sh.outage_ends(sent, loaded);
 
     let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
-    let stopping = crate::daemon::stopped(stop);
+    let stopping = shutdown.recv();
     tokio::pin!(stopping);
     loop {
         tokio::select! {
@@ -338,9 +338,9 @@ async fn session(
     }
 }
 
-/// Run until `stop` turns true: connect, and reconnect after every failure (100 ms, then
+/// Run until `shutdown`: connect, and reconnect after every failure (100 ms, then
 /// doubling to 1 s between attempts). Started by the daemon with `--store redis://...`.
-pub async fn run(link: RedisLink, leases: Arc<Leases>, stop: watch::Receiver<bool>) {
+pub async fn run(link: RedisLink, leases: Arc<Leases>, mut shutdown: Shutdown) {
     let sh = link.0;
     let client = match sh.cfg.client() {
         Ok(c) => c,
@@ -352,11 +352,11 @@ pub async fn run(link: RedisLink, leases: Arc<Leases>, stop: watch::Receiver<boo
     let mut manager = None;
     let mut backoff = MIN_BACKOFF;
     loop {
-        if *stop.borrow() {
+        if shutdown.is_shutdown() {
             break;
         }
         let started = Instant::now();
-        match session(&sh, &leases, &client, &mut manager, stop.clone()).await {
+        match session(&sh, &leases, &client, &mut manager, &mut shutdown).await {
             Ok(()) => break,
             Err(e) => {
                 sh.outage_begins(&e);
@@ -370,7 +370,7 @@ pub async fn run(link: RedisLink, leases: Arc<Leases>, stop: watch::Receiver<boo
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = crate::daemon::stopped(stop.clone()) => break,
+            _ = shutdown.recv() => break,
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }

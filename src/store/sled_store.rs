@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 
 use super::Backend;
+use crate::error::describe_sled;
 use crate::error::{Error, Result};
 use crate::lease::{Lease, now_ms};
 
@@ -264,21 +265,6 @@ fn storage_error(e: sled::transaction::TransactionError<()>) -> sled::Error {
         sled::transaction::TransactionError::Abort(()) => {
             sled::Error::ReportableBug("transaction aborted".into())
         }
-    }
-}
-
-/// "no storage space" rather than `IO error: Os { code: 28, ... }`. sled hands on an I/O
-/// error it met while writing as a new error of the same kind whose text is the old one's
-/// debug form; the kind is what is left to show.
-pub(crate) fn describe_sled(e: &sled::Error) -> String {
-    match e {
-        sled::Error::Io(io)
-            if io.raw_os_error().is_some() || io.kind() == std::io::ErrorKind::Other =>
-        {
-            crate::error::describe_io(io)
-        }
-        sled::Error::Io(io) => io.kind().to_string(),
-        other => other.to_string(),
     }
 }
 

@@ -34,9 +34,9 @@ fn local(paths: &Paths) -> Result<UsageSled> {
         paths.socket.display(),
         paths.db.display()
     );
-    let sled = crate::daemon::open_store(&paths.db)?;
+    let sled = crate::store::open_store(&paths.db)?;
     if let Some(v) = sled.get_meta(STORE_META)?
-        && v != crate::daemon::LOCAL_STORE
+        && v != crate::store::LOCAL_STORE
     {
         return Err(Error::invalid(format!(
             "the daemon keeps its usage table in Redis ({}): start it (or use a host where it runs)",

@@ -360,6 +360,31 @@ impl LineParser {
         }
     }
 
+    /// One message whose program tag and pid are known without a syslog envelope (a journal
+    /// entry's fields), and whose time is known too. Never panics, whatever the bytes.
+    /// `--login-pattern`s see it as `TAG[PID]: MESSAGE`.
+    pub fn parse_message(&mut self, tag: &[u8], pid: Option<u32>, msg: &[u8]) -> Event {
+        let msg = msg.strip_suffix(b"\r").unwrap_or(msg);
+        let builtin = if self.pinned == Some(Format::Custom) {
+            Event::Nothing
+        } else {
+            self.tagged(tag, pid, msg, RawStamp::None)
+        };
+        match builtin {
+            Event::Login(_) | Event::Failure(_) => builtin,
+            other if self.custom.is_empty() => other,
+            other => {
+                let mut line = tag.to_vec();
+                if let Some(pid) = pid {
+                    line.extend_from_slice(format!("[{pid}]").as_bytes());
+                }
+                line.extend_from_slice(b": ");
+                line.extend_from_slice(msg);
+                self.custom(&line).unwrap_or(other)
+            }
+        }
+    }
+
     fn builtin(&mut self, line: &[u8]) -> Event {
         let Some(env) = syslog::envelope(line) else {
             return Event::Nothing;
@@ -369,6 +394,10 @@ impl LineParser {
             Body::DovecotNative(msg) => (&b"dovecot"[..], None, msg),
             Body::Tagged { tag, pid, msg } => (tag, pid, msg),
         };
+        self.tagged(tag, pid, msg, env.stamp)
+    }
+
+    fn tagged(&mut self, tag: &[u8], pid: Option<u32>, msg: &[u8], stamp: RawStamp<'_>) -> Event {
         let mut elsewhere = false;
         for &format in candidates(tag) {
             let parsed = run(format, tag, msg);
@@ -376,7 +405,7 @@ impl LineParser {
                 continue;
             }
             if self.pinned.is_none_or(|p| p == format) {
-                return self.apply(format, tag, parsed, env.stamp, pid);
+                return self.apply(format, tag, parsed, stamp, pid);
             }
             // Another server's login in a log pinned to one format: say so, grant nothing.
             elsewhere |= matches!(parsed, Parsed::Login { .. } | Parsed::Suspect);
@@ -652,6 +681,51 @@ mod tests {
         }
         bad.truncate(30);
         assert_eq!(p.parse(&bad), Event::Nothing);
+    }
+
+    /// A journal entry's message comes with its tag and pid as fields, without an envelope.
+    #[test]
+    fn a_message_with_its_tag_and_pid_from_elsewhere() {
+        let mut p = LineParser::new(None, vec![]);
+        let l = match p.parse_message(
+            b"dovecot",
+            Some(25082),
+            b"pop3-login: Login: user=<alice>, method=PLAIN, rip=192.0.2.7, lip=127.0.0.1, mpid=9, session=<s>",
+        ) {
+            Event::Login(l) => l,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((l.ip, l.stamp), ("192.0.2.7".parse().ok(), None));
+        assert_eq!(l.session.unwrap().to_string(), "dovecot:dovecot/9/s");
+        // Cyrus names its session by the pid given.
+        match p.parse_message(
+            b"cyrus/imap",
+            Some(9062),
+            b"login: host [192.0.2.8] alice plaintext User logged in SESSIONID=<x>",
+        ) {
+            Event::Login(l) => assert_eq!(l.session.unwrap().to_string(), "cyrus:cyrus/imap[9062]"),
+            other => panic!("{other:?}"),
+        }
+        // The tag decides, as in a file: Postfix quoting a login line is nothing.
+        assert_eq!(
+            p.parse_message(
+                b"postfix/smtpd",
+                Some(1),
+                b"pop3-login: Login: user=<a>, method=PLAIN, rip=10.6.6.6, lip=127.0.0.1"
+            ),
+            Event::Nothing
+        );
+        // A site pattern sees `TAG[PID]: MESSAGE`.
+        let re = compile_login_pattern(r"^teapop\[\d+\]: ok (?P<ip>\S+)$").unwrap();
+        let mut p = LineParser::new(None, vec![re]);
+        assert!(matches!(
+            p.parse_message(b"teapop", Some(7), b"ok 192.0.2.9\r"),
+            Event::Login(_)
+        ));
+        assert_eq!(
+            p.parse_message(b"teapop", None, b"ok 192.0.2.9"),
+            Event::Nothing
+        );
     }
 
     #[test]

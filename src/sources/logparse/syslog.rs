@@ -27,6 +27,8 @@ pub(crate) enum RawStamp<'a> {
     Bsd(&'a [u8]),
     /// RFC 3339 `2026-11-22T03:09:57.790849+00:00`.
     Iso(&'a [u8]),
+    /// None in the message: its time comes with it from elsewhere (a journal entry).
+    None,
 }
 
 impl RawStamp<'_> {
@@ -34,6 +36,7 @@ impl RawStamp<'_> {
         match self {
             RawStamp::Bsd(b) => parse_bsd(b),
             RawStamp::Iso(b) => parse_iso(b),
+            RawStamp::None => None,
         }
     }
 }
@@ -254,15 +257,7 @@ pub fn resolve_stamp(stamp: &Stamp, now: Millis) -> Option<Millis> {
 }
 
 fn local_year(now: Millis) -> Option<i32> {
-    let t = libc::time_t::try_from(now / 1000).ok()?;
-    // SAFETY: an all-zero `tm` is a valid value (the zone pointer may be null), and
-    // localtime_r only writes through the two pointers it is given.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::localtime_r(&t, &mut tm) };
-    if r.is_null() {
-        return None;
-    }
-    Some(tm.tm_year + 1900)
+    crate::lease::local_tm(now).map(|tm| tm.tm_year + 1900)
 }
 
 /// Local wall-clock time to Unix ms, letting the C library pick summer or winter time.

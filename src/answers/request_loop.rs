@@ -1,0 +1,193 @@
+//! The one connection loop of the request/reply answers (Postfix's policy service, the
+//! socketmap server): buffer what arrives, answer every complete request in it (clients may
+//! pipeline), close a connection that completes no request within the idle limit, and stop
+//! between requests at shutdown.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::listen::Conn;
+use crate::shutdown::Shutdown;
+
+/// After answering: go on, or close the connection once what was answered is written.
+pub enum Step {
+    /// This many bytes at the start of the buffer were complete requests, now answered.
+    Used(usize),
+    /// Close, after writing the replies appended so far.
+    Close,
+}
+
+/// One protocol's side of the loop: framing and answers, no I/O.
+pub trait Answerer {
+    /// Could `buf` hold a complete request ending at or after `from` (the bytes before it
+    /// were looked at already)? A cheap scan that spares [`Answerer::answer`] the bytes of a
+    /// request still arriving.
+    fn maybe_complete(&self, buf: &[u8], from: usize) -> bool;
+
+    /// Answer the complete requests at the start of `buf`, appending each reply to `out`.
+    fn answer(&mut self, buf: &[u8], out: &mut Vec<u8>) -> Step;
+
+    /// Incomplete bytes held beyond this close the connection ([`Answerer::too_large`]).
+    fn max_request(&self) -> usize;
+
+    /// Said when a request grows past [`Answerer::max_request`]: append a reply, if the
+    /// protocol has one, and log.
+    fn too_large(&mut self, out: &mut Vec<u8>);
+}
+
+/// Serve one connection until the client closes it, it stays `idle` without completing a
+/// request, or `shutdown` comes while no request is half-read.
+pub async fn serve_connection<A: Answerer>(
+    mut conn: Box<dyn Conn>,
+    mut answerer: A,
+    idle: Duration,
+    mut shutdown: Shutdown,
+) {
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut out: Vec<u8> = Vec::with_capacity(64);
+    let mut chunk = [0u8; 8192];
+    // Bytes of `buf` known to hold no end of request: a client sending one byte at a time
+    // costs a scan of each byte once, not of the whole buffer on every read.
+    let mut scanned = 0;
+    // One timer and one shutdown wait for the whole connection, not one per read: both
+    // register with state shared by every connection, which would cost each request a lock
+    // or two. The idle timer is pushed back only when it fires.
+    let timer = tokio::time::sleep(idle);
+    tokio::pin!(timer);
+    let mut last_answer = Instant::now();
+    let stopped = shutdown.recv();
+    tokio::pin!(stopped);
+    loop {
+        let mut close = false;
+        if answerer.maybe_complete(&buf, scanned) {
+            match answerer.answer(&buf, &mut out) {
+                Step::Used(n) => {
+                    buf.drain(..n);
+                }
+                Step::Close => close = true,
+            }
+        }
+        if !close && buf.len() > answerer.max_request() {
+            answerer.too_large(&mut out);
+            close = true;
+        }
+        scanned = buf.len();
+        if !out.is_empty() {
+            if conn.write_all(&out).await.is_err() || close {
+                return;
+            }
+            out.clear();
+            last_answer = Instant::now();
+        }
+        if close {
+            return;
+        }
+        let n = tokio::select! {
+            r = conn.read(&mut chunk) => match r {
+                Ok(n) => n,
+                Err(_) => return,
+            },
+            _ = &mut timer => {
+                if last_answer.elapsed() >= idle {
+                    if !buf.is_empty() {
+                        tracing::warn!(idle = ?idle, "closing a connection whose request did not complete in time");
+                    }
+                    return;
+                }
+                timer.as_mut().reset(last_answer + idle);
+                continue;
+            }
+            _ = &mut stopped, if buf.is_empty() => return,
+        };
+        if n == 0 {
+            return;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Requests are lines; "bad" closes; a line over 16 bytes is too large.
+    struct Lines;
+
+    impl Answerer for Lines {
+        fn maybe_complete(&self, buf: &[u8], from: usize) -> bool {
+            memchr::memchr(b'\n', &buf[from..]).is_some()
+        }
+
+        fn answer(&mut self, buf: &[u8], out: &mut Vec<u8>) -> Step {
+            let mut used = 0;
+            while let Some(i) = memchr::memchr(b'\n', &buf[used..]) {
+                let line = &buf[used..used + i];
+                if line == b"bad" {
+                    out.extend_from_slice(b"bye\n");
+                    return Step::Close;
+                }
+                out.extend_from_slice(b"re:");
+                out.extend_from_slice(line);
+                out.push(b'\n');
+                used += i + 1;
+            }
+            Step::Used(used)
+        }
+
+        fn max_request(&self) -> usize {
+            16
+        }
+
+        fn too_large(&mut self, out: &mut Vec<u8>) {
+            out.extend_from_slice(b"too long\n");
+        }
+    }
+
+    async fn talk(input: &[u8]) -> Vec<u8> {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let served = tokio::spawn(serve_connection(
+            Box::new(server),
+            Lines,
+            Duration::from_secs(60),
+            Shutdown::never(),
+        ));
+        client.write_all(input).await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        served.await.unwrap();
+        got
+    }
+
+    #[tokio::test]
+    async fn pipelined_requests_are_each_answered_and_a_closing_one_ends_it() {
+        assert_eq!(talk(b"a\nb\nc").await, b"re:a\nre:b\n");
+        assert_eq!(talk(b"a\nbad\nc\n").await, b"re:a\nbye\n");
+        assert_eq!(talk(b"a\n0123456789abcdefg").await, b"re:a\ntoo long\n");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_waits_for_a_half_read_request_and_idle_closes_it() {
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let (mut client, server) = tokio::io::duplex(1024);
+        let served = tokio::spawn(serve_connection(
+            Box::new(server),
+            Lines,
+            Duration::from_secs(60),
+            shutdown,
+        ));
+        client.write_all(b"half").await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        trigger.pull();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!served.is_finished(), "a request in flight is let finish");
+        client.write_all(b"\n").await.unwrap();
+        let mut reply = [0u8; 8];
+        client.read_exact(&mut reply).await.unwrap();
+        assert_eq!(&reply, b"re:half\n");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(served.is_finished(), "then it stops");
+    }
+}
