@@ -297,6 +297,16 @@ mod tests {
             },
             Op::Flush,
             Op::Stats,
+            Op::Relay {
+                addr: "192.0.2.7".into(),
+            },
+            Op::Usage { token: None },
+            Op::Usage {
+                token: Some("3f9c0d2a41b7e5c86f10".into()),
+            },
+            Op::Forget {
+                user: "alice".into(),
+            },
         ] {
             let line = encode(&Request::new(op.clone()));
             assert_eq!(*line.last().unwrap(), b'\n');
@@ -304,6 +314,22 @@ mod tests {
         }
         let resp: Response = Reply::Flushed { count: 3 }.into();
         assert_eq!(parse_response(&encode(&resp)).unwrap(), resp);
+        // Only changes need a trusted peer: forgetting a record is one, reading is not.
+        assert!(Op::Forget { user: "a".into() }.writes());
+        assert!(!Op::Usage { token: None }.writes());
+        assert!(
+            !Op::Relay {
+                addr: "192.0.2.7".into()
+            }
+            .writes()
+        );
+        // A reply from a daemon that knows nothing of TCPREMOTEINFO still reads.
+        let old =
+            br#"{"v":1,"ok":true,"result":"check","addr":"192.0.2.7","allowed":true,"now":1}"#;
+        let Reply::Check { remote_info, .. } = parse_response(old).unwrap().reply else {
+            panic!("a check reply");
+        };
+        assert_eq!(remote_info, None);
         let text = String::from_utf8(encode(&Response::error("nope"))).unwrap();
         assert_eq!(
             text,

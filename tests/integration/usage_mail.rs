@@ -26,9 +26,22 @@ fn soon(f: impl FnMut() -> bool) -> bool {
     eventually(Duration::from_secs(5), f)
 }
 
+/// Dovecot's settings for an auth socket Postfix can use for SASL ([`sasl_socket`]).
+const SASL_LISTENER: &str =
+    "service auth {\n  unix_listener auth-smtp {\n    mode = 0666\n  }\n}\n";
+
+fn sasl_socket(dovecot: &Dovecot) -> std::path::PathBuf {
+    dovecot.dir().join("run/auth-smtp")
+}
+
 /// Postfix configured from the contrib snippet (relay and DATA restrictions pointed at
 /// `policy`), relaying every message, local ones too, to `sink`.
 fn postfix(dir: &Path, policy: &Path, sink: &SmtpSink) -> Postfix {
+    postfix_with(dir, policy, sink, "")
+}
+
+/// [`postfix`] with `more` main.cf lines.
+fn postfix_with(dir: &Path, policy: &Path, sink: &SmtpSink, more: &str) -> Postfix {
     let endpoint = format!("unix:{}", policy.display());
     let contrib = "unix:/run/relaylease/policy.sock";
     let relay =
@@ -41,7 +54,7 @@ fn postfix(dir: &Path, policy: &Path, sink: &SmtpSink) -> Postfix {
         "smtpd_data_restrictions = {data}\n\
          relayhost = [127.0.0.1]:{port}\n\
          default_transport = smtp\n\
-         local_transport = smtp:[127.0.0.1]:{port}\n"
+         local_transport = smtp:[127.0.0.1]:{port}\n{more}"
     );
     Postfix::start_with_main_cf(dir, &relay, &extra)
 }
@@ -106,14 +119,14 @@ fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Two messages from alice's leased address, one to a local recipient only, one from an
-/// --allow client and one from a stranger; bob only logs in. Then the same without
-/// --mark-header.
+/// --allow client, one from alice authenticated with SASL, and a stranger's try; bob only
+/// logs in. Then the same without --mark-header.
 #[test]
 #[ignore = "needs root and Debian's postfix, dovecot, ucspi-tcp-ipv6, swaks (tests/run.sh installs and runs them)"]
 fn audit_lines_join_postfixs_queue_ids_and_only_mail_relayed_through_a_lease_is_marked() {
     let env = Env::new();
     let dir = env.dir.path().to_path_buf();
-    let dovecot = Dovecot::start(&dir);
+    let dovecot = Dovecot::start_with(&dir, SASL_LISTENER);
     let sink = SmtpSink::start(&dir);
     let policy = env.path("policy.sock");
     let endpoint = format!("unix:{}", policy.display());
@@ -123,7 +136,11 @@ fn audit_lines_join_postfixs_queue_ids_and_only_mail_relayed_through_a_lease_is_
         &["--mark-header", "X-Relayed-By", "--allow", "127.0.0.90"],
     );
     let d = env.start(&marked);
-    let postfix = postfix(&dir, &policy, &sink);
+    let sasl = format!(
+        "smtpd_sasl_auth_enable = yes\nsmtpd_sasl_type = dovecot\nsmtpd_sasl_path = {}\n",
+        sasl_socket(&dovecot).display()
+    );
+    let postfix = postfix_with(&dir, &policy, &sink, &sasl);
     let port = postfix.smtp_port();
     let (alice, bob, allowed, stranger) = (ip(81), ip(83), ip(90), ip(84));
 
@@ -153,6 +170,32 @@ fn audit_lines_join_postfixs_queue_ids_and_only_mail_relayed_through_a_lease_is_
         &[REMOTE_RCPT],
         "allowed-1",
     );
+    // Alice authenticates with SASL from her leased address: permit_sasl_authenticated lets
+    // her relay before relaylease is asked, so the lease is not used.
+    let swaks = std::process::Command::new("swaks")
+        .args(["--server", "127.0.0.1", "--port", &port.to_string()])
+        .args([
+            "--local-interface",
+            "127.0.0.81",
+            "--helo",
+            "client.rig.test",
+        ])
+        .args(["--from", "alice@rig.test", "--to", REMOTE_RCPT])
+        .args([
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "alice",
+            "--auth-password",
+            PASSWORD,
+        ])
+        .args(["--header", "Subject: sasl-1", "--timeout", "30s"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run swaks");
+    let said = String::from_utf8_lossy(&swaks.stdout).into_owned();
+    assert!(swaks.status.success(), "swaks: {said}\n{}", postfix.log());
+    assert!(said.contains("<-  235 "), "not authenticated: {said}");
 
     // What Postfix handed on: the header on mail relayed through the lease only.
     let login_line = |m: &str| header(m, "X-Relayed-By").map(str::to_string);
@@ -164,7 +207,7 @@ fn audit_lines_join_postfixs_queue_ids_and_only_mail_relayed_through_a_lease_is_
             "{subject}: {h}"
         );
     }
-    for subject in ["local-1", "allowed-1"] {
+    for subject in ["local-1", "allowed-1", "sasl-1"] {
         assert_eq!(
             login_line(&sink.wait_for(subject)),
             None,
