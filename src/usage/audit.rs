@@ -175,11 +175,34 @@ impl Audit {
         self.buf.push(b'\n');
     }
 
+    /// An address: IPv4 (the common case) written digit by digit.
+    fn addr(&mut self, name: &str, ip: std::net::IpAddr) {
+        let std::net::IpAddr::V4(v4) = ip else {
+            return self.shown(name, ip);
+        };
+        self.scratch.clear();
+        for (i, o) in v4.octets().iter().enumerate() {
+            if i > 0 {
+                self.scratch.push('.');
+            }
+            if *o >= 100 {
+                self.scratch.push((b'0' + o / 100) as char);
+            }
+            if *o >= 10 {
+                self.scratch.push((b'0' + o / 10 % 10) as char);
+            }
+            self.scratch.push((b'0' + o % 10) as char);
+        }
+        let v = std::mem::take(&mut self.scratch);
+        self.shown_str(name, &v);
+        self.scratch = v;
+    }
+
     fn lease_fields(&mut self, u: &Use) {
-        self.shown("client", u.client);
+        self.addr("client", u.client);
         self.text("user", u.user().unwrap_or("-"));
         if u.net.prefix_len() == u.net.max_prefix_len() && u.net.addr() == u.client {
-            self.shown("lease", u.client);
+            self.addr("lease", u.client);
         } else {
             self.shown("lease", show_key(&u.net));
         }
@@ -368,6 +391,22 @@ mod tests {
             let theirs: Vec<String> = theirs.lines().map(without_stamp).collect();
             assert_eq!(ours, theirs, "{format:?} time {time}");
             assert_eq!(ours.len(), 2);
+        }
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "10.0.0.255",
+            "192.0.2.7",
+            "100.64.10.9",
+            "2001:db8::1",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            let mut a = Audit::with(LogFormat::Text, false);
+            a.addr("client", ip);
+            assert_eq!(a.take(), format!(" client={ip}"));
         }
     }
 

@@ -52,7 +52,7 @@ struct Open {
 /// The open messages, at most one per policy connection.
 #[derive(Debug, Default)]
 pub struct Messages {
-    open: HashMap<u64, Open>,
+    open: HashMap<u64, Open, super::table::Fast>,
 }
 
 impl Messages {

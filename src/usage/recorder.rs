@@ -220,17 +220,17 @@ impl Recorder {
     fn take(&mut self, e: Event, now: Millis) {
         match e {
             Event::Use(u) if u.method == Method::PostfixPolicy => {
-                let new = self.messages.starts_new(&u);
                 Stats::bump(&self.leases.stats.relayed_recipients);
+                self.count(&u, Delta::relay(u.at, u.client, false, true));
+                let (new, finished) = self.messages.rcpt(u);
                 if new {
                     Stats::bump(&self.leases.stats.relayed_messages);
+                    self.batch.add_to_last(Delta {
+                        messages: 1,
+                        ..Delta::default()
+                    });
                 }
-                let d = Delta {
-                    messages: new as u64,
-                    ..Delta::relay(u.at, u.client, false, true)
-                };
-                self.count(&u, d);
-                if let (_, Some(f)) = self.messages.rcpt(u) {
+                if let Some(f) = finished {
                     self.audit_message(&f);
                 }
             }

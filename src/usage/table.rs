@@ -142,6 +142,48 @@ impl Record {
     }
 }
 
+/// A quick hash for the recorder's own maps, which hold a second's subjects or a daemon's
+/// connections, not keys an outsider picks at will.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Fast;
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FastHasher(u64);
+
+impl std::hash::BuildHasher for Fast {
+    type Hasher = FastHasher;
+    fn build_hasher(&self) -> FastHasher {
+        FastHasher(0)
+    }
+}
+
+impl FastHasher {
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl std::hash::Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        self.add(u64::from_le_bytes(w) ^ (rest.len() as u64) << 56);
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// What one batch adds to a record: [`Record`] without text, so that counting a use
 /// allocates nothing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -218,7 +260,7 @@ impl Delta {
 /// Counts waiting to be written, merged per subject (by [`Subject::key`]).
 #[derive(Debug, Default)]
 pub struct Batch {
-    map: HashMap<Vec<u8>, Delta>,
+    map: HashMap<Vec<u8>, Delta, Fast>,
     /// The key being looked up, reused so that adding to a known subject allocates nothing.
     key: Vec<u8>,
 }
@@ -234,6 +276,13 @@ impl Batch {
             None => {
                 self.map.insert(self.key.clone(), d);
             }
+        }
+    }
+
+    /// Add `d` to the subject [`Self::add`] was last given.
+    pub fn add_to_last(&mut self, d: Delta) {
+        if let Some(old) = self.map.get_mut(self.key.as_slice()) {
+            old.merge(&d);
         }
     }
 
