@@ -96,6 +96,9 @@ struct Tail {
     /// The file at `NAME.1` (device, inode) just before we opened this one: a copy made
     /// there later may hold lines we never saw.
     copy_before: Option<(u64, u64)>,
+    /// Its mode or owner let every user write it while it was open: what it held then was
+    /// skipped (said once), and only what is written after a fix is read.
+    refused: bool,
 }
 
 impl Tail {
@@ -112,6 +115,7 @@ impl Tail {
             skipping: false,
             fp,
             copy_before: None,
+            refused: false,
         })
     }
 
@@ -245,6 +249,52 @@ impl Follower {
             tracing::error!(path = %self.path.display(), "{}: nothing read from it", watch_trust::refusal(&self.path, &why));
         }
         false
+    }
+
+    /// The open file's own mode and owner, looked at again (one fstat) before its bytes are
+    /// used: a file opened while trusted can be made writable by every user later.
+    fn still_trusted(&mut self, t: &mut Tail) -> bool {
+        if self.trust_any {
+            return true;
+        }
+        let why = match t.file.metadata() {
+            Ok(m) => watch_trust::file_risk(watch_trust::Owner::from(&m), self.own_uid),
+            Err(e) => Some(format!("cannot be examined: {e}")),
+        };
+        match why {
+            None => {
+                if t.refused {
+                    t.refused = false;
+                    tracing::warn!(path = %self.path.display(), "the log file's permissions were fixed: following it again from here; what was written before is not read");
+                }
+                true
+            }
+            Some(why) => {
+                if !t.refused {
+                    t.refused = true;
+                    // Said once for this file, here and when it is opened again.
+                    self.refused = Some((t.dev, t.ino));
+                    tracing::error!(path = %self.path.display(), "{}: what it holds now is skipped", watch_trust::refusal(&self.path, &why));
+                }
+                false
+            }
+        }
+    }
+
+    /// Skip everything in the file up to its end, and remember that place: nothing written
+    /// while the file was untrusted is read, not even after a restart.
+    fn skip_to_end(&self, t: &mut Tail, sink: &mut dyn Sink) {
+        match t.file.seek(SeekFrom::End(0)) {
+            Ok(end) => {
+                t.offset = end;
+                t.partial.clear();
+                t.skipping = false;
+                sink.checkpoint(&self.key, &t.position(end));
+            }
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot seek in log file")
+            }
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -423,12 +473,19 @@ impl Follower {
             }
         };
         t.copy_before = copy_before;
+        let refused_before = self.refused == Some((t.dev, t.ino));
         if !self.trusted(&t) {
             return None;
         }
         let first = std::mem::replace(&mut self.first, false);
         let saved = sink.saved(&self.key);
         let start = match saved {
+            // Refused earlier, its permissions fixed since: what anyone could write into it
+            // meanwhile is not read.
+            _ if refused_before => {
+                tracing::warn!(path = %self.path.display(), "the log file's permissions were fixed: following it from its end; what was written before is not read");
+                t.file.metadata().map(|m| m.len()).unwrap_or(0)
+            }
             Some(p) if t.matches(&p) => p.offset,
             Some(p) if first => {
                 // Rotated while we were stopped: finish the old file if it sits beside.
@@ -551,6 +608,12 @@ impl Follower {
             // the bytes just read are known to be the old file's.
             if t.rewritten() {
                 truncated = true;
+                break;
+            }
+            // Opened while trusted, made writable by everyone since: the bytes just read
+            // may be anyone's. Checked after the read, like the truncation.
+            if !self.still_trusted(t) {
+                self.skip_to_end(t, sink);
                 break;
             }
             t.widen_fingerprint();
@@ -854,6 +917,63 @@ mod tests {
         let mut f = follower(&log);
         f.poll(&mut sink);
         (dir, log, sink, f)
+    }
+
+    fn chmod(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn what_is_written_while_an_open_file_is_writable_by_everyone_is_never_read() {
+        let (_dir, log, mut sink, mut f) = started();
+        write(&log, 1..3);
+        f.poll(&mut sink);
+        assert_eq!(sink.logins, ips(1..3));
+        // Made writable by every user while open: its next lines may be anyone's.
+        chmod(&log, 0o666);
+        write(&log, 3..5);
+        f.poll(&mut sink);
+        write(&log, 5..6);
+        f.poll(&mut sink);
+        assert_eq!(sink.logins, ips(1..3));
+        // Fixed: what comes after the fix is read, what came before is not, even by a
+        // follower started afresh from the saved position.
+        chmod(&log, 0o640);
+        let mut again = follower(&log);
+        write(&log, 6..8);
+        f.poll(&mut sink);
+        assert_eq!(sink.logins, [ips(1..3), ips(6..8)].concat());
+        let mut restarted = VecSink {
+            positions: sink.positions.clone(),
+            ..VecSink::default()
+        };
+        again.poll(&mut restarted);
+        assert_eq!(restarted.logins, Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_file_refused_at_open_and_fixed_in_place_is_read_from_its_fixed_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("mail.log");
+        write(&log, 0..0);
+        let mut sink = VecSink::default();
+        let mut f = follower(&log);
+        f.poll(&mut sink);
+        // Replaced by a file every user can write: nothing in it is read ...
+        std::fs::rename(&log, dir.path().join("mail.log.1")).unwrap();
+        write(&log, 0..0);
+        chmod(&log, 0o666);
+        f.poll(&mut sink);
+        write(&log, 1..3);
+        f.poll(&mut sink);
+        assert!(sink.logins.is_empty(), "{:?}", sink.logins);
+        // ... not even once its mode is fixed: only what is written afterwards.
+        chmod(&log, 0o644);
+        f.poll(&mut sink);
+        write(&log, 3..4);
+        f.poll(&mut sink);
+        assert_eq!(sink.logins, ips(3..4));
     }
 
     #[test]

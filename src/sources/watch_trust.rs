@@ -29,25 +29,37 @@ impl From<&std::fs::Metadata> for Owner {
 /// through the control socket anyway) can write it. Group-writable is fine: Debian's
 /// mail.log is `root:adm 0640` and Ubuntu's /var/log is `root:syslog 0775`.
 pub fn risk(file: Option<Owner>, dir: Owner, own_uid: u32) -> Option<String> {
-    let ordinary = |uid: u32| uid >= FIRST_ORDINARY_UID && uid != own_uid;
-    if let Some(f) = file {
-        if f.mode & 0o002 != 0 {
-            return Some(format!(
-                "is writable by every user (mode {:04o})",
-                f.mode & 0o7777
-            ));
-        }
-        if ordinary(f.uid) {
-            return Some(format!("is owned by an ordinary user (uid {})", f.uid));
-        }
+    file.and_then(|f| file_risk(f, own_uid))
+        .or_else(|| dir_risk(dir, own_uid))
+}
+
+fn ordinary(uid: u32, own_uid: u32) -> bool {
+    uid >= FIRST_ORDINARY_UID && uid != own_uid
+}
+
+/// The file's part of [`risk`]: checked again on the open file before every read, since
+/// its mode can change while it is open (a `chmod`, a logrotate `create 0666` racing us).
+pub fn file_risk(f: Owner, own_uid: u32) -> Option<String> {
+    if f.mode & 0o002 != 0 {
+        return Some(format!(
+            "is writable by every user (mode {:04o})",
+            f.mode & 0o7777
+        ));
     }
+    if ordinary(f.uid, own_uid) {
+        return Some(format!("is owned by an ordinary user (uid {})", f.uid));
+    }
+    None
+}
+
+fn dir_risk(dir: Owner, own_uid: u32) -> Option<String> {
     if dir.mode & 0o002 != 0 {
         return Some(format!(
             "is in a directory every user can write (mode {:04o}), where anyone can create it before the logger does",
             dir.mode & 0o7777
         ));
     }
-    if ordinary(dir.uid) {
+    if ordinary(dir.uid, own_uid) {
         return Some(format!(
             "is in a directory owned by an ordinary user (uid {}), who can replace it",
             dir.uid
