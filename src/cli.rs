@@ -353,8 +353,9 @@ pub struct DaemonArgs {
     pub group: Option<String>,
 
     /// Keep leases in Redis, shared by every relaylease of a site: redis://[USER:PASSWORD@]HOST:PORT/DB,
-    /// rediss:// for TLS, or redis+sentinel://[USER:PASSWORD@]HOST:PORT,HOST:PORT,.../MASTER/DB?sentinel_pass=P
-    /// to find the primary through Sentinel (log positions and settings stay in --db)
+    /// rediss:// for TLS, or redis+sentinel://[USER:PASSWORD@]HOST:PORT,.../MASTER/DB with
+    /// ?sentinel_pass=P to find the primary through Sentinel (log positions and settings stay
+    /// in --db)
     #[arg(
         long,
         env = "RELAYLEASE_STORE",

@@ -286,11 +286,17 @@ impl Control {
         serde_json::from_str(&reply).ok()
     }
 
-    /// Every address this host answers for now (`list`), as Redis keys.
+    /// Ask for every address this host answers for now (`list`); [`Control::leases`] reads
+    /// the answer. Split so that several hosts are asked at the same moment.
+    fn ask_leases(&mut self) {
+        let _ = self.0.get_mut().write_all(b"{\"op\":\"list\"}\n");
+    }
+
+    /// The reply to [`Control::ask_leases`], as Redis keys.
     fn leases(&mut self) -> HashSet<String> {
-        let reply = self
-            .ask(serde_json::json!({"op": "list"}))
-            .unwrap_or_default();
+        let mut line = String::new();
+        let _ = self.0.read_line(&mut line);
+        let reply: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
         reply["leases"]
             .as_array()
             .map(|a| {
@@ -385,9 +391,10 @@ fn failover_rounds(replicas: u32) -> (Figures, Figures) {
     let mut stalled = Figures::default();
     let rounds = failovers() + 1;
     let counters: Vec<Arc<AtomicU64>> = (0..4).map(|_| Arc::new(AtomicU64::new(0))).collect();
-    let mut primary = cluster.wait_stable(None);
     for round in 0..rounds {
         let stall = round + 1 == rounds;
+        // Whichever server the Sentinels agree on now is the one to kill.
+        let mut primary = cluster.wait_stable(None);
         let stop = Arc::new(AtomicBool::new(false));
         let records = Arc::new(Mutex::new(Vec::<Record>::new()));
         let start = Instant::now();
@@ -530,6 +537,9 @@ fn failover_rounds(replicas: u32) -> (Figures, Figures) {
         let mut disagree = Vec::new();
         let checking = Instant::now();
         for c in &mut listers {
+            c.ask_leases();
+        }
+        for c in &mut listers {
             let known = c.leases();
             disagree.extend(held.difference(&known).cloned());
         }
@@ -601,7 +611,7 @@ fn failover_rounds(replicas: u32) -> (Figures, Figures) {
             .map(|r| r.sent.duration_since(killed))
             .min();
         eprintln!(
-            "store-replicas {replicas}, failover {round}{}: promotion {:?} after kill -9, first acknowledged login sent {:?} after it; {fresh} new keys on the new primary answered by all 3 hosts 1 s after the promotion (checked in {checked_in:?}); hooks acked/queued/failed {:?}, lost {:?}; logged {} lost {}; slowest policy answer {slowest:?}",
+            "store-replicas {replicas}, failover {round}{}: promotion {:?} after kill -9, first acknowledged login sent {:?} after it; {fresh} new keys on the new primary answered by all 3 hosts 1 s after the promotion (lists read in {checked_in:?}); hooks acked/queued/failed {:?}, lost {:?}; logged {} lost {}; slowest policy answer {slowest:?}",
             if stall {
                 " (replicas stalled 500 ms)"
             } else {
