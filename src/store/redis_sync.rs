@@ -400,6 +400,7 @@ async fn session(
 
     let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
     let mut retry = tokio::time::interval(REPLICA_RETRY);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stopping = shutdown.recv();
     tokio::pin!(stopping);
     loop {
@@ -439,6 +440,7 @@ async fn session(
             Err(f) if f.replicas => {
                 if short.is_none() {
                     sh.outage_begins(&f);
+                    retry.reset();
                 }
                 short = Some(f);
             }
