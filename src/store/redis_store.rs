@@ -663,6 +663,22 @@ impl Shared {
         }
     }
 
+    /// Enough replicas confirm writes again (`--store-replicas`); the connection stayed.
+    pub(super) fn replicas_confirm(&self, sent: usize) {
+        self.set_up(true);
+        let Ok(mut o) = self.outage.lock() else {
+            return;
+        };
+        if let Some(t) = o.since.take() {
+            tracing::info!(
+                redis = %self.cfg.shown,
+                after = %humantime::format_duration(Duration::from_secs(t.elapsed().as_secs())),
+                sent,
+                "Redis replicas confirm writes again: queued changes sent"
+            );
+        }
+    }
+
     /// Connected, queue sent and table reloaded.
     pub(super) fn outage_ends(&self, sent: usize, loaded: usize) {
         self.set_up(true);

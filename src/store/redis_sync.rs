@@ -32,6 +32,7 @@ const MAX_BACKOFF_SENTINEL: Duration = Duration::from_millis(200);
 pub(super) const REPLICA_WAIT: Duration = Duration::from_millis(150);
 /// While fewer replicas than `--store-replicas` confirm, sending is tried again this often.
 const REPLICA_RETRY: Duration = Duration::from_secs(1);
+const _: () = assert!(REPLICA_WAIT.as_millis() < super::redis_store::ACK_WAIT.as_millis());
 /// A quiet connection is checked this often (a Redis host that vanished sends no reset).
 const PING_EVERY: Duration = Duration::from_secs(5);
 /// At shutdown, how long the last queued changes may take to go out.
@@ -434,7 +435,7 @@ async fn session(
         match drained {
             Ok(sent) => {
                 if short.take().is_some() {
-                    sh.outage_ends(sent, leases.len());
+                    sh.replicas_confirm(sent);
                 }
             }
             Err(f) if f.replicas => {

@@ -1035,3 +1035,51 @@ fn two_smtp_hosts_add_up_into_one_usage_table() {
         .unwrap();
     assert!(ttl > 399 * 86_400_000 && ttl <= 400 * 86_400_000, "{ttl}");
 }
+
+/// `--store-replicas 1` against a Redis without replicas: a login is answered at once but
+/// said to be queued; once a replica follows, the queue is confirmed and new logins are
+/// acknowledged plainly.
+#[test]
+#[ignore = "needs Debian's redis-server, redis-tools (tests/run.sh installs and runs them)"]
+fn store_replicas_queues_what_no_replica_confirmed_and_says_so() {
+    let _serial = serial();
+    let primary = Redis::start();
+    let pop = PopHost::start(&primary.url(), &["--store-replicas", "1"]);
+    assert!(
+        pop.log_text()
+            .contains("fewer Redis replicas than --store-replicas confirm writes now"),
+        "{}",
+        pop.log_text()
+    );
+    let add = pop.env.run(&["add", "192.0.2.130", "--for", "1h"]);
+    assert_eq!(add.code, 0, "{add:?}");
+    assert!(add.stdout.contains("queued on this host"), "{add:?}");
+    assert!(
+        pop.allows("192.0.2.130"),
+        "this host answers for it at once"
+    );
+
+    let replica = Redis::start_with(&format!(
+        "replicaof 127.0.0.1 {}\nmasterauth {DEFAULT_PW}",
+        primary.port
+    ));
+    assert!(
+        eventually(Duration::from_secs(15), || pop
+            .log_text()
+            .contains("Redis replicas confirm writes again")),
+        "{}",
+        pop.log_text()
+    );
+    assert_eq!(
+        replica.cli(&["EXISTS", "relaylease:lease:192.0.2.130/32"]),
+        "1"
+    );
+    let add = pop.env.run(&["add", "192.0.2.131", "--for", "1h"]);
+    assert_eq!(add.code, 0, "{add:?}");
+    assert!(!add.stdout.contains("queued"), "{add:?}");
+    assert_eq!(
+        replica.cli(&["EXISTS", "relaylease:lease:192.0.2.131/32"]),
+        "1",
+        "acknowledged means the replica has it"
+    );
+}
