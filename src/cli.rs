@@ -352,8 +352,10 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "GROUP", requires = "user")]
     pub group: Option<String>,
 
-    /// Keep leases in Redis, shared by every relaylease of a site: redis://[USER:PASSWORD@]HOST:PORT/DB
-    /// or rediss:// for TLS (log positions and settings stay in --db)
+    /// Keep leases in Redis, shared by every relaylease of a site: redis://[USER:PASSWORD@]HOST:PORT/DB,
+    /// rediss:// for TLS, or redis+sentinel://[USER:PASSWORD@]HOST:PORT,.../MASTER/DB with
+    /// ?sentinel_pass=P to find the primary through Sentinel (log positions and settings stay
+    /// in --db)
     #[arg(
         long,
         env = "RELAYLEASE_STORE",
@@ -375,6 +377,12 @@ pub struct DaemonArgs {
     /// lease and open the relay. Without it a URL must carry a password
     #[arg(long, requires = "store")]
     pub store_no_password: bool,
+
+    /// A login (hook, Dovecot auth-policy, add) counts as stored in Redis only once this many
+    /// replicas confirm it (Redis WAIT); until then it stays queued on this host, and the
+    /// hook's reply says so. 0 trusts the primary alone
+    #[arg(long, default_value_t = 0, value_name = "N", requires = "store", value_parser = clap::value_parser!(u32).range(0..=16))]
+    pub store_replicas: u32,
 
     /// Log format on stderr
     #[arg(long, value_enum, default_value = "text")]

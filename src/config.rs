@@ -359,7 +359,10 @@ impl DaemonConfig {
                 .store
                 .as_deref()
                 .filter(|s| !s.is_empty())
-                .map(|url| RedisConfig::parse(url, &a.store_prefix, a.store_no_password))
+                .map(|url| {
+                    RedisConfig::parse(url, &a.store_prefix, a.store_no_password)
+                        .map(|c| c.with_replicas(a.store_replicas))
+                })
                 .transpose()?,
             log_format: a.log_format,
             usage: usage_settings(a)?,

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(postfix dovecot-core dovecot-pop3d dovecot-imapd ucspi-tcp-ipv6 swaks groff-base redis-server redis-tools openssl libidn12 curl
+packages=(postfix dovecot-core dovecot-pop3d dovecot-imapd ucspi-tcp-ipv6 swaks groff-base redis-server redis-sentinel redis-tools openssl libidn12 curl
   m4 libldap-2.5-0 libwrap0 systemd)
 missing=()
 for p in "${packages[@]}"; do

@@ -171,7 +171,7 @@ _relaylease() {
             return 0
             ;;
         relaylease__subcmd__daemon)
-            opts="-v -q -h -V --expire --ipv6-prefix --allow --deny --users --writer-group --socket-mode --socket-group --watch --journal --journal-unit --journal-identifier --journal-trust-exe --journal-trust-user --journal-any-origin --format --login-pattern --watch-insecure --max-session-hold --policy --socketmap --socketmap-name --socketmap-value --dovecot-policy --dovecot-policy-secret-file --dovecot-policy-no-secret --policy-mode --policy-group --tcprules --tcprules-base --tcprules-env --user --group --store --store-prefix --store-no-password --log-format --unleased-action --mark-header --mark-token-secret --usage-retention --socket --db --verbose --quiet --help --version"
+            opts="-v -q -h -V --expire --ipv6-prefix --allow --deny --users --writer-group --socket-mode --socket-group --watch --journal --journal-unit --journal-identifier --journal-trust-exe --journal-trust-user --journal-any-origin --format --login-pattern --watch-insecure --max-session-hold --policy --socketmap --socketmap-name --socketmap-value --dovecot-policy --dovecot-policy-secret-file --dovecot-policy-no-secret --policy-mode --policy-group --tcprules --tcprules-base --tcprules-env --user --group --store --store-prefix --store-no-password --store-replicas --log-format --unleased-action --mark-header --mark-token-secret --usage-retention --socket --db --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -298,6 +298,10 @@ _relaylease() {
                     return 0
                     ;;
                 --store-prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store-replicas)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -125,11 +125,14 @@ pub fn list(paths: &Paths, json: bool) -> Result<i32> {
 
 pub fn add(paths: &Paths, addr: String, duration: Option<String>) -> Result<i32> {
     match execute(paths, Op::Add { addr, duration })? {
-        Reply::Added { lease } => {
+        Reply::Added { lease, queued } => {
             println!(
                 "{}",
                 describe_lease(&show_key(&lease.net), &lease, now_ms())
             );
+            if let Some(note) = queued {
+                println!("{}: {note}", show_key(&lease.net));
+            }
             Ok(0)
         }
         other => Err(fail(other)),

@@ -21,6 +21,13 @@ pub fn handle(leases: &Leases, counters: &Counters, op: Op, now: Millis) -> Repl
     }
 }
 
+/// What a reply says of a change the shared store has not confirmed yet.
+fn queued_note(confirmed: bool) -> Option<String> {
+    (!confirmed).then(|| {
+        "queued on this host: Redis (or --store-replicas of its replicas) has not confirmed it yet; this host answers for it now, and sends it when Redis does".into()
+    })
+}
+
 /// [`handle`] with the error still typed, for the daemon to log failures of its own.
 pub(crate) fn dispatch(
     leases: &Leases,
@@ -37,27 +44,33 @@ pub(crate) fn dispatch(
                 at: now,
                 source: SOURCE_HOOK.into(),
             };
-            match leases.login(&login, now, true, None)? {
+            let (outcome, confirmed) = leases.login_confirmed(&login, now, true, None)?;
+            let queued = queued_note(confirmed);
+            match outcome {
                 Outcome::Granted(l) => Reply::Login {
                     outcome: "granted".into(),
                     lease: Some(l),
                     reason: None,
+                    queued,
                 },
                 Outcome::Renewed(l) => Reply::Login {
                     outcome: "renewed".into(),
                     lease: Some(l),
                     reason: None,
+                    queued,
                 },
                 // Always allowed: nothing to store, and nothing refused either.
                 Outcome::Refused(v @ Verdict::Static(_)) => Reply::Login {
                     outcome: "static".into(),
                     lease: None,
                     reason: Some(refusal(&v)),
+                    queued: None,
                 },
                 Outcome::Refused(v) => Reply::Login {
                     outcome: "refused".into(),
                     lease: None,
                     reason: Some(refusal(&v)),
+                    queued: None,
                 },
             }
         }
@@ -67,8 +80,10 @@ pub(crate) fn dispatch(
                 Some(d) => parse_duration(&d)?,
                 None => leases.rules().window,
             };
+            let (lease, confirmed) = leases.add_confirmed(ip, dur, now)?;
             Reply::Added {
-                lease: leases.add(ip, dur, now)?,
+                lease,
+                queued: queued_note(confirmed),
             }
         }
         Op::Del { addr } => Reply::Deleted {

@@ -120,9 +120,15 @@ pub enum Reply {
         lease: Option<Lease>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// Set when the shared store (Redis, `--store-replicas` replicas) has not confirmed
+        /// the login yet: it waits in this host's queue, and this says why.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        queued: Option<String>,
     },
     Added {
         lease: Lease,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        queued: Option<String>,
     },
     Deleted {
         #[serde(default)]

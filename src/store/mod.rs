@@ -69,6 +69,12 @@ pub trait Backend: Send + Sync {
     }
     /// Make every earlier write durable before returning.
     fn sync(&self) -> Result<()>;
+    /// [`Backend::sync`], and whether every earlier write also reached the shared store
+    /// (Redis, and `--store-replicas` replicas of it): false while it waits in this host's
+    /// queue.
+    fn sync_confirmed(&self) -> Result<bool> {
+        self.sync().map(|()| true)
+    }
     /// Small named records that are not leases (log file positions, settings).
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<()>;
@@ -404,19 +410,35 @@ impl Leases {
         durable: bool,
         meta: Option<(&str, &[u8])>,
     ) -> Result<Outcome> {
+        self.login_confirmed(login, now, durable, meta)
+            .map(|(o, _)| o)
+    }
+
+    /// [`Leases::login`], and whether the shared store confirmed it (see
+    /// [`Backend::sync_confirmed`]; always true for a login that is not `durable`).
+    pub fn login_confirmed(
+        &self,
+        login: &Login,
+        now: Millis,
+        durable: bool,
+        meta: Option<(&str, &[u8])>,
+    ) -> Result<(Outcome, bool)> {
         let logins = std::slice::from_ref(login);
         let Some((outcome, before)) = self.record(logins, now, meta)?.pop() else {
             return Err(Error::invalid("internal error: a login without an outcome"));
         };
-        if durable
-            && let Outcome::Granted(lease) | Outcome::Renewed(lease) = &outcome
-            && let Err(e) = self.backend.sync()
-        {
-            self.undo(lease, before);
-            return Err(e);
+        let mut confirmed = true;
+        if durable && let Outcome::Granted(lease) | Outcome::Renewed(lease) = &outcome {
+            match self.backend.sync_confirmed() {
+                Ok(c) => confirmed = c,
+                Err(e) => {
+                    self.undo(lease, before);
+                    return Err(e);
+                }
+            }
         }
         self.report(login, &outcome, now);
-        Ok(outcome)
+        Ok((outcome, confirmed))
     }
 
     /// Record the logins read from one chunk of a log, with the position after them, in one
@@ -588,6 +610,11 @@ impl Leases {
 
     /// A lease set by hand for `dur` from now (replacing the deadline of any existing one).
     pub fn add(&self, ip: IpAddr, dur: Duration, now: Millis) -> Result<Lease> {
+        self.add_confirmed(ip, dur, now).map(|(l, _)| l)
+    }
+
+    /// [`Leases::add`], and whether the shared store confirmed it.
+    pub fn add_confirmed(&self, ip: IpAddr, dur: Duration, now: Millis) -> Result<(Lease, bool)> {
         let rules = self.rules();
         let net = lease_key(ip, rules.v6_prefix);
         let deadline = now.saturating_add(dur.as_millis().min(u64::MAX as u128) as Millis);
@@ -605,13 +632,16 @@ impl Leases {
         self.backend.put(&lease)?;
         self.upsert_all(&w, vec![lease.clone()])?;
         drop(w);
-        if let Err(e) = self.backend.sync() {
-            self.undo(&lease, before);
-            return Err(e);
-        }
+        let confirmed = match self.backend.sync_confirmed() {
+            Ok(c) => c,
+            Err(e) => {
+                self.undo(&lease, before);
+                return Err(e);
+            }
+        };
         tracing::info!(addr = %show_key(&net), source = SOURCE_MANUAL,
             expires_in = %crate::lease::show_remaining(deadline, now), "lease added");
-        Ok(lease)
+        Ok((lease, confirmed))
     }
 
     /// Delete the lease on `net`; durable before it returns.

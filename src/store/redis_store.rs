@@ -19,6 +19,7 @@ use super::sled_store::key_bytes;
 use super::{Backend, SledBackend};
 use crate::error::{Error, Result};
 use crate::lease::{Lease, SOURCE_MANUAL, now_ms};
+use redis::RedisResult;
 
 /// At most this many addresses wait in the queue while Redis is away.
 pub const MAX_QUEUED: usize = 100_000;
@@ -40,10 +41,28 @@ const FLUSH_KEY: &[u8] = &[0];
 pub struct RedisConfig {
     /// As given, password included: used only to connect.
     url: String,
+    /// With `redis+sentinel://`: where to ask for the primary.
+    sentinel: Option<SentinelTarget>,
     /// For messages: the password replaced by `***`.
     pub shown: String,
     pub prefix: String,
+    /// `--store-replicas N`: a change counts as stored once `WAIT N` confirms it.
+    pub replicas: u32,
 }
+
+/// `redis+sentinel://[USER:PASSWORD@]HOST:PORT,.../MASTER/DB`: the Sentinels to ask, the
+/// name of the primary they watch, and how to log in to it.
+#[derive(Clone)]
+struct SentinelTarget {
+    /// One URL per Sentinel, with the Sentinel credentials (`sentinel_user`, `sentinel_pass`).
+    sentinels: Vec<String>,
+    master: String,
+    /// The data nodes' login, database and TLS.
+    node: redis::sentinel::SentinelNodeConnectionInfo,
+}
+
+/// Sentinel's own default port.
+const SENTINEL_PORT: u16 = 26379;
 
 impl std::fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -82,10 +101,26 @@ impl RedisConfig {
         let shown = redact(url);
         let bad = |why: &str| Error::invalid(format!("--store '{shown}': {why}"));
         let scheme = url.split_once("://").map(|(s, _)| s);
-        if !matches!(scheme, Some("redis" | "rediss")) {
-            return Err(bad(
-                "expected redis://[USER:PASSWORD@]HOST:PORT/DB or rediss://... (TLS)",
-            ));
+        let sentinel = match scheme {
+            Some("redis" | "rediss") => None,
+            Some("redis+sentinel" | "rediss+sentinel") => {
+                Some(parse_sentinel(url, no_password).map_err(|why| bad(&why))?)
+            }
+            _ => {
+                return Err(bad(
+                    "expected redis://[USER:PASSWORD@]HOST:PORT/DB, rediss://... (TLS) or redis+sentinel://[USER:PASSWORD@]HOST:PORT,HOST:PORT,.../MASTER/DB",
+                ));
+            }
+        };
+        check_prefix(prefix)?;
+        if let Some(sentinel) = sentinel {
+            return Ok(RedisConfig {
+                url: url.to_string(),
+                sentinel: Some(sentinel),
+                shown,
+                prefix: prefix.to_string(),
+                replicas: 0,
+            });
         }
         let client = redis::Client::open(url).map_err(|e| bad(&describe(&e)))?;
         if matches!(
@@ -100,25 +135,37 @@ impl RedisConfig {
                 "no password: whoever reaches this Redis could write a lease and open the relay; give the ACL user's password (docs/redis.md), or --store-no-password to accept that",
             ));
         }
-        if prefix.is_empty()
-            || prefix.len() > 64
-            || !prefix
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-        {
-            return Err(Error::invalid(format!(
-                "--store-prefix '{prefix}': use 1 to 64 letters, digits, '_', '.' or '-'"
-            )));
-        }
         Ok(RedisConfig {
             url: url.to_string(),
+            sentinel: None,
             shown,
             prefix: prefix.to_string(),
+            replicas: 0,
         })
     }
 
-    pub(super) fn client(&self) -> Result<redis::Client> {
-        redis::Client::open(self.url.as_str()).map_err(|e| self.error(&e))
+    /// `--store-replicas N`.
+    pub fn with_replicas(mut self, replicas: u32) -> RedisConfig {
+        self.replicas = replicas;
+        self
+    }
+
+    /// Through Sentinel: the primary changes, so it is looked up at every (re)connection.
+    pub(super) fn uses_sentinel(&self) -> bool {
+        self.sentinel.is_some()
+    }
+
+    /// A client for the primary: the URL's server, or the one the Sentinels name now. The
+    /// redis crate checks that server's `ROLE` before handing it out, so a primary that the
+    /// Sentinels still name after it was demoted is refused.
+    pub(super) async fn primary(&self) -> RedisResult<redis::Client> {
+        match &self.sentinel {
+            None => redis::Client::open(self.url.as_str()),
+            Some(t) => {
+                let mut sentinel = redis::sentinel::Sentinel::build(t.sentinels.clone())?;
+                sentinel.async_master_for(&t.master, Some(&t.node)).await
+            }
+        }
     }
 
     pub(super) fn error(&self, e: &redis::RedisError) -> Error {
@@ -146,6 +193,112 @@ impl RedisConfig {
     pub fn describe(&self) -> String {
         format!("{} prefix {}", self.shown, self.prefix)
     }
+}
+
+fn check_prefix(prefix: &str) -> Result<()> {
+    if prefix.is_empty()
+        || prefix.len() > 64
+        || !prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    {
+        return Err(Error::invalid(format!(
+            "--store-prefix '{prefix}': use 1 to 64 letters, digits, '_', '.' or '-'"
+        )));
+    }
+    Ok(())
+}
+
+/// `redis+sentinel://[USER:PASSWORD@]HOST[:PORT],.../MASTER[/DB][?sentinel_user=U&sentinel_pass=P]`
+/// (`rediss+sentinel://` for TLS to the Sentinels and the data nodes alike). USER and
+/// PASSWORD log in to the data nodes; the Sentinels have their own (`sentinel_pass`).
+fn parse_sentinel(url: &str, no_password: bool) -> std::result::Result<SentinelTarget, String> {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let tls = scheme.starts_with("rediss");
+    let node_scheme = if tls { "rediss" } else { "redis" };
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let mut sentinel_user = None;
+    let mut sentinel_pass = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("sentinel_user", v)) => sentinel_user = Some(v),
+            Some(("sentinel_pass", v)) => sentinel_pass = Some(v),
+            _ => {
+                return Err(format!(
+                    "unknown parameter '{}' (sentinel_user and sentinel_pass are known)",
+                    pair.split('=').next().unwrap_or(pair)
+                ));
+            }
+        }
+    }
+    let sentinel_login = match (sentinel_user, sentinel_pass) {
+        (_, None | Some("")) if !no_password => {
+            return Err("no Sentinel password: whoever reaches the Sentinels could name another primary and open the relay; add ?sentinel_pass=PASSWORD (docs/redis.md), or --store-no-password to accept that".into());
+        }
+        (user, Some(pass)) if !pass.is_empty() => format!("{}:{pass}@", user.unwrap_or("")),
+        (Some(user), _) if !user.is_empty() => format!("{user}@"),
+        _ => String::new(),
+    };
+    let mut sentinels = Vec::new();
+    for host in hosts.split(',') {
+        let host = host.trim();
+        if host.is_empty() {
+            return Err("expected HOST:PORT of each Sentinel, separated by commas".into());
+        }
+        let with_port = match host.rsplit_once(':') {
+            Some((_, port)) if !host.ends_with(']') => {
+                port.parse::<u16>()
+                    .map_err(|_| format!("'{host}': the port is not a number"))?;
+                host.to_string()
+            }
+            _ => format!("{host}:{SENTINEL_PORT}"),
+        };
+        let one = format!("{node_scheme}://{sentinel_login}{with_port}");
+        let client = redis::Client::open(one.as_str())
+            .map_err(|e| format!("Sentinel '{host}': {}", describe(&e)))?;
+        if matches!(
+            client.get_connection_info().addr(),
+            redis::ConnectionAddr::Unix(_)
+        ) {
+            return Err("expected a host and port for each Sentinel".into());
+        }
+        sentinels.push(one);
+    }
+    let mut parts = path.split('/');
+    let master = parts.next().unwrap_or("");
+    let db = parts.next().unwrap_or("0");
+    if master.is_empty() || parts.next().is_some_and(|p| !p.is_empty()) {
+        return Err("expected .../MASTER/DB after the Sentinels (MASTER as in 'sentinel monitor MASTER ...')".into());
+    }
+    if !master
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    {
+        return Err(format!("'{master}': not a Sentinel master name"));
+    }
+    // The data nodes' login, decoded as the redis crate decodes any URL.
+    let login = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
+    let probe = format!("redis://{login}127.0.0.1/{db}");
+    let client = redis::Client::open(probe.as_str()).map_err(|e| describe(&e))?;
+    let redis_info = client.get_connection_info().redis_settings().clone();
+    if !no_password && redis_info.password().is_none_or(str::is_empty) {
+        return Err("no password: whoever reaches this Redis could write a lease and open the relay; give the ACL user's password (docs/redis.md), or --store-no-password to accept that".into());
+    }
+    let mut node = redis::sentinel::SentinelNodeConnectionInfo::default()
+        .set_redis_connection_info(redis_info);
+    if tls {
+        node = node.set_tls_mode(redis::TlsMode::Secure);
+    }
+    Ok(SentinelTarget {
+        sentinels,
+        master: master.to_string(),
+        node,
+    })
 }
 
 /// One line, without the crate's debugging decorations.
@@ -415,6 +568,9 @@ pub(super) struct Failure {
     pub(super) error: String,
     /// Redis answered, but refused the credentials or a command (ACL).
     pub(super) refused: bool,
+    /// The primary took the changes, but fewer replicas than `--store-replicas` confirmed
+    /// them: they stay queued, the connection stays.
+    pub(super) replicas: bool,
 }
 
 impl Failure {
@@ -422,6 +578,14 @@ impl Failure {
         Failure {
             error: error.into(),
             refused: false,
+            replicas: false,
+        }
+    }
+
+    pub(super) fn replicas(error: impl Into<String>) -> Failure {
+        Failure {
+            replicas: true,
+            ..Failure::other(error)
         }
     }
 }
@@ -478,6 +642,14 @@ impl Shared {
                 queued = self.queue.len(),
                 "Redis unavailable until the configuration is fixed (credentials, ACL or TLS certificate): answering from the local copy and queueing logins meanwhile"
             );
+        } else if o.since.is_none() && f.replicas {
+            o.since = Some(Instant::now());
+            tracing::warn!(
+                redis = %self.cfg.shown,
+                error,
+                queued = self.queue.len(),
+                "fewer Redis replicas than --store-replicas confirm writes: answering from the local copy and queueing logins until they do"
+            );
         } else if o.since.is_none() {
             o.since = Some(Instant::now());
             tracing::warn!(
@@ -488,6 +660,22 @@ impl Shared {
             );
         } else {
             tracing::debug!(redis = %self.cfg.shown, error, "Redis still unavailable");
+        }
+    }
+
+    /// Enough replicas confirm writes again (`--store-replicas`); the connection stayed.
+    pub(super) fn replicas_confirm(&self, sent: usize) {
+        self.set_up(true);
+        let Ok(mut o) = self.outage.lock() else {
+            return;
+        };
+        if let Some(t) = o.since.take() {
+            tracing::info!(
+                redis = %self.cfg.shown,
+                after = %humantime::format_duration(Duration::from_secs(t.elapsed().as_secs())),
+                sent,
+                "Redis replicas confirm writes again: queued changes sent"
+            );
         }
     }
 
@@ -543,7 +731,6 @@ impl RedisBackend {
             queue.clear(&sled)?;
         }
         sled.put_meta(STORE_META, cfg.describe().as_bytes())?;
-        let client = cfg.client()?;
         let shared = Arc::new(Shared {
             queue,
             progress: Mutex::new(Progress { up: false, sent: 0 }),
@@ -552,6 +739,7 @@ impl RedisBackend {
             cfg,
         });
         let first = tokio::time::timeout(START_WAIT, async {
+            let client = shared.cfg.primary().await?;
             let mut conn = client
                 .get_multiplexed_async_connection_with_config(
                     &redis::AsyncConnectionConfig::new()
@@ -672,19 +860,29 @@ impl Backend for RedisBackend {
         self.queue().push(&self.sled, Change::Flush)
     }
 
-    /// On disk here first; then up to [`ACK_WAIT`] for Redis to confirm, unless Redis is
-    /// known to be away (the change stays queued and is sent when it is back).
     fn sync(&self) -> Result<()> {
+        self.sync_confirmed().map(|_| ())
+    }
+
+    /// On disk here first; then up to [`ACK_WAIT`] for Redis (and with `--store-replicas N`,
+    /// N of its replicas) to confirm, unless Redis is known to be away or short of replicas
+    /// (the change stays queued and is sent when it is back).
+    fn sync_confirmed(&self) -> Result<bool> {
         self.sled.sync()?;
         let target = self.queue().seq();
         let Ok(p) = self.shared.progress.lock() else {
-            return Ok(());
+            return Ok(false);
         };
-        let _ = self
-            .shared
-            .acked
-            .wait_timeout_while(p, ACK_WAIT, |p| p.up && p.sent < target);
-        Ok(())
+        Ok(
+            match self
+                .shared
+                .acked
+                .wait_timeout_while(p, ACK_WAIT, |p| p.up && p.sent < target)
+            {
+                Ok((p, _)) => p.sent >= target,
+                Err(_) => false,
+            },
+        )
     }
 
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
@@ -1018,6 +1216,70 @@ mod tests {
                 .to_string();
             assert!(e.starts_with("--store-prefix"), "{e}");
         }
+    }
+
+    #[test]
+    fn sentinel_urls_name_the_sentinels_the_primary_and_both_logins() {
+        let url = "redis+sentinel://relay:p%40ss@10.0.0.1:26379,10.0.0.2,[::1]:26380/relay/2?sentinel_pass=s3cret";
+        let c = RedisConfig::parse(url, "relaylease", false).unwrap();
+        assert!(c.uses_sentinel());
+        assert_eq!(
+            c.shown,
+            "redis+sentinel://relay:***@10.0.0.1:26379,10.0.0.2,[::1]:26380/relay/2?sentinel_pass=***"
+        );
+        let t = c.sentinel.as_ref().unwrap();
+        assert_eq!(t.master, "relay");
+        assert_eq!(
+            t.sentinels,
+            [
+                "redis://:s3cret@10.0.0.1:26379",
+                "redis://:s3cret@10.0.0.2:26379",
+                "redis://:s3cret@[::1]:26380"
+            ]
+        );
+        let tls = RedisConfig::parse(
+            "rediss+sentinel://relay:pw@s1:1,s2:2/m?sentinel_user=watch&sentinel_pass=x",
+            "relaylease",
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            tls.sentinel.as_ref().unwrap().sentinels,
+            ["rediss://watch:x@s1:1", "rediss://watch:x@s2:2"]
+        );
+        // Either password missing: refused unless --store-no-password.
+        for url in [
+            "redis+sentinel://relay:pw@s1:1,s2:2/m/0",
+            "redis+sentinel://s1:1,s2:2/m/0?sentinel_pass=x",
+        ] {
+            let e = RedisConfig::parse(url, "relaylease", false)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("password") && e.contains("--store-no-password"),
+                "{e}"
+            );
+            assert!(!e.contains("pw") && !e.contains("=x"), "{e}");
+            assert!(RedisConfig::parse(url, "relaylease", true).is_ok());
+        }
+        for bad in [
+            "redis+sentinel://:pw@s1:1,s2:2/?sentinel_pass=x",
+            "redis+sentinel://:pw@s1:1,,s2:2/m?sentinel_pass=x",
+            "redis+sentinel://:pw@s1:port/m?sentinel_pass=x",
+            "redis+sentinel://:pw@s1:1/m/0/extra?sentinel_pass=x",
+            "redis+sentinel://:pw@s1:1/m?sentinel_pass=x&tls=yes",
+            "redis+sentinel://:pw@s1:1/m m?sentinel_pass=x",
+        ] {
+            let e = RedisConfig::parse(bad, "relaylease", false)
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("--store '"), "{e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+            assert!(!e.contains(":pw@"), "{e}");
+        }
+        let plain = RedisConfig::parse("redis://:pw@h:1/0", "relaylease", false).unwrap();
+        assert!(!plain.uses_sentinel());
+        assert_eq!(plain.with_replicas(2).replicas, 2);
     }
 
     #[test]

@@ -24,6 +24,15 @@ const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Between reconnection attempts: the first, doubling up to the second.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Through Sentinel, the Sentinels are asked again this often until one names a primary
+/// that answers: a failover is over as soon as a replica is promoted.
+const MAX_BACKOFF_SENTINEL: Duration = Duration::from_millis(200);
+/// With `--store-replicas N`, how long `WAIT N` may take before the changes stay queued here
+/// (within [`super::redis_store::ACK_WAIT`], so that a hook's reply still comes in time).
+pub(super) const REPLICA_WAIT: Duration = Duration::from_millis(150);
+/// While fewer replicas than `--store-replicas` confirm, sending is tried again this often.
+const REPLICA_RETRY: Duration = Duration::from_secs(1);
+const _: () = assert!(REPLICA_WAIT.as_millis() < super::redis_store::ACK_WAIT.as_millis());
 /// A quiet connection is checked this often (a Redis host that vanished sends no reset).
 const PING_EVERY: Duration = Duration::from_secs(5);
 /// At shutdown, how long the last queued changes may take to go out.
@@ -75,7 +84,8 @@ redis.call('PUBLISH', ARGV[1], '{"op":"probe"}')
 return 1
 "#;
 
-/// Check at start that the user may do what relaylease does (see [`PROBE_SCRIPT`]).
+/// Check at start that the user may do what relaylease does (see [`PROBE_SCRIPT`]), and
+/// with `--store-replicas N` that it may `WAIT` (a warning when fewer replicas answer now).
 pub(super) async fn probe<C: ConnectionLike + Send>(
     conn: &mut C,
     cfg: &RedisConfig,
@@ -85,8 +95,40 @@ pub(super) async fn probe<C: ConnectionLike + Send>(
         .arg(1)
         .arg(format!("{}:probe", cfg.prefix))
         .arg(cfg.channel())
+        .query_async::<()>(conn)
+        .await?;
+    if cfg.replicas > 0 {
+        let n = wait_replicas(conn, cfg.replicas).await?;
+        if n < i64::from(cfg.replicas) {
+            tracing::warn!(
+                redis = %cfg.shown,
+                confirmed = n,
+                wanted = cfg.replicas,
+                "fewer Redis replicas than --store-replicas confirm writes now: logins stay queued on this host until they do"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `WAIT N` for the writes made on `conn` so far: how many replicas have them.
+async fn wait_replicas<C: ConnectionLike + Send>(conn: &mut C, n: u32) -> RedisResult<i64> {
+    redis::cmd("WAIT")
+        .arg(n)
+        .arg(REPLICA_WAIT.as_millis() as u64)
         .query_async(conn)
         .await
+}
+
+/// Through Sentinel: is the server behind `conn` still the primary? A demoted one keeps
+/// answering reads with what it had, which must not override the new primary's table.
+async fn still_primary<C: ConnectionLike + Send>(conn: &mut C) -> Result<(), Failure> {
+    match bounded("ROLE", redis::cmd("ROLE").query_async::<redis::Role>(conn)).await? {
+        redis::Role::Primary { .. } => Ok(()),
+        _ => Err(Failure::other(
+            "this Redis is no longer the primary: asking the Sentinels again",
+        )),
+    }
 }
 
 /// One message on the events channel: the state of a key after a change.
@@ -179,6 +221,7 @@ async fn bounded<T>(what: &str, f: impl Future<Output = RedisResult<T>>) -> Resu
         Ok(Err(e)) => Err(Failure {
             error: format!("{what}: {}", describe(&e)),
             refused: is_credentials_error(&e),
+            replicas: false,
         }),
         Err(_) => Err(Failure::other(format!(
             "{what}: no answer within {}s",
@@ -187,16 +230,25 @@ async fn bounded<T>(what: &str, f: impl Future<Output = RedisResult<T>>) -> Resu
     }
 }
 
-/// Send everything queued now; returns how many changes went out.
+/// Send everything queued now; returns how many changes went out. With
+/// `--store-replicas N` the changes leave the queue only once `WAIT N` confirms them: until
+/// then they stay queued here (and are sent again, which changes nothing where they
+/// arrived), exactly as during an outage.
 async fn drain<C: ConnectionLike + Send>(sh: &Shared, conn: &mut C) -> Result<usize, Failure> {
     let upto = sh.queue.seq();
     let entries = sh.queue.entries();
     let now = now_ms();
     let mut sent = 0;
     let mut rest = &entries[..];
-    if let Some(((k, v, Change::Flush), tail)) = rest.split_first() {
+    let wait = sh.cfg.replicas > 0 && !entries.is_empty();
+    let mut sent_entries: Vec<&(sled::IVec, sled::IVec, Change)> = Vec::new();
+    if let Some((first @ (k, v, Change::Flush), tail)) = rest.split_first() {
         bounded("flush", flush_all(conn, &sh.cfg)).await?;
-        sh.queue.done(k, v);
+        if wait {
+            sent_entries.push(first);
+        } else {
+            sh.queue.done(k, v);
+        }
         sent += 1;
         rest = tail;
     }
@@ -239,10 +291,27 @@ async fn drain<C: ConnectionLike + Send>(sh: &Shared, conn: &mut C) -> Result<us
         if commands > 0 {
             bounded("send queued changes", pipe.query_async::<()>(conn)).await?;
         }
-        for (k, v, _) in chunk {
-            sh.queue.done(k, v);
+        if wait {
+            sent_entries.extend(chunk);
+        } else {
+            for (k, v, _) in chunk {
+                sh.queue.done(k, v);
+            }
         }
         sent += commands;
+    }
+    if wait {
+        let n = bounded("WAIT", wait_replicas(conn, sh.cfg.replicas)).await?;
+        if n < i64::from(sh.cfg.replicas) {
+            return Err(Failure::replicas(format!(
+                "WAIT: {n} of {} replicas confirmed within {} ms",
+                sh.cfg.replicas,
+                REPLICA_WAIT.as_millis()
+            )));
+        }
+        for (k, v, _) in sent_entries {
+            sh.queue.done(k, v);
+        }
     }
     sh.sent_up_to(upto);
     Ok(sent)
@@ -288,10 +357,15 @@ async fn ping<C: ConnectionLike + Send>(conn: &mut C) -> RedisResult<()> {
 async fn session(
     sh: &Shared,
     leases: &Leases,
-    client: &redis::Client,
     manager: &mut Option<ConnectionManager>,
     shutdown: &mut Shutdown,
 ) -> Result<(), Failure> {
+    let what = if sh.cfg.uses_sentinel() {
+        "ask the Sentinels for the primary"
+    } else {
+        "connect"
+    };
+    let client = bounded(what, sh.cfg.primary()).await?;
     let pubsub = bounded("connect", client.get_async_pubsub()).await?;
     let (mut sink, mut stream) = pubsub.split();
     bounded("subscribe", sink.subscribe(sh.cfg.channel())).await?;
@@ -307,33 +381,71 @@ async fn session(
         }
     };
     bounded("ping", ping(&mut conn)).await?;
-    let sent = drain(sh, &mut conn).await?;
+    // Fewer replicas than --store-replicas: the changes stay queued, the table is still
+    // reloaded and followed, and sending is tried again every REPLICA_RETRY.
+    let (sent, mut short) = match drain(sh, &mut conn).await {
+        Ok(n) => (n, None),
+        Err(f) if f.replicas => (0, Some(f)),
+        Err(f) => return Err(f),
+    };
+    if sh.cfg.uses_sentinel() {
+        still_primary(&mut conn).await?;
+    }
     let fresh = bounded("reload", load_all(&mut conn, &sh.cfg)).await?;
     let loaded = fresh.len();
     leases.replace_all(fresh, now_ms(), |n| sh.queue.pending(n));
-    sh.outage_ends(sent, loaded);
+    match &short {
+        None => sh.outage_ends(sent, loaded),
+        Some(f) => sh.outage_begins(f),
+    }
 
     let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    let mut retry = tokio::time::interval(REPLICA_RETRY);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stopping = shutdown.recv();
     tokio::pin!(stopping);
     loop {
-        tokio::select! {
+        let drained = tokio::select! {
             msg = stream.next() => match msg {
-                Some(m) => apply(sh, leases, m.get_payload_bytes()),
+                Some(m) => {
+                    apply(sh, leases, m.get_payload_bytes());
+                    continue;
+                }
                 None => return Err(Failure::other("connection lost")),
             },
-            _ = sh.queue.wake.notified() => {
-                drain(sh, &mut conn).await?;
+            _ = sh.queue.wake.notified(), if short.is_none() => {
+                drain(sh, &mut conn).await
+            }
+            _ = retry.tick(), if short.is_some() => {
+                drain(sh, &mut conn).await
             }
             _ = timer.tick() => {
                 bounded("ping", ping(&mut conn)).await?;
                 bounded("ping", sink.ping::<Value>()).await?;
-                drain(sh, &mut conn).await?;
+                if sh.cfg.uses_sentinel() {
+                    still_primary(&mut conn).await?;
+                }
+                drain(sh, &mut conn).await
             }
             _ = &mut stopping => {
                 let _ = tokio::time::timeout(FINAL_DRAIN, drain(sh, &mut conn)).await;
                 return Ok(());
             }
+        };
+        match drained {
+            Ok(sent) => {
+                if short.take().is_some() {
+                    sh.replicas_confirm(sent);
+                }
+            }
+            Err(f) if f.replicas => {
+                if short.is_none() {
+                    sh.outage_begins(&f);
+                    retry.reset();
+                }
+                short = Some(f);
+            }
+            Err(f) => return Err(f),
         }
     }
 }
@@ -342,12 +454,10 @@ async fn session(
 /// doubling to 1 s between attempts). Started by the daemon with `--store redis://...`.
 pub async fn run(link: RedisLink, leases: Arc<Leases>, mut shutdown: Shutdown) {
     let sh = link.0;
-    let client = match sh.cfg.client() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot use the Redis store: leases stay on this host");
-            return;
-        }
+    let max_backoff = if sh.cfg.uses_sentinel() {
+        MAX_BACKOFF_SENTINEL
+    } else {
+        MAX_BACKOFF
     };
     let mut manager = None;
     let mut backoff = MIN_BACKOFF;
@@ -356,7 +466,7 @@ pub async fn run(link: RedisLink, leases: Arc<Leases>, mut shutdown: Shutdown) {
             break;
         }
         let started = Instant::now();
-        match session(&sh, &leases, &client, &mut manager, &mut shutdown).await {
+        match session(&sh, &leases, &mut manager, &mut shutdown).await {
             Ok(()) => break,
             Err(e) => {
                 sh.outage_begins(&e);
@@ -372,7 +482,7 @@ pub async fn run(link: RedisLink, leases: Arc<Leases>, mut shutdown: Shutdown) {
             _ = tokio::time::sleep(backoff) => {}
             _ = shutdown.recv() => break,
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        backoff = (backoff * 2).min(max_backoff);
     }
     sh.set_up(false);
 }

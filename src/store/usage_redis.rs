@@ -85,7 +85,10 @@ impl UsageRedis {
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        let client = self.cfg.client()?;
+        let client = tokio::time::timeout(OP_TIMEOUT, self.cfg.primary())
+            .await
+            .map_err(|_| self.timeout())?
+            .map_err(|e| self.cfg.error(&e))?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(OP_TIMEOUT))
             .set_response_timeout(Some(OP_TIMEOUT))
@@ -113,10 +116,16 @@ impl UsageRedis {
     ) -> Result<T> {
         let mut c = self.connection().await?;
         let p = what();
-        tokio::time::timeout(OP_TIMEOUT, p.query_async(&mut c))
+        let r = tokio::time::timeout(OP_TIMEOUT, p.query_async(&mut c))
             .await
-            .map_err(|_| self.timeout())?
-            .map_err(|e| self.cfg.error(&e))
+            .map_err(|_| self.timeout())
+            .and_then(|r| r.map_err(|e| self.cfg.error(&e)));
+        if r.is_err() && self.cfg.uses_sentinel() {
+            // After a failover the connection leads to a replica (READONLY) or nowhere: ask
+            // the Sentinels again next time.
+            *self.conn.lock().await = None;
+        }
+        r
     }
 
     pub async fn apply(&self, batch: &[(Subject, Record)], retention: Duration) -> Result<()> {

@@ -22,6 +22,7 @@ mod logins;
 mod operation;
 mod properties;
 mod redis;
+mod redis_sentinel;
 mod rig_selftest;
 mod security;
 mod sendmail;

@@ -17,7 +17,7 @@ use crate::daemon_harness::{Daemon, Env, eventually, wait_timeout};
 
 /// Tests here run one at a time: each starts several daemons, and the latency measured in
 /// one should not be the scheduler's answer to another's load.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
     static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -131,7 +131,7 @@ impl Drop for Redis {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -139,15 +139,15 @@ fn free_port() -> u16 {
 }
 
 /// A POP host: a relaylease following its own Dovecot log.
-struct PopHost {
-    env: Env,
+pub(crate) struct PopHost {
+    pub(crate) env: Env,
     daemon: Option<Daemon>,
     log: PathBuf,
     args: Vec<String>,
 }
 
 impl PopHost {
-    fn start(store: &str, extra: &[&str]) -> PopHost {
+    pub(crate) fn start(store: &str, extra: &[&str]) -> PopHost {
         let env = Env::new();
         let log = env.path("mail.log");
         OpenOptions::new()
@@ -181,17 +181,12 @@ impl PopHost {
 
     /// Dovecot logs a POP3 session from `ip`, stamped now: its login and at once its end, so
     /// the lease runs the plain window.
-    fn login(&self, ip: &str) {
-        let stamp = daemon_harness::stamp_now();
-        let line = format!(
-            "{stamp} vm dovecot: pop3-login: Login: user=<alice>, method=PLAIN, rip={ip}, lip=127.0.0.1, mpid=4242, session=<abcdEFGH>\n\
-             {stamp} vm dovecot: pop3(alice)<4242><abcdEFGH>: Disconnected: Logged out top=0/0, retr=0/0, del=0/0, size=0\n"
-        );
-        OpenOptions::new()
-            .append(true)
-            .open(&self.log)
-            .and_then(|mut f| f.write_all(line.as_bytes()))
-            .expect("write log");
+    pub(crate) fn login(&self, ip: &str) {
+        log_login(&self.log, ip);
+    }
+
+    pub(crate) fn log_path(&self) -> PathBuf {
+        self.log.clone()
     }
 
     /// Does this host itself let `ip` relay (`relaylease check` over its control socket)?
@@ -199,7 +194,7 @@ impl PopHost {
         self.env.run(&["check", ip]).code == 0
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         self.daemon
             .as_ref()
             .map(|d| d.log_text())
@@ -207,15 +202,30 @@ impl PopHost {
     }
 }
 
+/// Dovecot logs a POP3 session from `ip` in `log`, stamped now: its login and at once its
+/// end, so the lease runs the plain window.
+pub(crate) fn log_login(log: &Path, ip: &str) {
+    let stamp = daemon_harness::stamp_now();
+    let line = format!(
+        "{stamp} vm dovecot: pop3-login: Login: user=<alice>, method=PLAIN, rip={ip}, lip=127.0.0.1, mpid=4242, session=<abcdEFGH>\n\
+         {stamp} vm dovecot: pop3(alice)<4242><abcdEFGH>: Disconnected: Logged out top=0/0, retr=0/0, del=0/0, size=0\n"
+    );
+    OpenOptions::new()
+        .append(true)
+        .open(log)
+        .and_then(|mut f| f.write_all(line.as_bytes()))
+        .expect("write log");
+}
+
 /// The SMTP host: policy service and tcprules cdb, no logs of its own.
-struct SmtpHost {
-    env: Env,
+pub(crate) struct SmtpHost {
+    pub(crate) env: Env,
     daemon: Option<Daemon>,
     args: Vec<String>,
 }
 
 impl SmtpHost {
-    fn start(store: &str, extra: &[&str]) -> SmtpHost {
+    pub(crate) fn start(store: &str, extra: &[&str]) -> SmtpHost {
         let env = Env::new();
         let mut args: Vec<String> = vec![
             "--store".into(),
@@ -246,7 +256,7 @@ impl SmtpHost {
         }
     }
 
-    fn policy(&self) -> Policy {
+    pub(crate) fn policy(&self) -> Policy {
         Policy::connect(&self.env.path("policy.sock"))
     }
 
@@ -261,7 +271,7 @@ impl SmtpHost {
         }
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         self.daemon
             .as_ref()
             .map(|d| d.log_text())
@@ -270,7 +280,7 @@ impl SmtpHost {
 }
 
 /// One Postfix-style policy connection, kept open and asked many times.
-struct Policy {
+pub(crate) struct Policy {
     stream: BufReader<UnixStream>,
 }
 
@@ -284,7 +294,7 @@ impl Policy {
     }
 
     /// The action for a RCPT from `ip`: `OK` or `DUNNO`.
-    fn action(&mut self, ip: &str) -> String {
+    pub(crate) fn action(&mut self, ip: &str) -> String {
         let req = format!(
             "request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\nclient_address={ip}\nsender=a@example.org\nrecipient=b@example.net\n\n"
         );
@@ -1024,4 +1034,52 @@ fn two_smtp_hosts_add_up_into_one_usage_table() {
         .parse()
         .unwrap();
     assert!(ttl > 399 * 86_400_000 && ttl <= 400 * 86_400_000, "{ttl}");
+}
+
+/// `--store-replicas 1` against a Redis without replicas: a login is answered at once but
+/// said to be queued; once a replica follows, the queue is confirmed and new logins are
+/// acknowledged plainly.
+#[test]
+#[ignore = "needs Debian's redis-server, redis-tools (tests/run.sh installs and runs them)"]
+fn store_replicas_queues_what_no_replica_confirmed_and_says_so() {
+    let _serial = serial();
+    let primary = Redis::start();
+    let pop = PopHost::start(&primary.url(), &["--store-replicas", "1"]);
+    assert!(
+        pop.log_text()
+            .contains("fewer Redis replicas than --store-replicas confirm writes now"),
+        "{}",
+        pop.log_text()
+    );
+    let add = pop.env.run(&["add", "192.0.2.130", "--for", "1h"]);
+    assert_eq!(add.code, 0, "{add:?}");
+    assert!(add.stdout.contains("queued on this host"), "{add:?}");
+    assert!(
+        pop.allows("192.0.2.130"),
+        "this host answers for it at once"
+    );
+
+    let replica = Redis::start_with(&format!(
+        "replicaof 127.0.0.1 {}\nmasterauth {DEFAULT_PW}",
+        primary.port
+    ));
+    assert!(
+        eventually(Duration::from_secs(15), || pop
+            .log_text()
+            .contains("Redis replicas confirm writes again")),
+        "{}",
+        pop.log_text()
+    );
+    assert_eq!(
+        replica.cli(&["EXISTS", "relaylease:lease:192.0.2.130/32"]),
+        "1"
+    );
+    let add = pop.env.run(&["add", "192.0.2.131", "--for", "1h"]);
+    assert_eq!(add.code, 0, "{add:?}");
+    assert!(!add.stdout.contains("queued"), "{add:?}");
+    assert_eq!(
+        replica.cli(&["EXISTS", "relaylease:lease:192.0.2.131/32"]),
+        "1",
+        "acknowledged means the replica has it"
+    );
 }
