@@ -33,6 +33,7 @@ pub async fn run(
     reload: tokio::sync::mpsc::Receiver<()>,
 ) -> Result<()> {
     let started = now_ms();
+    raise_open_files_limit();
     warn_about_exposure(&cfg);
     let cdb_base = match cfg.tcprules.as_ref().and_then(|c| c.base.as_ref()) {
         Some(p) => crate::answers::tcprules_writer::read_base(p)?,
@@ -63,6 +64,27 @@ pub async fn run(
     leases.sync()?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every held connection is a file: take all the hard limit allows (systemd's default soft
+/// limit is 1024, below what the policy service alone may hold), and say what it is.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let limit = if soft < hard {
+        match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(e) => {
+                tracing::warn!(soft, hard, error = %e, "cannot raise the open files limit");
+                soft
+            }
+        }
+    } else {
+        soft
+    };
+    tracing::info!(open_files_limit = limit, was = soft, "open files limit");
 }
 
 /// Say at start which ways in the settings leave open beyond root and the mail servers.
