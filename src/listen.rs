@@ -380,10 +380,18 @@ impl Refusals {
         if self.count == 0 {
             let name = service.name;
             match why {
-                Refused::Full => tracing::warn!(limit = service.max_conns, reserved = service.sharing.reserved,
-                    "{name}: too many connections, closing one{}; more are closed without a line each until one is let in", service.when_full),
-                Refused::Share(uid) => tracing::warn!(uid, share = service.sharing.per_uid,
-                    "{name}: one user holds its share of connections, closing one of its new ones{}; more are closed without a line each until one is let in", service.when_full),
+                Refused::Full => tracing::warn!(
+                    limit = service.max_conns,
+                    reserved = service.sharing.reserved,
+                    "{name}: too many connections, closing one{}; more are closed without a line each until one is let in",
+                    service.when_full
+                ),
+                Refused::Share(uid) => tracing::warn!(
+                    uid,
+                    share = service.sharing.per_uid,
+                    "{name}: one user holds its share of connections, closing one of its new ones{}; more are closed without a line each until one is let in",
+                    service.when_full
+                ),
             }
         }
         self.count += 1;
@@ -493,7 +501,9 @@ mod tests {
         let nobody = Some(65534);
         let held: Vec<Slot> = (0..2).map(|_| a.admit(nobody, || false).unwrap()).collect();
         assert_eq!(a.admit(nobody, || false).err(), Some(Refused::Share(65534)));
-        let other: Vec<Slot> = (0..2).map(|_| a.admit(Some(1000), || false).unwrap()).collect();
+        let other: Vec<Slot> = (0..2)
+            .map(|_| a.admit(Some(1000), || false).unwrap())
+            .collect();
         // The general slots are all taken: a reader is refused, a writer takes the reserve.
         assert_eq!(a.admit(Some(1001), || false).err(), Some(Refused::Full));
         let mut asked = 0;
@@ -509,7 +519,10 @@ mod tests {
         assert!(a.admit(None, || false).is_ok());
         drop(held);
         assert!(a.admit(nobody, || false).is_ok());
-        assert!(a.holders.lock().unwrap().get(&1000).is_none(), "no entry kept for a uid that holds none");
+        assert!(
+            a.holders.lock().unwrap().get(&1000).is_none(),
+            "no entry kept for a uid that holds none"
+        );
     }
 
     /// A privileged uid is not held to the share, and is asked once while it holds any.

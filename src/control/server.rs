@@ -10,10 +10,10 @@ use super::proto::{MAX_LINE, Op, Response, encode, parse_request, plain_check, p
 use crate::counters::Counters;
 use crate::lease::{now_ms, parse_ip};
 use crate::listen::{Accepted, Listener, Service, Sharing, serve_each};
-use tokio::net::unix::UCred;
 use crate::shutdown::Shutdown;
 use crate::store::{Leases, Stats};
 use crate::usage::Method;
+use tokio::net::unix::UCred;
 
 /// Connections served at once, besides [`RESERVED`]; further ones are closed at once.
 pub const MAX_CONNS: usize = 256;

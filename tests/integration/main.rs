@@ -15,6 +15,7 @@ mod dovecot_policy;
 mod e2e;
 mod exim;
 mod faults;
+mod flood;
 mod follow;
 mod journal;
 mod lease_core;
