@@ -56,7 +56,10 @@ pub async fn run(leases: Arc<Leases>, mut shutdown: Shutdown) {
 /// One line for a step of the system clock; after a step back, the deadlines beyond their
 /// monotonic bounds are brought forward to them.
 fn stepped(leases: &Leases, step: ClockStep, now: crate::lease::Millis) {
-    let by = |ms| humantime::format_duration(Duration::from_millis(ms));
+    // To the second: the two clocks are read a moment apart.
+    let by = |ms: crate::lease::Millis| {
+        humantime::format_duration(Duration::from_secs(ms.saturating_add(500) / 1000))
+    };
     match step {
         ClockStep::Forward(ms) => tracing::warn!(step = %by(ms),
             "the system clock was stepped forward: leases end that much early (fail closed); those past their deadline end now"),

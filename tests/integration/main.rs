@@ -9,6 +9,7 @@
 mod daemon_harness;
 mod mail_rig;
 
+mod clock;
 mod contrib;
 mod docs;
 mod dovecot_policy;
