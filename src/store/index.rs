@@ -156,16 +156,10 @@ impl Index {
         Some(self.lease(&self.recs[i as usize]))
     }
 
-    /// The lease on `net` if it is live at (`now`, `mono`), with the deadline its bound
-    /// leaves it: what a renewal starts from.
+    /// The lease on `net` if it is live at (`now`, `mono`).
     pub(crate) fn get_live(&self, net: &IpNet, now: Millis, mono: Millis) -> Option<Lease> {
         let r = &self.recs[self.find(net)? as usize];
-        if !r.live(now, || mono) {
-            return None;
-        }
-        let mut l = self.lease(r);
-        l.deadline = bounded_deadline(r.deadline, r.bound, now, mono);
-        Some(l)
+        r.live(now, || mono).then(|| self.lease(r))
     }
 
     /// The lease on `net` live at `now` (monotonic `mono`), borrowed: what an answer that
@@ -192,12 +186,17 @@ impl Index {
             .is_some_and(|i| self.recs[i as usize].live(now, mono))
     }
 
-    /// Insert or replace a lease, with its monotonic `bound`; true when it replaced one.
+    /// Insert or replace a lease, with its monotonic `bound`; true when it replaced one. A
+    /// write that leaves the deadline where it was (a renewal by an older login) keeps the
+    /// bound it had: only a later deadline, from a login now, starts a new one.
     pub(crate) fn upsert(&mut self, lease: Lease, bound: Millis) -> bool {
         let net = lease.net;
-        let rec = self.rec(lease, bound);
+        let mut rec = self.rec(lease, bound);
         if let Some(i) = self.find(&net) {
             let old = &mut self.recs[i as usize];
+            if old.deadline == rec.deadline {
+                rec.bound = old.bound;
+            }
             self.by_deadline.remove(&(old.deadline, i));
             self.by_deadline.insert((rec.deadline, i));
             *old = rec;
