@@ -33,6 +33,7 @@ pub async fn run(
     reload: tokio::sync::mpsc::Receiver<()>,
 ) -> Result<()> {
     let started = now_ms();
+    let open_files = raise_open_files_limit();
     warn_about_exposure(&cfg);
     let cdb_base = match cfg.tcprules.as_ref().and_then(|c| c.base.as_ref()) {
         Some(p) => crate::answers::tcprules_writer::read_base(p)?,
@@ -54,6 +55,7 @@ pub async fn run(
         store = %cfg.store.as_ref().map_or_else(|| "local".to_string(), |s| s.describe()),
         leases = leases.len(),
         expire = %humantime::format_duration(cfg.rules.window),
+        open_files_limit = open_files,
         "relaylease daemon ready"
     );
     let running = wait(&cfg, &leases, running, shutdown, reload).await;
@@ -63,6 +65,27 @@ pub async fn run(
     leases.sync()?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every held connection is a file: take all the hard limit allows (systemd's default soft
+/// limit is 1024, below what the policy service alone may hold). The figure is said in the
+/// "ready" line (a start that fails says one line, its error).
+fn raise_open_files_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 0;
+    };
+    if soft < hard {
+        match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(e) => {
+                tracing::warn!(soft, hard, error = %e, "cannot raise the open files limit");
+                soft
+            }
+        }
+    } else {
+        soft
+    }
 }
 
 /// Say at start which ways in the settings leave open beyond root and the mail servers.

@@ -33,6 +33,76 @@ pub fn now_ms() -> Millis {
         .unwrap_or(0)
 }
 
+/// Milliseconds on this process's monotonic clock (from its first reading): what a step of
+/// the system clock cannot move. Meaningless across a restart, so never stored.
+pub fn mono_ms() -> Millis {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(std::time::Instant::now);
+    epoch.elapsed().as_millis() as Millis
+}
+
+/// How much longer than granted a lease may relay when the system clock is stepped back:
+/// the bound on the monotonic clock is its length plus this.
+pub const CLOCK_SLACK: Millis = 1000;
+
+/// A lease without a bound on the monotonic clock (loaded at start): its wall deadline alone
+/// decides.
+pub const NO_BOUND: Millis = Millis::MAX;
+
+/// The monotonic time past which a lease written at wall time `now` (monotonic `mono`) with
+/// `deadline` no longer relays, whatever the system clock does meanwhile: its length as
+/// granted plus [`CLOCK_SLACK`].
+pub fn mono_bound(deadline: Millis, now: Millis, mono: Millis) -> Millis {
+    mono.saturating_add(deadline.saturating_sub(now))
+        .saturating_add(CLOCK_SLACK)
+}
+
+/// The wall deadline a lease really has at (`now`, `mono`): its own, or sooner when its
+/// monotonic `bound` ends first (the clock was stepped back since it was written).
+pub fn bounded_deadline(deadline: Millis, bound: Millis, now: Millis, mono: Millis) -> Millis {
+    if bound == NO_BOUND {
+        return deadline;
+    }
+    deadline.min(now.saturating_add(bound.saturating_sub(mono)))
+}
+
+/// A step of the system clock, seen by comparing it with the monotonic clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClockStep {
+    /// Stepped forward this many milliseconds: leases end that much early (fail closed).
+    Forward(Millis),
+    /// Stepped back this many milliseconds: leases are held to their monotonic bounds.
+    Back(Millis),
+}
+
+/// Watches the offset between the system clock and the monotonic clock; a change of more
+/// than [`CLOCK_SLACK`] between two looks is a step (NTP's slewing moves it by far less).
+#[derive(Debug)]
+pub struct StepWatch {
+    offset: i128,
+}
+
+impl StepWatch {
+    pub fn new(now: Millis, mono: Millis) -> StepWatch {
+        StepWatch {
+            offset: now as i128 - mono as i128,
+        }
+    }
+
+    /// Look at the clocks again; a step since the last look, if any.
+    pub fn look(&mut self, now: Millis, mono: Millis) -> Option<ClockStep> {
+        let offset = now as i128 - mono as i128;
+        let moved = offset - self.offset;
+        self.offset = offset;
+        let by = moved.unsigned_abs().min(Millis::MAX as u128) as Millis;
+        match moved {
+            m if m > CLOCK_SLACK as i128 => Some(ClockStep::Forward(by)),
+            m if m < -(CLOCK_SLACK as i128) => Some(ClockStep::Back(by)),
+            _ => None,
+        }
+    }
+}
+
 /// Where a lease came from, as shown to the administrator.
 pub const SOURCE_HOOK: &str = "hook";
 pub const SOURCE_MANUAL: &str = "manual";
@@ -299,6 +369,48 @@ pub fn show_remaining(deadline: Millis, now: Millis) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_step_of_the_clock_is_seen_once_and_slewing_is_not_a_step() {
+        let mut w = StepWatch::new(1_000_000, 10);
+        assert_eq!(w.look(1_001_000, 1_010), None);
+        // NTP's slewing: a few milliseconds over a second.
+        assert_eq!(w.look(1_002_005, 2_010), None);
+        assert_eq!(
+            w.look(1_002_005 + 3_600_000 + 1_000, 3_010),
+            Some(ClockStep::Forward(3_600_000))
+        );
+        assert_eq!(w.look(1_002_005 + 3_600_000 + 2_000, 4_010), None);
+        assert_eq!(
+            w.look(1_002_005 + 3_000, 5_010),
+            Some(ClockStep::Back(3_600_000))
+        );
+    }
+
+    #[test]
+    fn a_bound_counts_the_length_as_granted_and_ends_a_deadline_beyond_it() {
+        const HOUR: Millis = 3_600_000;
+        let granted = 10 * HOUR;
+        // Granted at mono 50 for an hour: bound at mono 50 + an hour + the slack.
+        let b = mono_bound(granted + HOUR, granted, 50);
+        assert_eq!(b, 50 + HOUR + CLOCK_SLACK);
+        // Ten minutes on without a step: the wall deadline is the sooner one.
+        let ten = HOUR / 6;
+        assert_eq!(
+            bounded_deadline(granted + HOUR, b, granted + ten, 50 + ten),
+            granted + HOUR
+        );
+        // Ten minutes on, stepped back an hour: the bound ends it an hour sooner, slack and all.
+        let now = granted + ten - HOUR;
+        assert_eq!(
+            bounded_deadline(granted + HOUR, b, now, 50 + ten),
+            now + HOUR - ten + CLOCK_SLACK
+        );
+        assert_eq!(
+            bounded_deadline(granted + HOUR, NO_BOUND, 0, Millis::MAX - 1),
+            granted + HOUR
+        );
+    }
 
     fn login(ip: &str, user: Option<&str>, at: Millis) -> Login {
         Login {

@@ -1,12 +1,16 @@
 //! Listening Unix sockets: replace a leftover file only when nothing answers, then set
 //! the mode and group before anyone else can connect.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use nix::sys::stat::{Mode, umask};
 use nix::unistd::{Gid, chown};
+use tokio::net::unix::UCred;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, Result};
 use crate::shutdown::Shutdown;
@@ -198,14 +202,215 @@ impl Drop for SocketFiles {
 /// What a service says when it has to turn a connection away.
 pub struct Service {
     pub name: &'static str,
-    /// Connections served at once; one more is closed at once, with a warning.
+    /// Connections served at once, besides [`Sharing::reserved`]; one more is closed at once.
     pub max_conns: usize,
-    /// The end of that warning: what the client does then.
+    /// The end of the warning about it: what the client does then.
     pub when_full: &'static str,
+    /// How the slots are shared among the local users who connect.
+    pub sharing: Sharing,
+}
+
+/// Who judges whether a peer is one the service must keep answering.
+pub type Privileged = Arc<dyn Fn(&UCred) -> bool + Send + Sync>;
+
+/// How a Unix socket's slots are shared, by the peer's credentials (SO_PEERCRED, which a
+/// client cannot forge): a flood of idle connections from one local user must not crowd out
+/// the others, nor the peers the service exists for (the writers of the control socket,
+/// root and the daemon's own user everywhere). A TCP peer has no credentials: only the
+/// total applies to it.
+pub struct Sharing {
+    /// The most connections one uid may hold at once, unless it is privileged.
+    pub per_uid: usize,
+    /// Slots beyond `max_conns` that only privileged peers may take.
+    pub reserved: usize,
+    /// Privileged peers are exempt from `per_uid` and alone take the reserved slots. Asked
+    /// only when one of those matters, once per uid while it holds connections (it may look
+    /// up the groups).
+    pub privileged: Privileged,
+}
+
+impl Sharing {
+    /// Half the slots at most for any one uid, and `reserved` more for root and the
+    /// daemon's own user.
+    pub fn by_uid(max_conns: usize, reserved: usize) -> Sharing {
+        let own = nix::unistd::Uid::effective().as_raw();
+        Sharing {
+            per_uid: (max_conns / 2).max(1),
+            reserved,
+            privileged: Arc::new(move |c: &UCred| c.uid() == 0 || c.uid() == own),
+        }
+    }
+}
+
+/// Why a connection was turned away.
+#[derive(Debug, PartialEq, Eq)]
+enum Refused {
+    /// Every slot it may take is in use.
+    Full,
+    /// Its uid holds its share already.
+    Share(u32),
+}
+
+/// Connections held per uid, with whether the uid is privileged (asked once while it holds
+/// any).
+type Holders = Arc<Mutex<HashMap<u32, (usize, Option<bool>)>>>;
+
+/// The slots of one service: the general ones, the reserved ones, and who holds them.
+struct Admission {
+    general: Arc<Semaphore>,
+    reserved: Arc<Semaphore>,
+    max_conns: usize,
+    reserve: usize,
+    per_uid: usize,
+    holders: Holders,
+}
+
+/// A slot taken: given back (and its uid's count lowered) when the connection ends.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    uid: Option<u32>,
+    holders: Holders,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let Some(uid) = self.uid else {
+            return;
+        };
+        let mut h = match self.holders.lock() {
+            Ok(h) => h,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(e) = h.get_mut(&uid) {
+            e.0 = e.0.saturating_sub(1);
+            if e.0 == 0 {
+                h.remove(&uid);
+            }
+        }
+    }
+}
+
+impl Admission {
+    fn new(max_conns: usize, sharing: &Sharing) -> Admission {
+        Admission {
+            general: Arc::new(Semaphore::new(max_conns)),
+            reserved: Arc::new(Semaphore::new(sharing.reserved)),
+            max_conns,
+            reserve: sharing.reserved,
+            per_uid: sharing.per_uid,
+            holders: Holders::default(),
+        }
+    }
+
+    /// A slot for a connection from the peer `uid` (None: a TCP peer), or why not.
+    /// `privileged` is asked at most once while the uid holds connections.
+    fn admit(
+        &self,
+        uid: Option<u32>,
+        privileged: impl FnOnce() -> bool,
+    ) -> std::result::Result<Slot, Refused> {
+        let Some(uid) = uid else {
+            return match self.general.clone().try_acquire_owned() {
+                Ok(p) => Ok(Slot {
+                    _permit: p,
+                    uid: None,
+                    holders: self.holders.clone(),
+                }),
+                Err(_) => Err(Refused::Full),
+            };
+        };
+        let mut h = match self.holders.lock() {
+            Ok(h) => h,
+            Err(p) => p.into_inner(),
+        };
+        let entry = h.entry(uid).or_insert((0, None));
+        let mut ask = Some(privileged);
+        let mut privileged = |known: &mut Option<bool>| {
+            *known.get_or_insert_with(|| ask.take().is_some_and(|f| f()))
+        };
+        let permit = if entry.0 >= self.per_uid && !privileged(&mut entry.1) {
+            Err(Refused::Share(uid))
+        } else if let Ok(p) = self.general.clone().try_acquire_owned() {
+            Ok(p)
+        } else if privileged(&mut entry.1) {
+            self.reserved
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| Refused::Full)
+        } else {
+            Err(Refused::Full)
+        };
+        match permit {
+            Ok(p) => {
+                entry.0 += 1;
+                Ok(Slot {
+                    _permit: p,
+                    uid: Some(uid),
+                    holders: self.holders.clone(),
+                })
+            }
+            Err(why) => {
+                if entry.0 == 0 {
+                    h.remove(&uid);
+                }
+                Err(why)
+            }
+        }
+    }
+
+    /// Wait (at most `grace`) until every connection has given its slot back.
+    async fn drained(&self, grace: std::time::Duration) {
+        let all = async {
+            let _g = self.general.acquire_many(self.max_conns as u32).await;
+            let _r = self.reserved.acquire_many(self.reserve as u32).await;
+        };
+        let _ = tokio::time::timeout(grace, all).await;
+    }
+}
+
+/// Turned-away connections, told once per run of them (a flood would otherwise fill the
+/// log with a line per connection): a warning at the first, the count when one is let in.
+#[derive(Default)]
+struct Refusals {
+    count: u64,
+}
+
+impl Refusals {
+    fn refused(&mut self, service: &Service, why: &Refused) {
+        if self.count == 0 {
+            let name = service.name;
+            match why {
+                Refused::Full => tracing::warn!(
+                    limit = service.max_conns,
+                    reserved = service.sharing.reserved,
+                    "{name}: too many connections, closing one{}; more are closed without a line each until one is let in",
+                    service.when_full
+                ),
+                Refused::Share(uid) => tracing::warn!(
+                    uid,
+                    share = service.sharing.per_uid,
+                    "{name}: one user holds its share of connections, closing one of its new ones{}; more are closed without a line each until one is let in",
+                    service.when_full
+                ),
+            }
+        }
+        self.count += 1;
+    }
+
+    fn admitted(&mut self, service: &Service) {
+        if self.count > 0 {
+            tracing::info!(
+                closed = self.count,
+                "{}: let a connection in again after closing some",
+                service.name
+            );
+            self.count = 0;
+        }
+    }
 }
 
 /// Accept connections until `shutdown`, each served by `handle` on a task of its own (with
-/// a shutdown of its own), at most `service.max_conns` at once; then stop accepting and give
+/// a shutdown of its own), within the slots [`Service`] allows; then stop accepting and give
 /// the connections with a request in flight `grace`.
 pub async fn serve_each<F, Fut>(
     listener: Listener,
@@ -217,28 +422,29 @@ pub async fn serve_each<F, Fut>(
     F: Fn(Accepted, Shutdown) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    use std::sync::Arc;
-    use tokio::sync::Semaphore;
-    let Service {
-        name,
-        max_conns: max,
-        when_full,
-    } = service;
-    let slots = Arc::new(Semaphore::new(max));
+    let name = service.name;
+    let slots = Admission::new(service.max_conns, &service.sharing);
     let mut failures = AcceptFailures::default();
+    let mut refusals = Refusals::default();
     loop {
         tokio::select! {
             r = listener.accept() => match r {
                 Ok(accepted) => {
                     failures.accepted(name);
-                    let Ok(permit) = slots.clone().try_acquire_owned() else {
-                        tracing::warn!(limit = max, "{name}: too many connections, closing one{when_full}");
-                        continue;
+                    let peer = accepted.peer.as_ref();
+                    let privileged = || peer.is_some_and(|c| (service.sharing.privileged)(c));
+                    let slot = match slots.admit(peer.map(|c| c.uid()), privileged) {
+                        Ok(s) => s,
+                        Err(why) => {
+                            refusals.refused(&service, &why);
+                            continue;
+                        }
                     };
+                    refusals.admitted(&service);
                     let served = handle(accepted, shutdown.clone());
                     tokio::spawn(async move {
                         served.await;
-                        drop(permit);
+                        drop(slot);
                     });
                 }
                 Err(e) => {
@@ -249,7 +455,7 @@ pub async fn serve_each<F, Fut>(
             _ = shutdown.recv() => break,
         }
     }
-    let _ = tokio::time::timeout(grace, slots.acquire_many(max as u32)).await;
+    slots.drained(grace).await;
 }
 
 #[cfg(test)]
@@ -278,5 +484,69 @@ mod tests {
             let e = parse_listen_addr("--policy", bad).unwrap_err().to_string();
             assert!(e.contains(&format!("'{bad}'")), "{e}");
         }
+    }
+
+    /// One user's flood takes its share and no more; another user, and a privileged peer
+    /// beyond the general slots, still get in; slots come back when connections end.
+    #[test]
+    fn one_users_flood_leaves_room_for_others_and_privileged_peers() {
+        let a = Admission::new(
+            4,
+            &Sharing {
+                per_uid: 2,
+                reserved: 1,
+                privileged: Arc::new(|_| false),
+            },
+        );
+        let nobody = Some(65534);
+        let held: Vec<Slot> = (0..2).map(|_| a.admit(nobody, || false).unwrap()).collect();
+        assert_eq!(a.admit(nobody, || false).err(), Some(Refused::Share(65534)));
+        let other: Vec<Slot> = (0..2)
+            .map(|_| a.admit(Some(1000), || false).unwrap())
+            .collect();
+        // The general slots are all taken: a reader is refused, a writer takes the reserve.
+        assert_eq!(a.admit(Some(1001), || false).err(), Some(Refused::Full));
+        let mut asked = 0;
+        let writer = a.admit(Some(8), || {
+            asked += 1;
+            true
+        });
+        assert!(writer.is_ok());
+        assert_eq!(a.admit(Some(0), || true).err(), Some(Refused::Full));
+        assert_eq!(asked, 1);
+        // A TCP peer (no credentials) counts against the total only.
+        drop(other);
+        assert!(a.admit(None, || false).is_ok());
+        drop(held);
+        assert!(a.admit(nobody, || false).is_ok());
+        assert!(
+            a.holders.lock().unwrap().get(&1000).is_none(),
+            "no entry kept for a uid that holds none"
+        );
+    }
+
+    /// A privileged uid is not held to the share, and is asked once while it holds any.
+    #[test]
+    fn a_privileged_uid_may_take_more_than_a_share() {
+        let a = Admission::new(
+            4,
+            &Sharing {
+                per_uid: 1,
+                reserved: 0,
+                privileged: Arc::new(|_| true),
+            },
+        );
+        let mut asked = 0;
+        let held: Vec<Slot> = (0..4)
+            .map(|_| {
+                a.admit(Some(0), || {
+                    asked += 1;
+                    true
+                })
+                .unwrap()
+            })
+            .collect();
+        assert_eq!(held.len(), 4);
+        assert_eq!(asked, 1);
     }
 }

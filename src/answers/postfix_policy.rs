@@ -12,12 +12,16 @@ use super::postfix_policy_proto::{
 use super::request_loop::{Answerer, Step, serve_connection};
 use crate::counters::Counters;
 use crate::lease::{Millis, now_ms};
-use crate::listen::{Listener, Service, serve_each};
+use crate::listen::{Listener, Service, Sharing, serve_each};
 use crate::shutdown::Shutdown;
 use crate::store::{Leases, Stats};
 
 /// Connections served at once (each Postfix smtpd process keeps one open).
 pub const MAX_CONNS: usize = 1024;
+/// Slots beyond [`MAX_CONNS`] for root and the daemon's own user. Any other user may hold
+/// half of [`MAX_CONNS`] at most, so one local user's idle connections leave Postfix (a user
+/// of its own) at least the other half.
+pub const RESERVED: usize = 64;
 /// Postfix closes idle policy connections after 300 s (`smtpd_policy_service_max_idle`);
 /// we wait longer so that it is always Postfix that decides. A connection that completes no
 /// request for this long is closed, however slowly its bytes trickle in.
@@ -72,6 +76,7 @@ pub async fn serve(
         name: "policy",
         max_conns: MAX_CONNS,
         when_full: " (Postfix uses its default_action)",
+        sharing: Sharing::by_uid(MAX_CONNS, RESERVED),
     };
     serve_each(listener, service, shutdown, grace, |a, stop| {
         let policy = Policy {

@@ -10,7 +10,7 @@ use super::socketmap_proto::{
     MAX_REQUEST, Reply, key_address, parse_netstring, split_request, write_reply,
 };
 use crate::lease::{Millis, now_ms};
-use crate::listen::{Listener, Service, serve_each};
+use crate::listen::{Listener, Service, Sharing, serve_each};
 use crate::shutdown::Shutdown;
 use crate::store::Leases;
 
@@ -59,6 +59,7 @@ pub async fn serve(
         name: "socketmap",
         max_conns: MAX_CONNS,
         when_full: "",
+        sharing: Sharing::by_uid(MAX_CONNS, super::postfix_policy::RESERVED),
     };
     serve_each(listener, service, shutdown, grace, |a, stop| {
         let socketmap = Socketmap {

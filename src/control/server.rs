@@ -9,13 +9,20 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufR
 use super::proto::{MAX_LINE, Op, Response, encode, parse_request, plain_check, plain_reply};
 use crate::counters::Counters;
 use crate::lease::{now_ms, parse_ip};
-use crate::listen::{Accepted, Listener, Service, serve_each};
+use crate::listen::{Accepted, Listener, Service, Sharing, serve_each};
 use crate::shutdown::Shutdown;
 use crate::store::{Leases, Stats};
 use crate::usage::Method;
+use tokio::net::unix::UCred;
 
-/// Connections served at once; further ones are closed at once and logged.
+/// Connections served at once, besides [`RESERVED`]; further ones are closed at once.
 pub const MAX_CONNS: usize = 256;
+/// Slots beyond [`MAX_CONNS`] that only writers (judged by SO_PEERCRED) may take, so that
+/// hook logins and `add` are still taken while readers hold every other slot.
+pub const RESERVED: usize = 64;
+/// The most connections one reader (a uid that may not write) holds at once: one local user
+/// cannot take the slots other readers (Exim's `check`) need either.
+pub const PER_READER: usize = MAX_CONNS / 2;
 /// A connection that sends nothing for this long is closed.
 pub const IDLE: Duration = Duration::from_secs(60);
 
@@ -90,6 +97,14 @@ pub async fn serve(
         name: "control socket",
         max_conns: MAX_CONNS,
         when_full: "",
+        sharing: Sharing {
+            per_uid: PER_READER,
+            reserved: RESERVED,
+            privileged: {
+                let writers = writers.clone();
+                Arc::new(move |c: &UCred| writers.may_write(c.uid(), c.gid()))
+            },
+        },
     };
     serve_each(listener, service, shutdown, grace, |a, stop| {
         let state = State {

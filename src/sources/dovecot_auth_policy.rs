@@ -17,7 +17,7 @@ use super::dovecot_auth_policy_proto::{
     ApiHeader, Decision, MAX_BODY, PolicyLogin, Refusal, check_head, decide_body,
 };
 use crate::lease::{Login, SOURCE_DOVECOT_POLICY, now_ms};
-use crate::listen::{Conn, Listener, Service, serve_each};
+use crate::listen::{Conn, Listener, Service, Sharing, serve_each};
 use crate::shutdown::Shutdown;
 use crate::store::{Leases, Stats};
 
@@ -50,6 +50,8 @@ pub async fn serve(
         name: "dovecot-policy",
         max_conns: MAX_CONNS,
         when_full: " (Dovecot then lets the login go on unjudged)",
+        // Loopback TCP: no peer credentials, only the total applies.
+        sharing: Sharing::by_uid(MAX_CONNS, 0),
     };
     serve_each(listener, service, shutdown, grace, |a, stop| {
         connection(a.conn, leases.clone(), secret.clone(), stop, IDLE)

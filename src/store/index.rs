@@ -11,7 +11,7 @@ use std::hash::{BuildHasher, RandomState};
 
 use ipnet::IpNet;
 
-use crate::lease::{Lease, Millis};
+use crate::lease::{Lease, Millis, NO_BOUND, bounded_deadline};
 
 /// A live lease as [`Index::view`] lends it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,10 +29,20 @@ struct Rec {
     net: IpNet,
     source: u32,
     deadline: Millis,
+    /// On the monotonic clock, when written in this process ([`crate::lease::mono_bound`]);
+    /// [`NO_BOUND`] for a lease loaded at start.
+    bound: Millis,
     first_login: Millis,
     last_login: Millis,
     logins: u64,
     user: Option<Box<str>>,
+}
+
+impl Rec {
+    /// Relays at wall time `now`, monotonic `mono` (asked only when the wall clock says yes).
+    fn live(&self, now: Millis, mono: impl FnOnce() -> Millis) -> bool {
+        self.deadline > now && (self.bound == NO_BOUND || self.bound > mono())
+    }
 }
 
 #[derive(Default, Debug)]
@@ -88,11 +98,12 @@ impl Index {
         id
     }
 
-    fn rec(&mut self, lease: Lease) -> Rec {
+    fn rec(&mut self, lease: Lease, bound: Millis) -> Rec {
         Rec {
             net: lease.net,
             source: self.source_id(&lease.source),
             deadline: lease.deadline,
+            bound,
             first_login: lease.first_login,
             last_login: lease.last_login,
             logins: lease.logins,
@@ -108,7 +119,7 @@ impl Index {
     pub(crate) fn build(leases: impl FnOnce(&mut dyn FnMut(Lease))) -> Index {
         let mut t = Index::default();
         leases(&mut |lease| {
-            let r = t.rec(lease);
+            let r = t.rec(lease, NO_BOUND);
             t.recs.push(r);
         });
         t.by_net = Slots::with_capacity(t.recs.len());
@@ -145,11 +156,22 @@ impl Index {
         Some(self.lease(&self.recs[i as usize]))
     }
 
-    /// The lease on `net` live at `now`, borrowed: what an answer that records its use needs,
-    /// without copying the lease.
-    pub(crate) fn view(&self, net: &IpNet, now: Millis) -> Option<LeaseRef<'_>> {
+    /// The lease on `net` if it is live at (`now`, `mono`).
+    pub(crate) fn get_live(&self, net: &IpNet, now: Millis, mono: Millis) -> Option<Lease> {
         let r = &self.recs[self.find(net)? as usize];
-        (r.deadline > now).then(|| LeaseRef {
+        r.live(now, || mono).then(|| self.lease(r))
+    }
+
+    /// The lease on `net` live at `now` (monotonic `mono`), borrowed: what an answer that
+    /// records its use needs, without copying the lease.
+    pub(crate) fn view(
+        &self,
+        net: &IpNet,
+        now: Millis,
+        mono: impl FnOnce() -> Millis,
+    ) -> Option<LeaseRef<'_>> {
+        let r = &self.recs[self.find(net)? as usize];
+        r.live(now, mono).then(|| LeaseRef {
             net: r.net,
             user: r.user.as_deref(),
             source: self.sources.get(r.source as usize).map_or("", |s| s),
@@ -157,18 +179,24 @@ impl Index {
         })
     }
 
-    /// Is there a lease on `net` that is live at `now`?
-    pub(crate) fn allows(&self, net: &IpNet, now: Millis) -> bool {
+    /// Is there a lease on `net` that is live at `now`? `mono` (the monotonic clock) is read
+    /// only for a lease the wall clock says is live.
+    pub(crate) fn allows(&self, net: &IpNet, now: Millis, mono: impl FnOnce() -> Millis) -> bool {
         self.find(net)
-            .is_some_and(|i| self.recs[i as usize].deadline > now)
+            .is_some_and(|i| self.recs[i as usize].live(now, mono))
     }
 
-    /// Insert or replace a lease; true when it replaced one.
-    pub(crate) fn upsert(&mut self, lease: Lease) -> bool {
+    /// Insert or replace a lease, with its monotonic `bound`; true when it replaced one. A
+    /// write that leaves the deadline where it was (a renewal by an older login) keeps the
+    /// bound it had: only a later deadline, from a login now, starts a new one.
+    pub(crate) fn upsert(&mut self, lease: Lease, bound: Millis) -> bool {
         let net = lease.net;
-        let rec = self.rec(lease);
+        let mut rec = self.rec(lease, bound);
         if let Some(i) = self.find(&net) {
             let old = &mut self.recs[i as usize];
+            if old.deadline == rec.deadline {
+                rec.bound = old.bound;
+            }
             self.by_deadline.remove(&(old.deadline, i));
             self.by_deadline.insert((rec.deadline, i));
             *old = rec;
@@ -220,11 +248,40 @@ impl Index {
         out
     }
 
-    /// The leases live at `now`, soonest deadline first.
-    pub(crate) fn live(&self, now: Millis) -> Vec<Lease> {
+    /// After the clock was stepped back: every deadline that now lies beyond its lease's
+    /// monotonic bound is brought forward to it, so that the expiry task (and the answers
+    /// that rebuild a file when it runs) end those leases on time. One pass, once per step.
+    pub(crate) fn clamp_to_bounds(&mut self, now: Millis, mono: Millis) -> usize {
+        let mut moved = 0;
+        for (i, r) in self.recs.iter_mut().enumerate() {
+            let d = bounded_deadline(r.deadline, r.bound, now, mono);
+            if d < r.deadline && self.by_deadline.remove(&(r.deadline, i as u32)) {
+                self.by_deadline.insert((d, i as u32));
+                r.deadline = d;
+                moved += 1;
+            }
+        }
+        moved
+    }
+
+    /// The leases live at `now` (monotonic `mono`), soonest deadline first.
+    pub(crate) fn live(&self, now: Millis, mono: Millis) -> Vec<Lease> {
         self.by_deadline
             .range((now.saturating_add(1), 0)..)
-            .map(|&(_, i)| self.lease(&self.recs[i as usize]))
+            .map(|&(_, i)| &self.recs[i as usize])
+            .filter(|r| r.live(now, || mono))
+            .map(|r| self.lease(r))
+            .collect()
+    }
+
+    /// Every lease held, due or not, with its monotonic bound.
+    pub(crate) fn all(&self) -> Vec<(Lease, Millis)> {
+        self.by_deadline
+            .iter()
+            .map(|&(_, i)| {
+                let r = &self.recs[i as usize];
+                (self.lease(r), r.bound)
+            })
             .collect()
     }
 
@@ -384,13 +441,13 @@ mod tests {
         let mut b = lease("2001:db8::1", 200, "hook");
         b.user = None;
         b.logins = 7;
-        assert!(!t.upsert(a.clone()));
-        assert!(!t.upsert(b.clone()));
+        assert!(!t.upsert(a.clone(), NO_BOUND));
+        assert!(!t.upsert(b.clone(), NO_BOUND));
         assert_eq!(t.get(&a.net), Some(a.clone()));
         assert_eq!(t.get(&b.net), Some(b.clone()));
-        assert_eq!(t.live(0), vec![a.clone(), b.clone()]);
-        assert_eq!(t.live(100), vec![b.clone()]);
-        assert!(t.allows(&a.net, 99) && !t.allows(&a.net, 100));
+        assert_eq!(t.live(0, 0), vec![a.clone(), b.clone()]);
+        assert_eq!(t.live(100, 0), vec![b.clone()]);
+        assert!(t.allows(&a.net, 99, || 0) && !t.allows(&a.net, 100, || 0));
         assert_eq!(t.sources.len(), 2);
     }
 
@@ -403,7 +460,7 @@ mod tests {
             .map(|i| format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255))
             .collect();
         for (n, ip) in ips.iter().enumerate() {
-            t.upsert(lease(ip, 1000 + n as u64, "s"));
+            t.upsert(lease(ip, 1000 + n as u64, "s"), NO_BOUND);
         }
         for (n, ip) in ips.iter().enumerate() {
             if n % 3 != 1 {
@@ -415,9 +472,9 @@ mod tests {
             assert_eq!(t.get(&net).is_some(), n % 3 == 1, "{ip}");
         }
         assert_eq!(t.len(), (0..ips.len()).filter(|n| n % 3 == 1).count());
-        assert_eq!(t.live(0).len(), t.len());
+        assert_eq!(t.live(0, 0).len(), t.len());
         for ip in &ips {
-            t.upsert(lease(ip, 1, "s"));
+            t.upsert(lease(ip, 1, "s"), NO_BOUND);
         }
         assert_eq!(t.len(), ips.len());
         assert_eq!(t.take_expired(1).len(), ips.len());
@@ -443,14 +500,14 @@ mod tests {
         leases.push(leases[20].clone());
         let mut one_by_one = Index::default();
         for l in &leases {
-            one_by_one.upsert(l.clone());
+            one_by_one.upsert(l.clone(), NO_BOUND);
         }
         let at_once = Index::build(|each| leases.iter().cloned().for_each(each));
         assert_eq!(at_once.len(), 3000);
-        assert_eq!(at_once.live(0), one_by_one.live(0));
+        assert_eq!(at_once.live(0, 0), one_by_one.live(0, 0));
         assert_eq!(at_once.get(&leases[10].net).unwrap().deadline, 99_999);
         for l in &leases[..3000] {
-            assert!(at_once.allows(&l.net, 999));
+            assert!(at_once.allows(&l.net, 999, || 0));
         }
         // The duplicates' records are free for reuse, and removal works on the result.
         assert_eq!(at_once.free.len(), 2);
@@ -459,15 +516,15 @@ mod tests {
             t.take_expired(1500).len(),
             one_by_one.take_expired(1500).len()
         );
-        assert_eq!(t.live(0), one_by_one.live(0));
+        assert_eq!(t.live(0, 0), one_by_one.live(0, 0));
     }
 
     #[test]
     fn renewal_moves_the_deadline_and_reuses_the_record() {
         let mut t = Index::default();
-        t.upsert(lease("192.0.2.1", 100, "s"));
-        t.upsert(lease("192.0.2.2", 200, "s"));
-        assert!(t.upsert(lease("192.0.2.1", 300, "s")));
+        t.upsert(lease("192.0.2.1", 100, "s"), NO_BOUND);
+        t.upsert(lease("192.0.2.2", 200, "s"), NO_BOUND);
+        assert!(t.upsert(lease("192.0.2.1", 300, "s"), NO_BOUND));
         assert_eq!(t.len(), 2);
         assert_eq!(t.next_deadline(), Some(200));
         let gone = t.take_expired(250);
@@ -475,13 +532,13 @@ mod tests {
         assert_eq!(gone[0].net, lease("192.0.2.2", 0, "s").net);
         assert_eq!(t.next_deadline(), Some(300));
         // The freed record is reused, not appended.
-        t.upsert(lease("192.0.2.3", 400, "s"));
+        t.upsert(lease("192.0.2.3", 400, "s"), NO_BOUND);
         assert_eq!(t.recs.len(), 2);
         assert_eq!(t.len(), 2);
         let removed = t.remove(&lease("192.0.2.1", 0, "s").net).unwrap();
         assert_eq!(removed.deadline, 300);
         assert_eq!(t.remove(&removed.net), None);
-        assert_eq!(t.live(0).len(), 1);
+        assert_eq!(t.live(0, 0).len(), 1);
         assert_eq!(t.clear(), 1);
         assert_eq!((t.len(), t.next_deadline()), (0, None));
         assert!(t.get(&removed.net).is_none());
@@ -491,11 +548,11 @@ mod tests {
     fn expiry_takes_exactly_the_due_leases() {
         let mut t = Index::default();
         for (i, d) in [50u64, 10, 30, 20, 40].iter().enumerate() {
-            t.upsert(lease(&format!("192.0.2.{i}"), *d, "hook"));
+            t.upsert(lease(&format!("192.0.2.{i}"), *d, "hook"), NO_BOUND);
         }
         let gone: Vec<Millis> = t.take_expired(30).iter().map(|l| l.deadline).collect();
         assert_eq!(gone, vec![10, 20, 30]);
-        let left: Vec<Millis> = t.live(0).iter().map(|l| l.deadline).collect();
+        let left: Vec<Millis> = t.live(0, 0).iter().map(|l| l.deadline).collect();
         assert_eq!(left, vec![40, 50]);
         assert!(t.take_expired(39).is_empty());
     }
@@ -503,8 +560,8 @@ mod tests {
     #[test]
     fn remove_and_clear_keep_both_maps_in_step() {
         let mut t = Index::default();
-        t.upsert(lease("192.0.2.1", 100, "hook"));
-        t.upsert(lease("2001:db8::1", 50, "hook"));
+        t.upsert(lease("192.0.2.1", 100, "hook"), NO_BOUND);
+        t.upsert(lease("2001:db8::1", 50, "hook"), NO_BOUND);
         // Another address in the same /64 names the same lease.
         assert!(
             t.remove(&lease_key(parse_ip("2001:db8::9").unwrap(), 64))

@@ -24,7 +24,9 @@ pub use usage_redis::UsageRedis;
 pub use usage_store::{UsageSled, UsageStore};
 
 use crate::error::{Error, Result};
-use crate::lease::{Lease, Login, Millis, Rules, SOURCE_MANUAL, Verdict, lease_key, show_key};
+use crate::lease::{
+    Lease, Login, Millis, Rules, SOURCE_MANUAL, Verdict, lease_key, mono_bound, mono_ms, show_key,
+};
 use index::Index;
 pub use index::LeaseRef;
 
@@ -244,6 +246,15 @@ pub struct Leases {
     pub stats: Stats,
     /// Where answers and logins record their uses (set once by the daemon).
     usage: OnceLock<crate::usage::Usage>,
+    /// The monotonic clock that bounds leases written in this process.
+    mono: MonoClock,
+}
+
+/// The monotonic clock the lease table reads: the process's own, or one a test moves.
+enum MonoClock {
+    System,
+    #[cfg(test)]
+    Manual(Arc<AtomicU64>),
 }
 
 /// The lease a login makes: `current` renewed to `deadline`, or a new one.
@@ -294,7 +305,39 @@ impl Leases {
             sooner: Notify::new(),
             stats: Stats::default(),
             usage: OnceLock::new(),
+            mono: MonoClock::System,
         })
+    }
+
+    /// Read the monotonic clock from `clock` instead of the process's own.
+    #[cfg(test)]
+    pub(crate) fn with_mono_clock(mut self, clock: Arc<AtomicU64>) -> Self {
+        self.mono = MonoClock::Manual(clock);
+        self
+    }
+
+    /// Now on the monotonic clock that bounds leases ([`crate::lease::mono_bound`]).
+    pub fn mono_now(&self) -> Millis {
+        match &self.mono {
+            MonoClock::System => mono_ms(),
+            #[cfg(test)]
+            MonoClock::Manual(c) => c.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The system clock was stepped back: bring every deadline beyond its lease's monotonic
+    /// bound forward to it, so the expiry task ends those leases on time (answers already
+    /// refuse them). Returns how many moved.
+    pub fn clamp_to_bounds(&self, now: Millis) -> usize {
+        let mono = self.mono_now();
+        let moved = match self.table.write() {
+            Ok(mut t) => t.clamp_to_bounds(now, mono),
+            Err(_) => 0,
+        };
+        if moved > 0 {
+            self.sooner.notify_one();
+        }
+        moved
     }
 
     pub fn rules(&self) -> Arc<Rules> {
@@ -344,17 +387,20 @@ impl Leases {
 
     /// Put leases the backend already holds into the table, waking the expiry task for a
     /// sooner deadline and announcing new keys.
-    fn upsert_all(&self, _w: &MutexGuard<'_, ()>, leases: Vec<Lease>) -> Result<()> {
+    /// Each is bounded on the monotonic clock from `now`, when it was written.
+    fn upsert_all(&self, _w: &MutexGuard<'_, ()>, leases: Vec<Lease>, now: Millis) -> Result<()> {
         if leases.is_empty() {
             return Ok(());
         }
+        let mono = self.mono_now();
         let mut t = self.table.write().map_err(|_| poisoned())?;
         let earliest = t.next_deadline();
         let mut sooner = false;
         let mut added = false;
         for lease in leases {
             sooner |= earliest.is_none_or(|e| lease.deadline < e);
-            added |= !t.upsert(lease);
+            let bound = mono_bound(lease.deadline, now, mono);
+            added |= !t.upsert(lease, bound);
         }
         drop(t);
         if sooner {
@@ -366,15 +412,17 @@ impl Leases {
         Ok(())
     }
 
+    /// The live lease on `net`, with the deadline its monotonic bound leaves it.
     fn live_lease(&self, net: &IpNet, now: Millis) -> Result<Option<Lease>> {
+        let mono = self.mono_now();
         let t = self.table.read().map_err(|_| poisoned())?;
-        Ok(t.get(net).filter(|l| l.is_live(now)))
+        Ok(t.get_live(net, now, mono))
     }
 
     /// A change that could not be made durable is not acknowledged, so nothing may answer
     /// for it either: put back the lease as it was before (unless a later change replaced
     /// it meanwhile). The backend is told too, as far as it still listens.
-    fn undo(&self, written: &Lease, before: Option<Lease>) {
+    fn undo(&self, written: &Lease, before: Option<Lease>, now: Millis) {
         let Ok(_w) = self.writer.lock() else {
             return;
         };
@@ -385,8 +433,9 @@ impl Leases {
         match before {
             Some(old) => {
                 let _ = self.backend.put(&old);
+                let bound = mono_bound(old.deadline, now, self.mono_now());
                 if let Ok(mut t) = self.table.write() {
-                    t.upsert(old);
+                    t.upsert(old, bound);
                 }
                 self.sooner.notify_one();
             }
@@ -432,7 +481,7 @@ impl Leases {
             match self.backend.sync_confirmed() {
                 Ok(c) => confirmed = c,
                 Err(e) => {
-                    self.undo(lease, before);
+                    self.undo(lease, before, now);
                     return Err(e);
                 }
             }
@@ -511,7 +560,7 @@ impl Leases {
                 }
             }
         }
-        self.upsert_all(&w, leases)?;
+        self.upsert_all(&w, leases, now)?;
         Ok(outcomes)
     }
 
@@ -566,13 +615,14 @@ impl Leases {
 
     fn extend_batch(&self, targets: &[(IpAddr, Millis)], now: Millis) -> Result<usize> {
         let rules = self.rules();
+        let mono = self.mono_now();
         let longer = |t: &Index| {
             let mut longer: HashMap<IpNet, Lease> = HashMap::new();
             for &(ip, until) in targets {
                 let net = lease_key(ip, rules.v6_prefix);
                 let current = match longer.get(&net) {
                     Some(l) => Some(l.clone()),
-                    None => t.get(&net).filter(|l| l.is_live(now)),
+                    None => t.get_live(&net, now, mono),
                 };
                 // A user taken off --users (SIGHUP) keeps no hold.
                 let allowed = |l: &Lease| {
@@ -604,7 +654,7 @@ impl Leases {
         }
         self.backend.put_many(&leases)?;
         let n = leases.len();
-        self.upsert_all(&w, leases)?;
+        self.upsert_all(&w, leases, now)?;
         Ok(n)
     }
 
@@ -630,12 +680,12 @@ impl Leases {
         // A manual lease sets the deadline, shorter than the old one or not.
         lease.deadline = deadline;
         self.backend.put(&lease)?;
-        self.upsert_all(&w, vec![lease.clone()])?;
+        self.upsert_all(&w, vec![lease.clone()], now)?;
         drop(w);
         let confirmed = match self.backend.sync_confirmed() {
             Ok(c) => c,
             Err(e) => {
-                self.undo(&lease, before);
+                self.undo(&lease, before, now);
                 return Err(e);
             }
         };
@@ -706,7 +756,7 @@ impl Leases {
             lease_key(ip, rules.v6_prefix)
         };
         match self.table.read() {
-            Ok(t) => t.allows(&net, now),
+            Ok(t) => t.allows(&net, now, || self.mono_now()),
             Err(_) => false,
         }
     }
@@ -730,7 +780,7 @@ impl Leases {
             lease_key(ip, rules.v6_prefix)
         };
         match self.table.read() {
-            Ok(t) => match t.view(&net, now) {
+            Ok(t) => match t.view(&net, now, || self.mono_now()) {
                 Some(l) => Grant::Lease(f(&l)),
                 None => Grant::No,
             },
@@ -740,19 +790,21 @@ impl Leases {
 
     /// The live lease on exactly this key.
     pub fn check_key(&self, net: &IpNet, now: Millis) -> Answer {
+        let mono = self.mono_now();
         let Ok(t) = self.table.read() else {
             return Answer::No;
         };
-        match t.get(net) {
-            Some(l) if l.is_live(now) => Answer::Lease(l),
-            _ => Answer::No,
+        match t.get_live(net, now, mono) {
+            Some(l) => Answer::Lease(l),
+            None => Answer::No,
         }
     }
 
     /// Live leases, soonest deadline first.
     pub fn list(&self, now: Millis) -> Vec<Lease> {
+        let mono = self.mono_now();
         match self.table.read() {
-            Ok(t) => t.live(now),
+            Ok(t) => t.live(now, mono),
             Err(_) => Vec::new(),
         }
     }
@@ -820,12 +872,13 @@ impl Leases {
             self.forget_remote(&lease.net);
             return;
         }
+        let bound = mono_bound(lease.deadline, now, self.mono_now());
         let Ok(mut t) = self.table.write() else {
             return;
         };
         let earliest = t.next_deadline();
         let deadline = lease.deadline;
-        let replaced = t.upsert(lease);
+        let replaced = t.upsert(lease, bound);
         drop(t);
         if earliest.is_none_or(|e| deadline < e) {
             self.sooner.notify_one();
@@ -846,23 +899,24 @@ impl Leases {
     /// Replace the whole table with `fresh` (a reload after a reconnect), except the keys for
     /// which `keep_local` is true: local changes not yet written to the shared store.
     pub fn replace_all(&self, fresh: Vec<Lease>, now: Millis, keep_local: impl Fn(&IpNet) -> bool) {
+        let mono = self.mono_now();
         let Ok(mut t) = self.table.write() else {
             return;
         };
         let mut next = Index::default();
         for l in fresh {
             if l.is_live(now) && !keep_local(&l.net) {
-                next.upsert(l);
+                let bound = mono_bound(l.deadline, now, mono);
+                next.upsert(l, bound);
             }
         }
-        // Every lease the table holds, due or not: `live(0)` is all of them.
-        for l in t.live(0) {
+        for (l, bound) in t.all() {
             if keep_local(&l.net) {
-                next.upsert(l);
+                next.upsert(l, bound);
             }
         }
         let same_keys =
-            t.len() == next.len() && next.live(0).iter().all(|l| t.get(&l.net).is_some());
+            t.len() == next.len() && next.all().iter().all(|(l, _)| t.get(&l.net).is_some());
         *t = next;
         drop(t);
         self.sooner.notify_one();
@@ -1041,6 +1095,65 @@ mod tests {
         assert!(matches!(writer.join().unwrap(), Ok(Outcome::Granted(_))));
         reader.join().unwrap();
         assert!(l.allowed(parse_ip("192.0.2.2").unwrap(), T0));
+    }
+
+    /// A step back of the system clock: no answer relays a lease past its length plus
+    /// [`crate::lease::CLOCK_SLACK`] on the monotonic clock; the expiry task ends it then;
+    /// after a restart the wall deadline alone decides. A step forward ends leases early.
+    #[test]
+    fn a_clock_stepped_back_holds_leases_to_the_monotonic_clock_until_a_restart() {
+        use crate::lease::CLOCK_SLACK;
+        let step = 60 * MIN;
+        let mono = Arc::new(AtomicU64::new(5_000));
+        let l = Leases::open(Box::new(Mem::default()), Rules::default(), T0)
+            .unwrap()
+            .with_mono_clock(mono.clone());
+        let window = l.rules().window.as_millis() as Millis;
+        let ip = |s: &str| parse_ip(s).unwrap();
+        l.login(&login("192.0.2.1", T0), T0, true, None).unwrap();
+        l.login(&login("192.0.2.2", T0), T0, true, None).unwrap();
+        // `elapsed` after the logins, with the clock stepped back an hour in between.
+        let at = |elapsed: Millis| {
+            mono.store(5_000 + elapsed, Ordering::Relaxed);
+            T0 + elapsed - step
+        };
+        let now = at(window - 1);
+        assert!(l.allowed(ip("192.0.2.1"), now));
+        let now = at(window + CLOCK_SLACK);
+        // The wall deadline is an hour away; every answer refuses all the same.
+        assert!(!l.allowed(ip("192.0.2.1"), now));
+        assert_eq!(l.check(ip("192.0.2.1"), now), Answer::No);
+        assert!(l.list(now).is_empty());
+        assert!(matches!(l.grant(ip("192.0.2.1"), now, |_| ()), Grant::No));
+        // The expiry task, told of the step, ends both now (so the cdb loses them too).
+        assert_eq!(l.clamp_to_bounds(now), 2);
+        assert_eq!(l.expire(now).unwrap().len(), 2);
+        // A login after the step gets its whole window.
+        l.login(&login("192.0.2.3", now), now, true, None).unwrap();
+        let later = at(2 * window);
+        assert!(l.allowed(ip("192.0.2.3"), later));
+
+        // After a restart (the lease loaded from the database) the wall deadline decides.
+        let kept = Mem::default();
+        kept.put(&Lease::new(
+            lease_key(ip("192.0.2.4"), 64),
+            &login("192.0.2.4", T0),
+            T0 + window,
+        ))
+        .unwrap();
+        let restarted = Leases::open(Box::new(kept), Rules::default(), T0 + CLOCK_SLACK)
+            .unwrap()
+            .with_mono_clock(mono.clone());
+        assert!(restarted.allowed(ip("192.0.2.4"), T0 + window - 1));
+
+        // A step forward: the wall deadline has passed, so the lease ends early (fails closed).
+        let l = Leases::open(Box::new(Mem::default()), Rules::default(), T0)
+            .unwrap()
+            .with_mono_clock(mono.clone());
+        mono.store(5_000, Ordering::Relaxed);
+        l.login(&login("192.0.2.5", T0), T0, true, None).unwrap();
+        mono.store(5_000 + 10 * MIN, Ordering::Relaxed);
+        assert!(!l.allowed(ip("192.0.2.5"), T0 + 10 * MIN + step));
     }
 
     #[test]

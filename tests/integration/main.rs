@@ -9,12 +9,14 @@
 mod daemon_harness;
 mod mail_rig;
 
+mod clock;
 mod contrib;
 mod docs;
 mod dovecot_policy;
 mod e2e;
 mod exim;
 mod faults;
+mod flood;
 mod follow;
 mod journal;
 mod lease_core;
