@@ -57,6 +57,11 @@ pub trait Sink<P = Position> {
     /// The end of a chunk read: logins handed over since the last flush may be written
     /// together (with the position of the last one).
     fn flush(&mut self) {}
+    /// Too many logins wait to be written: read nothing more for now (what is not read
+    /// stays behind the saved position, and is read once this says false again).
+    fn blocked(&self) -> bool {
+        false
+    }
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -390,7 +395,8 @@ impl Follower {
             self.read(&mut t, sink);
             let grew = t.offset + t.partial.len() as u64 > before;
             let since = if grew { Instant::now() } else { quiet_since };
-            if since.elapsed() < DRAIN_QUIET {
+            // Not read to its end while the sink waited for the store: kept until it is.
+            if since.elapsed() < DRAIN_QUIET || sink.blocked() {
                 self.old.push((t, since));
             }
         }
@@ -595,6 +601,9 @@ impl Follower {
         buf.resize(READ_CHUNK, 0);
         let mut truncated = false;
         loop {
+            if sink.blocked() {
+                break;
+            }
             let n = match t.file.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,

@@ -56,6 +56,30 @@ struct StoreSink {
     warned_full: Millis,
     /// What this sink last added to the open sessions gauge.
     sessions_counted: u64,
+    /// Logins that could not be written (the database full or read-only), oldest first,
+    /// each batch with the position after it: written again, in order, once the store
+    /// writes, and meanwhile nothing newer is written, so no saved position passes them.
+    backlog: std::collections::VecDeque<Batch>,
+    /// How many logins the backlog holds; at [`BACKLOG_CAP`] the sources stop reading.
+    backlog_logins: usize,
+    /// When writing the backlog was last tried.
+    last_try: Millis,
+}
+
+/// Logins waiting in the backlog before the sources stop reading (and leave the rest in
+/// their file or journal, behind the saved position, until the store writes again).
+const BACKLOG_CAP: usize = 100_000;
+/// Most logins in one backlog batch (one write when the store is back).
+const BATCH_MAX: usize = 10_000;
+/// How often the backlog is tried again.
+const RETRY_EVERY: Millis = 1000;
+
+/// Logins read together and the position after them, not written yet.
+#[derive(Default)]
+struct Batch {
+    logins: Vec<Login>,
+    steps: Vec<Step>,
+    position: Option<(String, Vec<u8>)>,
 }
 
 /// How often a full sessions table is warned about.
@@ -77,10 +101,10 @@ enum Step {
 impl StoreSink {
     /// Open and close the sessions of the logins just written, in log order, and extend
     /// the leases whose last session ended.
-    fn apply_steps(&mut self, logins: &[Login], outcomes: &[Outcome]) {
+    fn apply_steps(&mut self, steps: Vec<Step>, logins: &[Login], outcomes: &[Outcome]) {
         let window = self.leases.rules().window.as_millis() as Millis;
         let mut ends: Vec<(IpAddr, Millis)> = Vec::new();
-        for step in std::mem::take(&mut self.steps) {
+        for step in steps {
             match step {
                 Step::Open { login, session } => {
                     let (Some(l), Some(Outcome::Granted(_) | Outcome::Renewed(_))) =
@@ -134,6 +158,24 @@ impl StoreSink {
     }
 }
 
+impl Drop for StoreSink {
+    /// At shutdown, one more try; what still cannot be written is read again at the next
+    /// start, from the position saved before it.
+    fn drop(&mut self) {
+        if self.backlog.is_empty() {
+            return;
+        }
+        self.last_try = 0;
+        self.retry();
+        if self.backlog_logins > 0 {
+            tracing::warn!(
+                logins = self.backlog_logins,
+                "stopping with followed logins not written: they are read again from the log at the next start"
+            );
+        }
+    }
+}
+
 /// Where a source stopped, in the form stored with the leases (meta records are bytes): a
 /// file's [`Position`], the journal's cursor.
 trait Mark: Sized {
@@ -166,7 +208,92 @@ impl StoreSink {
             last_tick: 0,
             warned_full: 0,
             sessions_counted: 0,
+            backlog: Default::default(),
+            backlog_logins: 0,
+            last_try: 0,
         }
+    }
+
+    /// Write one batch: its logins with its position in one write (or the position alone).
+    fn write(&self, b: &Batch) -> crate::Result<Vec<Outcome>> {
+        let meta = b.position.as_ref().map(|(k, v)| (k.as_str(), v.as_slice()));
+        match meta {
+            Some((k, v)) if b.logins.is_empty() => {
+                self.leases.backend().put_meta(k, v).map(|()| Vec::new())
+            }
+            _ => self.leases.login_many(&b.logins, now_ms(), meta),
+        }
+    }
+
+    /// Put what was read since the last flush at the end of the backlog.
+    fn queue_pending(&mut self) {
+        let b = Batch {
+            logins: std::mem::take(&mut self.pending),
+            steps: std::mem::take(&mut self.steps),
+            position: self.position.take(),
+        };
+        self.queue(b);
+    }
+
+    fn queue(&mut self, mut b: Batch) {
+        let before = self.backlog_logins;
+        self.backlog_logins += b.logins.len();
+        if before < BACKLOG_CAP && self.backlog_logins >= BACKLOG_CAP {
+            tracing::warn!(
+                limit = BACKLOG_CAP,
+                "too many followed logins wait for the database: reading stops until they are written (the rest stays in the log)"
+            );
+        }
+        if let Some(last) = self.backlog.back_mut() {
+            let same_key = match (&last.position, &b.position) {
+                (Some((k1, _)), Some((k2, _))) => k1 == k2,
+                _ => true,
+            };
+            if same_key && last.logins.len() + b.logins.len() <= BATCH_MAX {
+                let offset = last.logins.len();
+                for step in &mut b.steps {
+                    if let Step::Open { login, .. } = step {
+                        *login += offset;
+                    }
+                }
+                last.logins.append(&mut b.logins);
+                last.steps.append(&mut b.steps);
+                if b.position.is_some() {
+                    last.position = b.position;
+                }
+                return;
+            }
+        }
+        self.backlog.push_back(b);
+    }
+
+    /// Write the backlog, oldest first, at most every [`RETRY_EVERY`]: what the store takes
+    /// gets its leases (counted from each line's own time: logins aged out get none).
+    fn retry(&mut self) {
+        let now = now_ms();
+        if self.backlog.is_empty() || now.saturating_sub(self.last_try) < RETRY_EVERY {
+            return;
+        }
+        self.last_try = now;
+        let waited = self.backlog_logins;
+        while let Some(b) = self.backlog.front() {
+            let outcomes = match self.write(b) {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::debug!(error = %e, waiting = self.backlog_logins, "followed logins still cannot be written");
+                    return;
+                }
+            };
+            let Some(b) = self.backlog.pop_front() else {
+                break;
+            };
+            self.backlog_logins -= b.logins.len();
+            self.apply_steps(b.steps, &b.logins, &outcomes);
+        }
+        tracing::info!(
+            logins = waited,
+            "recording followed logins again: the logins read meanwhile are written"
+        );
     }
 }
 
@@ -198,31 +325,44 @@ impl<P: Mark> Sink<P> for StoreSink {
     }
 
     fn flush(&mut self) {
+        if !self.backlog.is_empty() {
+            // Behind logins not written yet: these wait after them.
+            if !self.pending.is_empty() || !self.steps.is_empty() || self.position.is_some() {
+                self.queue_pending();
+            }
+            self.retry();
+            return;
+        }
         if self.pending.is_empty() {
             if !self.steps.is_empty() {
-                self.apply_steps(&[], &[]);
+                let steps = std::mem::take(&mut self.steps);
+                self.apply_steps(steps, &[], &[]);
             }
             return;
         }
-        let logins = std::mem::take(&mut self.pending);
-        let position = self.position.take();
-        let meta = position.as_ref().map(|(k, v)| (k.as_str(), v.as_slice()));
-        let outcomes = match self.leases.login_many(&logins, now_ms(), meta) {
-            Ok(o) => o,
-            Err(e) => {
-                for login in &logins {
-                    Stats::bump(&self.leases.stats.errors);
-                    tracing::error!(addr = %login.ip, source = %login.source, error = %e, "cannot record login");
-                }
-                Vec::new()
-            }
+        let b = Batch {
+            logins: std::mem::take(&mut self.pending),
+            steps: std::mem::take(&mut self.steps),
+            position: self.position.take(),
         };
-        self.apply_steps(&logins, &outcomes);
-        self.pending = logins;
-        self.pending.clear();
+        match self.write(&b) {
+            Ok(outcomes) => {
+                self.apply_steps(b.steps, &b.logins, &outcomes);
+                self.pending = b.logins;
+                self.pending.clear();
+            }
+            Err(e) => {
+                Stats::bump(&self.leases.stats.errors);
+                tracing::error!(error = %e, logins = b.logins.len(),
+                    "cannot record followed logins: they wait, with the log position before them, and are written once the database writes again (tried every second)");
+                self.last_try = now_ms();
+                self.queue(b);
+            }
+        }
     }
 
     fn tick(&mut self) {
+        self.retry();
         let now = now_ms();
         if self.sessions.is_empty() || now.saturating_sub(self.last_tick) < 1000 {
             return;
@@ -237,10 +377,22 @@ impl<P: Mark> Sink<P> for StoreSink {
         Sink::<P>::flush(self);
         let mut v = Vec::new();
         pos.store(&mut v);
+        if !self.backlog.is_empty() {
+            // Saved only once the logins before it are.
+            self.queue(Batch {
+                position: Some((key.to_string(), v)),
+                ..Batch::default()
+            });
+            return;
+        }
         if let Err(e) = self.leases.backend().put_meta(key, &v) {
             Stats::bump(&self.leases.stats.errors);
             tracing::error!(error = %e, "cannot save log position");
         }
+    }
+
+    fn blocked(&self) -> bool {
+        self.backlog_logins >= BACKLOG_CAP
     }
 
     fn login_without_address(&mut self, source: &str, user: Option<&str>) {
@@ -256,6 +408,14 @@ impl<P: Mark> Sink<P> for StoreSink {
 
     fn saved(&mut self, key: &str) -> Option<P> {
         Sink::<P>::flush(self);
+        // Read up to there, not written yet.
+        let waiting = self.backlog.iter().rev().find_map(|b| match &b.position {
+            Some((k, v)) if k == key => Some(v),
+            _ => None,
+        });
+        if let Some(v) = waiting {
+            return P::load(v);
+        }
         let v = self.leases.backend().get_meta(key).ok().flatten()?;
         P::load(&v)
     }

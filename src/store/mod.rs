@@ -454,7 +454,6 @@ impl Leases {
         let mut slot: HashMap<IpNet, usize> = HashMap::new();
         let mut outcomes = Vec::with_capacity(logins.len());
         for login in logins {
-            self.stats.count_login(&login.source);
             let (net, deadline) = match rules.judge(login, now) {
                 Verdict::Grant { net, deadline } => (net, deadline),
                 refused => {
@@ -490,6 +489,10 @@ impl Leases {
             }
         }
         self.upsert_all(&w, leases)?;
+        // Counted once written: a login kept and written again later is counted once.
+        for login in logins {
+            self.stats.count_login(&login.source);
+        }
         Ok(outcomes)
     }
 

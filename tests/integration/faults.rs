@@ -926,3 +926,124 @@ fn clients_sending_one_byte_a_second_do_not_hold_up_others() {
         d.log_text()
     );
 }
+
+/// A Dovecot login line stamped `ago` before now.
+fn login_line_at(ip: &str, ago: Duration) -> String {
+    let t = std::time::SystemTime::now() - ago;
+    let stamp = humantime::format_rfc3339_micros(t).to_string();
+    let stamp = format!("{}+00:00", stamp.trim_end_matches('Z'));
+    format!(
+        "{stamp} vm dovecot: pop3-login: Login: user=<alice>, method=PLAIN, rip={ip}, lip=127.0.0.1, mpid=4242, session=<abcdEFGH>\n"
+    )
+}
+
+/// Issue 16: logins read from a followed log while the database is full wait, with the log
+/// position before them, and are written once there is room (without a restart, and across
+/// one); the one that aged out meanwhile gets no lease.
+#[test]
+#[ignore = "needs root (tests/run.sh runs it): mounts a file system"]
+fn logins_followed_while_the_database_is_full_relay_once_there_is_room() {
+    require_root();
+    let env = Env::new();
+    let disk = Mount::tmpfs(&env.db(), "1m");
+    let log = env.path("mail.log");
+    append(&log, "");
+    let policy_sock = env.path("policy.sock");
+    let args = [
+        "--watch",
+        log.to_str().unwrap(),
+        "--expire",
+        "1m",
+        "--policy",
+        &format!("unix:{}", policy_sock.display()),
+    ];
+    let args: Vec<&str> = args.iter().map(|s| s.as_ref()).collect();
+    let d = env.start(&args);
+    append(&log, &login_line("192.0.2.50"));
+    assert!(eventually(SOON, || allowed(&env, "192.0.2.50")));
+
+    fill(&env.db());
+    let (_, refused, _) = add_until_refused(&env, "10.2");
+    let waiting: Vec<String> = (1..=20).map(|i| format!("198.51.100.{i}")).collect();
+    for a in &waiting {
+        append(&log, &login_line(a));
+    }
+    // Within its window when read, out of it by the time there is room.
+    let aging = "203.0.113.9";
+    append(&log, &login_line_at(aging, Duration::from_secs(52)));
+    assert!(
+        eventually(SOON, || !log_lines_with(&d, &["ERROR", "cannot record"])
+            .is_empty()),
+        "{}",
+        d.log_text()
+    );
+    // Fail closed meanwhile.
+    for a in waiting.iter().map(String::as_str).chain([aging]) {
+        assert_eq!(
+            policy(&policy_sock, a).as_deref(),
+            Some("action=DUNNO"),
+            "{a}"
+        );
+    }
+    std::thread::sleep(Duration::from_secs(9));
+
+    disk.remount("size=8m");
+    assert!(
+        eventually(SOON, || waiting.iter().all(|a| allowed(&env, a))),
+        "logins read while the database was full are lost:\n{}",
+        d.log_text()
+    );
+    for a in &waiting {
+        assert_eq!(policy(&policy_sock, a).as_deref(), Some("action=OK"), "{a}");
+    }
+    assert!(
+        !allowed(&env, aging),
+        "a login out of its window got a lease"
+    );
+    assert!(!allowed(&env, &refused));
+    let stopped = log_lines_with(&d, &["cannot record followed logins"]);
+    let resumed = log_lines_with(&d, &["recording followed logins again"]);
+    assert_eq!(stopped.len(), 1, "{}", d.log_text());
+    assert_eq!(resumed.len(), 1, "{}", d.log_text());
+    assert!(resumed[0].contains("logins=21"), "{}", resumed[0]);
+    // Written once: a restart reads none of them again.
+    assert_eq!(d.stop(), 0);
+    let d = env.start(&args);
+    assert!(allowed(&env, &waiting[0]));
+    let r = control(&env, serde_json::json!({"op": "list"}));
+    let list = r.to_string();
+    assert!(!list.contains(aging), "{list}");
+    assert!(
+        log_lines_with(&d, &["lease renewed"]).is_empty(),
+        "logins read twice:\n{}",
+        d.log_text()
+    );
+
+    // Across a restart in the middle: full again, logins written, the daemon stopped and
+    // started while they wait, then room.
+    fill(&env.db());
+    let _ = add_until_refused(&env, "10.3");
+    let later: Vec<String> = (1..=20)
+        .map(|i| format!("198.51.100.{}", 100 + i))
+        .collect();
+    for a in &later {
+        append(&log, &login_line(a));
+    }
+    assert!(
+        eventually(SOON, || !log_lines_with(&d, &["ERROR", "cannot record"])
+            .is_empty()),
+        "{}",
+        d.log_text()
+    );
+    let status = d.stop();
+    // (Started again while the disk is still full, sled cannot open the database: the
+    // daemon says so in one line and exits.)
+    std::fs::remove_file(env.db().join("filler")).expect("remove the filler");
+    let d = env.start(&args);
+    assert!(
+        eventually(SOON, || later.iter().all(|a| allowed(&env, a))),
+        "logins read before the restart are lost (the first daemon exited {status}):\n{}",
+        d.log_text()
+    );
+    assert!(waiting.iter().all(|a| allowed(&env, a)));
+}
