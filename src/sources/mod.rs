@@ -64,6 +64,12 @@ struct StoreSink {
     backlog_logins: usize,
     /// When writing the backlog was last tried.
     last_try: Millis,
+    /// Batches written since the database last said all was durable (followed logins are
+    /// not synced one by one): a write error closes the database and loses what it had not
+    /// made durable, so these are written again then.
+    unsynced: Vec<Batch>,
+    /// When the database was last told to make them durable.
+    last_sync: Millis,
 }
 
 /// Logins waiting in the backlog before the sources stop reading (and leave the rest in
@@ -211,6 +217,56 @@ impl StoreSink {
             backlog: Default::default(),
             backlog_logins: 0,
             last_try: 0,
+            unsynced: Vec::new(),
+            last_sync: now_ms(),
+        }
+    }
+
+    /// Writing failed: log it (once, when recording stops) and put every batch not known to
+    /// be durable back in front of the backlog, in order, with `failed` after them.
+    fn stop_recording(&mut self, e: &crate::Error, failed: Option<Batch>) {
+        if self.backlog.is_empty() {
+            Stats::bump(&self.leases.stats.errors);
+            let logins = self
+                .unsynced
+                .iter()
+                .chain(&failed)
+                .map(|b| b.logins.len())
+                .sum::<usize>();
+            tracing::error!(error = %e, logins,
+                "cannot record followed logins: they wait, with the log position before them, and are written once the database writes again (tried every second)");
+        }
+        self.last_try = now_ms();
+        let waiting = std::mem::take(&mut self.backlog);
+        self.backlog_logins = 0;
+        for b in std::mem::take(&mut self.unsynced)
+            .into_iter()
+            .chain(failed)
+            .chain(waiting)
+        {
+            self.queue(b);
+        }
+    }
+
+    /// A batch just written, kept until the database says it is durable.
+    fn written(&mut self, b: &Batch) {
+        self.unsynced.push(Batch {
+            logins: b.logins.clone(),
+            steps: Vec::new(),
+            position: b.position.clone(),
+        });
+    }
+
+    /// Once a second, make what was written durable; a failure sends it back to the backlog.
+    fn sync(&mut self) {
+        let now = now_ms();
+        if self.unsynced.is_empty() || now.saturating_sub(self.last_sync) < RETRY_EVERY {
+            return;
+        }
+        self.last_sync = now;
+        match self.leases.sync_local() {
+            Ok(()) => self.unsynced.clear(),
+            Err(e) => self.stop_recording(&e, None),
         }
     }
 
@@ -284,11 +340,13 @@ impl StoreSink {
                     return;
                 }
             };
-            let Some(b) = self.backlog.pop_front() else {
+            let Some(mut b) = self.backlog.pop_front() else {
                 break;
             };
             self.backlog_logins -= b.logins.len();
-            self.apply_steps(b.steps, &b.logins, &outcomes);
+            self.written(&b);
+            let steps = std::mem::take(&mut b.steps);
+            self.apply_steps(steps, &b.logins, &outcomes);
         }
         tracing::info!(
             logins = waited,
@@ -347,22 +405,18 @@ impl<P: Mark> Sink<P> for StoreSink {
         };
         match self.write(&b) {
             Ok(outcomes) => {
+                self.written(&b);
                 self.apply_steps(b.steps, &b.logins, &outcomes);
                 self.pending = b.logins;
                 self.pending.clear();
             }
-            Err(e) => {
-                Stats::bump(&self.leases.stats.errors);
-                tracing::error!(error = %e, logins = b.logins.len(),
-                    "cannot record followed logins: they wait, with the log position before them, and are written once the database writes again (tried every second)");
-                self.last_try = now_ms();
-                self.queue(b);
-            }
+            Err(e) => self.stop_recording(&e, Some(b)),
         }
     }
 
     fn tick(&mut self) {
         self.retry();
+        self.sync();
         let now = now_ms();
         if self.sessions.is_empty() || now.saturating_sub(self.last_tick) < 1000 {
             return;

@@ -69,6 +69,10 @@ pub trait Backend: Send + Sync {
     }
     /// Make every earlier write durable before returning.
     fn sync(&self) -> Result<()>;
+    /// Make every earlier write durable on this host, without waiting for a shared store.
+    fn sync_local(&self) -> Result<()> {
+        self.sync()
+    }
     /// Small named records that are not leases (log file positions, settings).
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<()>;
@@ -781,6 +785,11 @@ impl Leases {
 
     pub fn sync(&self) -> Result<()> {
         self.backend.sync()
+    }
+
+    /// [`Backend::sync_local`]: the follower's once-a-second check that what it wrote is kept.
+    pub fn sync_local(&self) -> Result<()> {
+        self.backend.sync_local()
     }
 }
 

@@ -25,7 +25,7 @@ use crate::mail_rig::{
 /// Limits for waiting on something that should happen; generous for a busy machine.
 const SOON: Duration = Duration::from_secs(20);
 
-fn require_root() {
+pub(crate) fn require_root() {
     assert!(
         nix::unistd::Uid::effective().is_root(),
         "this test must run as root: it mounts file systems or starts Postfix (CI runs tests as root; see tests/run.sh)"
@@ -33,10 +33,10 @@ fn require_root() {
 }
 
 /// A file system mounted on a directory for one test; unmounted when dropped.
-struct Mount(PathBuf);
+pub(crate) struct Mount(PathBuf);
 
 impl Mount {
-    fn tmpfs(dir: &Path, size: &str) -> Mount {
+    pub(crate) fn tmpfs(dir: &Path, size: &str) -> Mount {
         std::fs::create_dir_all(dir).expect("mount point");
         run(Command::new("mount")
             .args(["-t", "tmpfs", "-o"])
@@ -47,7 +47,7 @@ impl Mount {
     }
 
     /// A fresh ext4 file system in `image`, loop-mounted on `dir` with `errors=remount-ro`.
-    fn ext4(dir: &Path, image: &Path) -> Mount {
+    pub(crate) fn ext4(dir: &Path, image: &Path) -> Mount {
         std::fs::create_dir_all(dir).expect("mount point");
         let f = std::fs::File::create(image).expect("image");
         f.set_len(32 << 20).expect("image size");
@@ -57,7 +57,7 @@ impl Mount {
         m
     }
 
-    fn mount_ext4(&self, image: &Path) {
+    pub(crate) fn mount_ext4(&self, image: &Path) {
         run(Command::new("mount")
             .args(["-o", "loop,errors=remount-ro"])
             .arg(image)
@@ -67,7 +67,7 @@ impl Mount {
     /// What a disk error does to ext4 with `errors=remount-ro`: from now on every write
     /// fails with "read-only file system", files open for writing included, and only
     /// unmounting (and fsck) brings it back.
-    fn ext4_error(&self) {
+    pub(crate) fn ext4_error(&self) {
         let dev = Command::new("findmnt")
             .args(["-n", "-o", "SOURCE"])
             .arg(&self.0)
@@ -83,7 +83,7 @@ impl Mount {
     }
 
     /// `umount` without force: fails while a process keeps a file open on it.
-    fn try_unmount(&self) -> bool {
+    pub(crate) fn try_unmount(&self) -> bool {
         Command::new("umount")
             .arg(&self.0)
             .stderr(std::process::Stdio::null())
@@ -92,7 +92,7 @@ impl Mount {
     }
 
     /// `mount -o remount,OPTIONS`: `ro`, `rw`, `size=4m`.
-    fn remount(&self, options: &str) {
+    pub(crate) fn remount(&self, options: &str) {
         run(Command::new("mount")
             .arg("-o")
             .arg(format!("remount,{options}"))
@@ -961,6 +961,9 @@ fn logins_followed_while_the_database_is_full_relay_once_there_is_room() {
     let d = env.start(&args);
     append(&log, &login_line("192.0.2.50"));
     assert!(eventually(SOON, || allowed(&env, "192.0.2.50")));
+    // The follower makes what it wrote durable once a second; until then a write error
+    // would have it written again.
+    std::thread::sleep(Duration::from_millis(1500));
 
     fill(&env.db());
     let (_, refused, _) = add_until_refused(&env, "10.2");
