@@ -116,7 +116,7 @@ fn run(cmd: &mut Command) {
 }
 
 /// Fill the file system holding `dir` until a write fails with "no space left on device".
-fn fill(dir: &Path) {
+pub(crate) fn fill(dir: &Path) {
     let mut f = std::fs::File::create(dir.join("filler")).expect("filler file");
     let chunk = vec![0u8; 4096];
     for _ in 0..100_000 {
