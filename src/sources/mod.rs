@@ -86,6 +86,9 @@ struct Batch {
     logins: Vec<Login>,
     steps: Vec<Step>,
     position: Option<(String, Vec<u8>)>,
+    /// Recorded in the table already, its write lost by a database failure: the table's
+    /// leases are written again, not the logins judged again (each would count twice).
+    rewrite: bool,
 }
 
 /// How often a full sessions table is warned about.
@@ -239,8 +242,10 @@ impl StoreSink {
         self.last_try = now_ms();
         let waiting = std::mem::take(&mut self.backlog);
         self.backlog_logins = 0;
-        for b in std::mem::take(&mut self.unsynced)
+        let unsynced = std::mem::take(&mut self.unsynced);
+        for b in unsynced
             .into_iter()
+            .map(|b| Batch { rewrite: true, ..b })
             .chain(failed)
             .chain(waiting)
         {
@@ -254,6 +259,7 @@ impl StoreSink {
             logins: b.logins.clone(),
             steps: Vec::new(),
             position: b.position.clone(),
+            rewrite: true,
         });
     }
 
@@ -277,6 +283,10 @@ impl StoreSink {
             Some((k, v)) if b.logins.is_empty() => {
                 self.leases.backend().put_meta(k, v).map(|()| Vec::new())
             }
+            _ if b.rewrite => self
+                .leases
+                .rewrite(&b.logins, now_ms(), meta)
+                .map(|()| Vec::new()),
             _ => self.leases.login_many(&b.logins, now_ms(), meta),
         }
     }
@@ -287,6 +297,7 @@ impl StoreSink {
             logins: std::mem::take(&mut self.pending),
             steps: std::mem::take(&mut self.steps),
             position: self.position.take(),
+            rewrite: false,
         };
         self.queue(b);
     }
@@ -305,7 +316,10 @@ impl StoreSink {
                 (Some((k1, _)), Some((k2, _))) => k1 == k2,
                 _ => true,
             };
-            if same_key && last.logins.len() + b.logins.len() <= BATCH_MAX {
+            if same_key
+                && last.rewrite == b.rewrite
+                && last.logins.len() + b.logins.len() <= BATCH_MAX
+            {
                 let offset = last.logins.len();
                 for step in &mut b.steps {
                     if let Step::Open { login, .. } = step {
@@ -402,6 +416,7 @@ impl<P: Mark> Sink<P> for StoreSink {
             logins: std::mem::take(&mut self.pending),
             steps: std::mem::take(&mut self.steps),
             position: self.position.take(),
+            rewrite: false,
         };
         match self.write(&b) {
             Ok(outcomes) => {

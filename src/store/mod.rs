@@ -593,6 +593,33 @@ impl Leases {
         Ok(n)
     }
 
+    /// Write again the live leases of `logins`' addresses as the table holds them, with
+    /// `meta`: for logins recorded in the table whose write a database failure lost before it
+    /// was durable. Judging them again would count each login twice.
+    pub fn rewrite(
+        &self,
+        logins: &[Login],
+        now: Millis,
+        meta: Option<(&str, &[u8])>,
+    ) -> Result<()> {
+        let v6_prefix = self.rules().v6_prefix;
+        let _w = self.write_lock()?;
+        let leases: Vec<Lease> = {
+            let t = self.table.read().map_err(|_| poisoned())?;
+            let nets: std::collections::BTreeSet<IpNet> = logins
+                .iter()
+                .map(|l| lease_key(crate::lease::canonical(l.ip), v6_prefix))
+                .collect();
+            nets.iter()
+                .filter_map(|n| t.get(n).filter(|l| l.is_live(now)))
+                .collect()
+        };
+        match meta {
+            Some((k, v)) => self.backend.put_many_with_meta(&leases, k, v),
+            None => self.backend.put_many(&leases),
+        }
+    }
+
     /// A lease set by hand for `dur` from now (replacing the deadline of any existing one).
     pub fn add(&self, ip: IpAddr, dur: Duration, now: Millis) -> Result<Lease> {
         let rules = self.rules();

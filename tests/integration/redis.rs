@@ -1171,6 +1171,12 @@ fn the_outage_queue_on_a_database_turned_read_only_sends_each_acknowledged_login
             1,
             "{ip} announced how often:\n{text}"
         );
+        // One login each: a login written again after the failure is not counted again.
+        assert!(
+            text.lines()
+                .any(|l| l.contains(&needle) && l.contains("\"logins\":1}")),
+            "{ip} counted twice:\n{text}"
+        );
     }
     // The refused one was never put (taking it back queued its removal, which is harmless).
     assert!(
