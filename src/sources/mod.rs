@@ -424,6 +424,9 @@ impl<P: Mark> Sink<P> for StoreSink {
                 self.apply_steps(b.steps, &b.logins, &outcomes);
                 self.pending = b.logins;
                 self.pending.clear();
+                // Here too, not only at the tick: a long read (catching up) ticks only at
+                // its end, and what waits to be known durable must not grow with it.
+                self.sync();
             }
             Err(e) => self.stop_recording(&e, Some(b)),
         }
