@@ -545,3 +545,233 @@ pub fn start_followers(
         .map_err(|e| crate::Error::net("start the log follower thread", e))?;
     Ok(FollowerHandle { thread, tx })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lease::{Lease, Rules};
+    use crate::store::Backend;
+    use ipnet::IpNet;
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicBool;
+
+    /// What the backend holds, and what of it a failure keeps.
+    #[derive(Clone, Default)]
+    struct Disk {
+        leases: BTreeMap<IpNet, Lease>,
+        meta: BTreeMap<String, Vec<u8>>,
+    }
+
+    /// A database that can fail: while `down`, every write and sync fails; `crash` also
+    /// forgets what was written since the last sync, as sled does when it closes after an
+    /// I/O error.
+    #[derive(Default)]
+    struct Flaky {
+        now: Mutex<Disk>,
+        durable: Mutex<Disk>,
+        down: Arc<AtomicBool>,
+    }
+
+    impl Flaky {
+        fn up(&self) -> crate::Result<()> {
+            if self.down.load(Ordering::Relaxed) {
+                return Err(crate::Error::invalid("no storage space"));
+            }
+            Ok(())
+        }
+    }
+
+    impl Backend for Flaky {
+        fn load(&self) -> crate::Result<Vec<Lease>> {
+            Ok(self.now.lock().unwrap().leases.values().cloned().collect())
+        }
+        fn put(&self, lease: &Lease) -> crate::Result<()> {
+            self.up()?;
+            self.now
+                .lock()
+                .unwrap()
+                .leases
+                .insert(lease.net, lease.clone());
+            Ok(())
+        }
+        fn remove(&self, net: &IpNet) -> crate::Result<()> {
+            self.up()?;
+            self.now.lock().unwrap().leases.remove(net);
+            Ok(())
+        }
+        fn clear(&self) -> crate::Result<()> {
+            self.up()?;
+            self.now.lock().unwrap().leases.clear();
+            Ok(())
+        }
+        fn sync(&self) -> crate::Result<()> {
+            self.up()?;
+            *self.durable.lock().unwrap() = self.now.lock().unwrap().clone();
+            Ok(())
+        }
+        fn get_meta(&self, key: &str) -> crate::Result<Option<Vec<u8>>> {
+            Ok(self.now.lock().unwrap().meta.get(key).cloned())
+        }
+        fn put_meta(&self, key: &str, value: &[u8]) -> crate::Result<()> {
+            self.up()?;
+            self.now
+                .lock()
+                .unwrap()
+                .meta
+                .insert(key.into(), value.to_vec());
+            Ok(())
+        }
+    }
+
+    const KEY: &str = "pos:/var/log/mail.log";
+
+    fn at(offset: u64) -> Position {
+        Position {
+            dev: 1,
+            ino: 2,
+            offset,
+            fingerprint: 3,
+            fp_len: 256,
+        }
+    }
+
+    fn login(ip: &str) -> Login {
+        Login {
+            ip: ip.parse().unwrap(),
+            user: Some("alice".into()),
+            at: now_ms(),
+            source: "/var/log/mail.log".into(),
+        }
+    }
+
+    fn read(sink: &mut StoreSink, ip: &str, offset: u64) {
+        Sink::<Position>::login(sink, login(ip), None, Some((KEY, &at(offset))));
+        Sink::<Position>::flush(sink);
+    }
+
+    /// The tick after the retry interval.
+    fn tick_now(sink: &mut StoreSink) {
+        sink.last_try = 0;
+        sink.last_sync = 0;
+        Sink::<Position>::tick(sink);
+    }
+
+    fn logins(leases: &Leases, ip: &str) -> Option<u64> {
+        let ip: IpAddr = ip.parse().unwrap();
+        leases
+            .list(now_ms())
+            .into_iter()
+            .find(|l| l.net.contains(&ip))
+            .map(|l| l.logins)
+    }
+
+    fn setup() -> (Arc<Flaky>, Arc<AtomicBool>, Arc<Leases>, StoreSink) {
+        let flaky = Arc::new(Flaky::default());
+        let down = flaky.down.clone();
+        struct Shared(Arc<Flaky>);
+        impl Backend for Shared {
+            fn load(&self) -> crate::Result<Vec<Lease>> {
+                self.0.load()
+            }
+            fn put(&self, lease: &Lease) -> crate::Result<()> {
+                self.0.put(lease)
+            }
+            fn remove(&self, net: &IpNet) -> crate::Result<()> {
+                self.0.remove(net)
+            }
+            fn clear(&self) -> crate::Result<()> {
+                self.0.clear()
+            }
+            fn sync(&self) -> crate::Result<()> {
+                self.0.sync()
+            }
+            fn get_meta(&self, key: &str) -> crate::Result<Option<Vec<u8>>> {
+                self.0.get_meta(key)
+            }
+            fn put_meta(&self, key: &str, value: &[u8]) -> crate::Result<()> {
+                self.0.put_meta(key, value)
+            }
+        }
+        let leases = Arc::new(
+            Leases::open(Box::new(Shared(flaky.clone())), Rules::default(), now_ms()).unwrap(),
+        );
+        let sink = StoreSink::new(leases.clone(), Arc::default(), Duration::ZERO);
+        (flaky, down, leases, sink)
+    }
+
+    fn saved(flaky: &Flaky) -> Option<Position> {
+        flaky
+            .now
+            .lock()
+            .unwrap()
+            .meta
+            .get(KEY)
+            .and_then(|v| Position::load(v))
+    }
+
+    #[test]
+    fn logins_that_cannot_be_written_wait_with_the_position_before_them() {
+        let (flaky, down, leases, mut sink) = setup();
+        read(&mut sink, "192.0.2.1", 100);
+        assert_eq!(saved(&flaky), Some(at(100)));
+        down.store(true, Ordering::Relaxed);
+        read(&mut sink, "192.0.2.2", 200);
+        read(&mut sink, "192.0.2.3", 300);
+        Sink::<Position>::checkpoint(&mut sink, KEY, &at(400));
+        tick_now(&mut sink);
+        // Nothing past the unwritten logins is saved, and they do not relay.
+        assert_eq!(saved(&flaky), Some(at(100)));
+        assert_eq!(logins(&leases, "192.0.2.2"), None);
+        // A file opened again meanwhile goes on after what was read, not before.
+        assert_eq!(Sink::<Position>::saved(&mut sink, KEY), Some(at(400)));
+
+        down.store(false, Ordering::Relaxed);
+        tick_now(&mut sink);
+        assert_eq!(saved(&flaky), Some(at(400)));
+        assert_eq!(logins(&leases, "192.0.2.2"), Some(1));
+        assert_eq!(logins(&leases, "192.0.2.3"), Some(1));
+        assert!(sink.backlog.is_empty());
+    }
+
+    #[test]
+    fn logins_a_failure_lost_before_they_were_durable_are_written_again_once() {
+        let (flaky, down, leases, mut sink) = setup();
+        read(&mut sink, "192.0.2.1", 100);
+        tick_now(&mut sink);
+        read(&mut sink, "192.0.2.2", 200);
+        // The database fails and forgets the write not synced yet.
+        down.store(true, Ordering::Relaxed);
+        let durable = flaky.durable.lock().unwrap().clone();
+        *flaky.now.lock().unwrap() = durable;
+        tick_now(&mut sink);
+        assert_eq!(saved(&flaky), Some(at(100)));
+
+        down.store(false, Ordering::Relaxed);
+        tick_now(&mut sink);
+        assert_eq!(saved(&flaky), Some(at(200)));
+        let on_disk = flaky.now.lock().unwrap().leases.len();
+        assert_eq!(on_disk, 2, "the lost lease is written again");
+        assert_eq!(logins(&leases, "192.0.2.2"), Some(1), "and counted once");
+    }
+
+    #[test]
+    fn a_full_backlog_stops_reading() {
+        let (_flaky, down, _leases, mut sink) = setup();
+        down.store(true, Ordering::Relaxed);
+        for i in 0..BACKLOG_CAP {
+            Sink::<Position>::login(
+                &mut sink,
+                login("192.0.2.9"),
+                None,
+                Some((KEY, &at(i as u64))),
+            );
+        }
+        assert!(!Sink::<Position>::blocked(&sink));
+        Sink::<Position>::flush(&mut sink);
+        assert!(Sink::<Position>::blocked(&sink));
+        down.store(false, Ordering::Relaxed);
+        tick_now(&mut sink);
+        assert!(!Sink::<Position>::blocked(&sink));
+    }
+}
