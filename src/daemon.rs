@@ -62,7 +62,12 @@ pub async fn run(
     running.stop().await;
     drop(files);
     recorder.stop(GRACE).await;
-    leases.sync()?;
+    // Every acknowledged change was made durable before its reply, so a database that
+    // cannot be written now loses nothing anyone was told was kept: the exit status stays 0.
+    if let Err(e) = leases.sync() {
+        tracing::error!(error = %e,
+            "cannot flush the database at stop: every acknowledged lease is already on disk; logins read from the logs since the last flush are read again at the next start");
+    }
     tracing::info!("stopped");
     Ok(())
 }

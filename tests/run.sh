@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(postfix dovecot-core dovecot-pop3d dovecot-imapd ucspi-tcp-ipv6 swaks groff-base redis-server redis-sentinel redis-tools openssl libidn12 curl
-  m4 libldap-2.5-0 libwrap0 systemd faketime)
+  m4 libldap-2.5-0 libwrap0 systemd faketime logrotate)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

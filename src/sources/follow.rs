@@ -57,6 +57,11 @@ pub trait Sink<P = Position> {
     /// The end of a chunk read: logins handed over since the last flush may be written
     /// together (with the position of the last one).
     fn flush(&mut self) {}
+    /// Too many logins wait to be written: read nothing more for now (what is not read
+    /// stays behind the saved position, and is read once this says false again).
+    fn blocked(&self) -> bool {
+        false
+    }
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -80,6 +85,20 @@ fn fingerprint(file: &mut File, len: u64) -> std::io::Result<(u64, u64)> {
         }
     }
     Ok((fnv1a(&buf[..got]), got as u64))
+}
+
+/// Read until `buf` is full or the stream ends; how many bytes were read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
 }
 
 /// One open file being read.
@@ -390,7 +409,8 @@ impl Follower {
             self.read(&mut t, sink);
             let grew = t.offset + t.partial.len() as u64 > before;
             let since = if grew { Instant::now() } else { quiet_since };
-            if since.elapsed() < DRAIN_QUIET {
+            // Not read to its end while the sink waited for the store: kept until it is.
+            if since.elapsed() < DRAIN_QUIET || sink.blocked() {
                 self.old.push((t, since));
             }
         }
@@ -506,17 +526,125 @@ impl Follower {
         Some(t)
     }
 
-    /// logrotate's first generation is `NAME.1`; read what it holds past our saved place.
+    /// logrotate's first generation is `NAME.1`, or `NAME.1.gz` with `compress` and without
+    /// `delaycompress`; read what it holds past our saved place.
     fn resume_rotated(&mut self, p: &Position, sink: &mut dyn Sink) {
         let name = self.copy_path();
-        let Ok(mut t) = Tail::open(&name) else {
-            return;
-        };
-        if t.matches(p) && t.seek(p.offset).is_ok() {
+        if let Ok(mut t) = Tail::open(&name)
+            && t.matches(p)
+            && t.seek(p.offset).is_ok()
+        {
             tracing::info!(path = %Path::new(&name).display(), "reading the rest of the file rotated while stopped");
             // Positions in the rotated file must not overwrite the current file's.
             let mut detached = Detached { inner: sink };
             self.read(&mut t, &mut detached);
+            return;
+        }
+        let mut gz = name.into_os_string();
+        gz.push(".gz");
+        self.resume_compressed(Path::new(&gz), p, sink);
+    }
+
+    /// The file we were reading, rotated and compressed while we were stopped: a new inode,
+    /// so it is known by the fingerprint of its first (uncompressed) bytes alone, and read
+    /// from the saved offset on.
+    fn resume_compressed(&mut self, name: &Path, p: &Position, sink: &mut dyn Sink) {
+        let Ok(file) = File::open(name) else {
+            return;
+        };
+        if !self.trust_any {
+            let why = match file.metadata() {
+                Ok(m) => watch_trust::file_risk(watch_trust::Owner::from(&m), self.own_uid),
+                Err(e) => Some(format!("cannot be examined: {e}")),
+            };
+            if let Some(why) = why {
+                tracing::error!(path = %name.display(), "{}: not read", watch_trust::refusal(name, &why));
+                return;
+            }
+        }
+        let mut z = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
+        let mut head = vec![0u8; p.fp_len.min(FINGERPRINT_LEN) as usize];
+        let ours = read_full(&mut z, &mut head).is_ok_and(|n| n == head.len())
+            && (fnv1a(&head), head.len() as u64) == (p.fingerprint, p.fp_len);
+        if !ours {
+            return;
+        }
+        // To the saved offset: within the bytes read already, or past them.
+        let held = head.len() as u64;
+        let rest: Box<dyn Read> = if p.offset <= held {
+            head.drain(..p.offset as usize);
+            Box::new(std::io::Cursor::new(head).chain(z))
+        } else {
+            let skip = p.offset - held;
+            match std::io::copy(&mut (&mut z).take(skip), &mut std::io::sink()) {
+                Ok(n) if n == skip => Box::new(z),
+                // Shorter than where we stopped: not the file we were reading.
+                _ => return,
+            }
+        };
+        tracing::info!(path = %name.display(), "reading the rest of the file rotated and compressed while stopped");
+        let mut detached = Detached { inner: sink };
+        self.read_stream(name, rest, &mut detached);
+    }
+
+    /// Every line of a finished file read as a stream (a decompressed generation): no
+    /// position is kept in it, as it is read once, at start.
+    fn read_stream(&mut self, name: &Path, mut r: Box<dyn Read>, sink: &mut dyn Sink) {
+        let mut buf = vec![0u8; READ_CHUNK];
+        let mut partial: Vec<u8> = Vec::new();
+        let mut skipping = false;
+        loop {
+            let n = match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!(path = %name.display(), error = %e, "cannot read the compressed log file: the rest of it is skipped");
+                    break;
+                }
+            };
+            let mut chunk = &buf[..n];
+            while let Some(i) = memchr::memchr(b'\n', chunk) {
+                if skipping {
+                    skipping = false;
+                } else if partial.is_empty() {
+                    self.stream_line(&chunk[..i], sink);
+                } else {
+                    partial.extend_from_slice(&chunk[..i]);
+                    let line = std::mem::take(&mut partial);
+                    if line.len() > MAX_LINE {
+                        self.too_long();
+                    } else {
+                        self.stream_line(&line, sink);
+                    }
+                }
+                chunk = &chunk[i + 1..];
+            }
+            if !skipping {
+                partial.extend_from_slice(chunk);
+                if partial.len() > MAX_LINE {
+                    self.too_long();
+                    partial.clear();
+                    skipping = true;
+                }
+            }
+            sink.flush();
+        }
+        // A finished file: its last line is whole even without a newline.
+        if !skipping && !partial.is_empty() {
+            self.stream_line(&partial, sink);
+            sink.flush();
+        }
+    }
+
+    fn stream_line(&mut self, line: &[u8], sink: &mut dyn Sink) {
+        match self.line(line) {
+            Some(Found::Login(login, session)) => sink.login(login, session, None),
+            Some(Found::Logout(session, at)) => sink.logout(session, at),
+            Some(Found::NoAddress(user)) => {
+                sink.login_without_address(&self.source, user.as_deref())
+            }
+            None => {}
         }
     }
 
@@ -595,6 +723,9 @@ impl Follower {
         buf.resize(READ_CHUNK, 0);
         let mut truncated = false;
         loop {
+            if sink.blocked() {
+                break;
+            }
             let n = match t.file.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
@@ -1160,6 +1291,47 @@ mod tests {
         let mut got = sink.logins.clone();
         got.sort_by_key(|ip| ip.rsplit('.').next().unwrap().parse::<u32>().unwrap());
         assert_eq!(got, ips(0..14), "each line once: {:?}", sink.logins);
+    }
+
+    /// logrotate with `compress` and without `delaycompress`, while we were stopped: the
+    /// file we were reading is now `NAME.1.gz`; its unread lines are read from it, once.
+    #[test]
+    fn a_file_rotated_and_compressed_while_stopped_is_finished_from_the_gz() {
+        let (dir, log, mut sink, mut f) = started();
+        write(&log, 0..5);
+        f.poll(&mut sink);
+        drop(f);
+        write(&log, 5..8);
+        let rotated = dir.path().join("mail.log.1");
+        std::fs::rename(&log, &rotated).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(dir.path().join("mail.log.1.gz")).unwrap(),
+            flate2::Compression::default(),
+        );
+        gz.write_all(&std::fs::read(&rotated).unwrap()).unwrap();
+        gz.finish().unwrap();
+        std::fs::remove_file(&rotated).unwrap();
+        write(&log, 8..10);
+        let mut f = follower(&log);
+        f.poll(&mut sink);
+        assert_eq!(sink.logins, ips(0..10));
+        // A compressed file that is not ours (another start of the log) is not read.
+        let (dir, log, mut sink, mut f) = started();
+        write(&log, 20..23);
+        f.poll(&mut sink);
+        drop(f);
+        std::fs::rename(&log, dir.path().join("mail.log.0")).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(dir.path().join("mail.log.1.gz")).unwrap(),
+            flate2::Compression::default(),
+        );
+        gz.write_all(line(30).as_bytes()).unwrap();
+        gz.write_all(line(31).as_bytes()).unwrap();
+        gz.finish().unwrap();
+        write(&log, 40..41);
+        let mut f = follower(&log);
+        f.poll(&mut sink);
+        assert_eq!(sink.logins, [ips(20..23), ips(40..41)].concat());
     }
 
     #[test]

@@ -347,6 +347,9 @@ impl Follower {
                     continue;
                 }
             };
+            if Sink::<Cursor>::blocked(sink) {
+                std::thread::sleep(TICK / 10);
+            }
             let idle = read == 0 || !more;
             if idle && let Err(e) = j.wait(POLL) {
                 tracing::error!(error = %e, "journal: waiting failed: opening the journal again");
@@ -369,7 +372,8 @@ impl Follower {
         let mut unsaved = None;
         let mut n = 0;
         let mut failed = None;
-        while n < BATCH {
+        // Too many logins wait for the store: the journal keeps the rest until they are written.
+        while n < BATCH && !Sink::<Cursor>::blocked(sink) {
             match j.step() {
                 Ok(true) => {}
                 Ok(false) => break,

@@ -77,6 +77,10 @@ pub trait Backend: Send + Sync {
     fn sync_confirmed(&self) -> Result<bool> {
         self.sync().map(|()| true)
     }
+    /// Make every earlier write durable on this host, without waiting for a shared store.
+    fn sync_local(&self) -> Result<()> {
+        self.sync()
+    }
     /// Small named records that are not leases (log file positions, settings).
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<()>;
@@ -525,7 +529,6 @@ impl Leases {
         let mut slot: HashMap<IpNet, usize> = HashMap::new();
         let mut outcomes = Vec::with_capacity(logins.len());
         for login in logins {
-            self.stats.count_login(&login.source);
             let (net, deadline) = match rules.judge(login, now) {
                 Verdict::Grant { net, deadline } => (net, deadline),
                 refused => {
@@ -561,6 +564,10 @@ impl Leases {
             }
         }
         self.upsert_all(&w, leases, now)?;
+        // Counted once written: a login kept and written again later is counted once.
+        for login in logins {
+            self.stats.count_login(&login.source);
+        }
         Ok(outcomes)
     }
 
@@ -656,6 +663,33 @@ impl Leases {
         let n = leases.len();
         self.upsert_all(&w, leases, now)?;
         Ok(n)
+    }
+
+    /// Write again the live leases of `logins`' addresses as the table holds them, with
+    /// `meta`: for logins recorded in the table whose write a database failure lost before it
+    /// was durable. Judging them again would count each login twice.
+    pub fn rewrite(
+        &self,
+        logins: &[Login],
+        now: Millis,
+        meta: Option<(&str, &[u8])>,
+    ) -> Result<()> {
+        let v6_prefix = self.rules().v6_prefix;
+        let _w = self.write_lock()?;
+        let leases: Vec<Lease> = {
+            let t = self.table.read().map_err(|_| poisoned())?;
+            let nets: std::collections::BTreeSet<IpNet> = logins
+                .iter()
+                .map(|l| lease_key(crate::lease::canonical(l.ip), v6_prefix))
+                .collect();
+            nets.iter()
+                .filter_map(|n| t.get(n).filter(|l| l.is_live(now)))
+                .collect()
+        };
+        match meta {
+            Some((k, v)) => self.backend.put_many_with_meta(&leases, k, v),
+            None => self.backend.put_many(&leases),
+        }
     }
 
     /// A lease set by hand for `dur` from now (replacing the deadline of any existing one).
@@ -860,6 +894,11 @@ impl Leases {
 
     pub fn sync(&self) -> Result<()> {
         self.backend.sync()
+    }
+
+    /// [`Backend::sync_local`]: the follower's once-a-second check that what it wrote is kept.
+    pub fn sync_local(&self) -> Result<()> {
+        self.backend.sync_local()
     }
 }
 

@@ -400,7 +400,10 @@ struct Queued {
 
 /// The queue of unsent changes, in sled so that it survives a restart.
 pub(super) struct Queue {
-    tree: sled::Tree,
+    /// The database's handle, not a tree of its own: a tree would keep the database that
+    /// failed a write open (and its file system busy) after it is closed and reopened, and
+    /// every change queued after that would go to the closed one.
+    sled: SledBackend,
     /// At most this many addresses ([`MAX_QUEUED`]).
     limit: usize,
     len: AtomicUsize,
@@ -417,24 +420,28 @@ pub(super) struct Queue {
 pub(super) type Entry = (sled::IVec, sled::IVec, Change);
 
 impl Queue {
-    fn open(tree: sled::Tree, limit: usize) -> Result<Queue> {
-        let mut len = 0;
-        let mut seq = 0;
-        for item in tree.iter() {
-            let Ok((k, v)) = item else { continue };
-            match serde_json::from_slice::<Queued>(&v) {
-                Ok(q) => {
-                    len += 1;
-                    seq = seq.max(q.seq);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "dropping an unreadable queued change");
-                    let _ = tree.remove(k);
+    fn open(sled: &SledBackend, limit: usize) -> Result<Queue> {
+        let sled = sled.share();
+        let (len, seq) = sled.with_tree("read the queue", QUEUE_TREE, |tree| {
+            let mut len = 0;
+            let mut seq = 0;
+            for item in tree.iter() {
+                let Ok((k, v)) = item else { continue };
+                match serde_json::from_slice::<Queued>(&v) {
+                    Ok(q) => {
+                        len += 1;
+                        seq = seq.max(q.seq);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "dropping an unreadable queued change");
+                        let _ = tree.remove(k);
+                    }
                 }
             }
-        }
+            Ok((len, seq))
+        })?;
         Ok(Queue {
-            tree,
+            sled,
             limit,
             len: AtomicUsize::new(len),
             seq: AtomicU64::new(seq),
@@ -454,9 +461,7 @@ impl Queue {
 
     /// False (and a warning, once per outage) when the queue is full and `key` not in it.
     fn room_for(&self, key: &[u8]) -> bool {
-        if self.len.load(Ordering::Relaxed) < self.limit
-            || self.tree.contains_key(key).unwrap_or(false)
-        {
+        if self.len.load(Ordering::Relaxed) < self.limit || self.contains(key) {
             return true;
         }
         self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -467,6 +472,12 @@ impl Queue {
             );
         }
         false
+    }
+
+    fn contains(&self, key: &[u8]) -> bool {
+        self.sled
+            .with_tree("read the queue", QUEUE_TREE, |t| t.contains_key(key))
+            .unwrap_or(false)
     }
 
     fn inserted(&self, old: Option<sled::IVec>) {
@@ -481,10 +492,7 @@ impl Queue {
         if !self.room_for(&key) {
             return Ok(());
         }
-        let old = self
-            .tree
-            .insert(key, value)
-            .map_err(sled.err("queue a change"))?;
+        let old = sled.with_tree("queue a change", QUEUE_TREE, |t| t.insert(key, value))?;
         self.inserted(old);
         Ok(())
     }
@@ -500,14 +508,14 @@ impl Queue {
         if !self.room_for(&key) {
             return sled.put_meta(mk, mv);
         }
-        let old = sled.insert_with_meta(&self.tree, &key, &value, mk, mv)?;
+        let old = sled.insert_with_meta(QUEUE_TREE, &key, &value, mk, mv)?;
         self.inserted(old);
         Ok(())
     }
 
     /// Forget every queued change (a flush supersedes them).
     fn clear(&self, sled: &SledBackend) -> Result<()> {
-        self.tree.clear().map_err(sled.err("clear the queue"))?;
+        sled.with_tree("clear the queue", QUEUE_TREE, |t| t.clear())?;
         self.len.store(0, Ordering::Relaxed);
         Ok(())
     }
@@ -515,25 +523,32 @@ impl Queue {
     /// Is a local change to `net` (or a flush) waiting to be sent? Then Redis does not yet
     /// know the local state of that key, and a reload or event must not overwrite it.
     pub(super) fn pending(&self, net: &IpNet) -> bool {
-        self.tree.contains_key(key_bytes(net)).unwrap_or(false)
-            || self.tree.contains_key(FLUSH_KEY).unwrap_or(false)
+        self.contains(&key_bytes(net)) || self.contains(FLUSH_KEY)
     }
 
     /// Every queued change, a flush first.
     pub(super) fn entries(&self) -> Vec<Entry> {
-        self.tree
-            .iter()
-            .filter_map(|item| item.ok())
-            .filter_map(|(k, v)| {
-                let q = serde_json::from_slice::<Queued>(&v).ok()?;
-                Some((k, v, q.change))
+        self.sled
+            .with_tree("read the queue", QUEUE_TREE, |t| {
+                Ok(t.iter()
+                    .filter_map(|item| item.ok())
+                    .filter_map(|(k, v)| {
+                        let q = serde_json::from_slice::<Queued>(&v).ok()?;
+                        Some((k, v, q.change))
+                    })
+                    .collect())
             })
-            .collect()
+            .unwrap_or_default()
     }
 
     /// The entry was sent: remove it unless a newer change replaced it meanwhile.
     pub(super) fn done(&self, key: &sled::IVec, value: &sled::IVec) {
-        if let Ok(Ok(())) = self.tree.compare_and_swap(key, Some(value), None::<&[u8]>) {
+        let swapped = self
+            .sled
+            .with_tree("remove a sent change", QUEUE_TREE, |t| {
+                t.compare_and_swap(key, Some(value), None::<&[u8]>)
+            });
+        if let Ok(Ok(())) = swapped {
             self.len.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -720,7 +735,7 @@ impl RedisBackend {
     /// unreachable Redis only a warning (the daemon starts from its queue, and catches up
     /// when Redis answers).
     pub async fn open(cfg: RedisConfig, sled: SledBackend) -> Result<(RedisBackend, RedisLink)> {
-        let queue = Queue::open(sled.tree(QUEUE_TREE)?, MAX_QUEUED)?;
+        let queue = Queue::open(&sled, MAX_QUEUED)?;
         let before = sled.get_meta(STORE_META)?;
         if queue.len() > 0 && before.as_deref() != Some(cfg.describe().as_bytes()) {
             tracing::warn!(
@@ -885,6 +900,10 @@ impl Backend for RedisBackend {
         )
     }
 
+    fn sync_local(&self) -> Result<()> {
+        self.sled.sync()
+    }
+
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
         self.sled.get_meta(key)
     }
@@ -923,7 +942,7 @@ mod tests {
         let sled = match opened {
             Opened::Fine(b) | Opened::Quarantined(b, _) => b,
         };
-        let queue = Queue::open(sled.tree(QUEUE_TREE).unwrap(), limit).unwrap();
+        let queue = Queue::open(&sled, limit).unwrap();
         RedisBackend {
             sled,
             shared: Arc::new(Shared {
@@ -1067,7 +1086,7 @@ mod tests {
     fn manual_adds_set_the_deadline_and_expiry_deletes_nothing_in_redis() {
         let dir = tempfile::tempdir().unwrap();
         let b = offline(dir.path());
-        let tree = b.queue().tree.clone();
+        let tree = b.sled.tree(QUEUE_TREE).unwrap();
         let leases = Leases::open(Box::new(b), Rules::default(), T0).unwrap();
         let ip = parse_ip("192.0.2.1").unwrap();
         leases
@@ -1108,7 +1127,7 @@ mod tests {
     fn remote_changes_update_the_copy_and_announce_without_writing_back() {
         let dir = tempfile::tempdir().unwrap();
         let b = offline(dir.path());
-        let tree = b.queue().tree.clone();
+        let tree = b.sled.tree(QUEUE_TREE).unwrap();
         let leases = Leases::open(Box::new(b), Rules::default(), T0).unwrap();
         let mut changes = leases.subscribe();
         let ip = parse_ip("192.0.2.1").unwrap();

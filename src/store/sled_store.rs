@@ -220,7 +220,7 @@ impl SledBackend {
     /// returns the value `key` had before.
     pub(super) fn insert_with_meta(
         &self,
-        tree: &sled::Tree,
+        tree: &'static str,
         key: &[u8],
         value: &[u8],
         meta_key: &str,
@@ -228,7 +228,8 @@ impl SledBackend {
     ) -> Result<Option<sled::IVec>> {
         use sled::Transactional;
         self.with("write", |trees| {
-            (tree, &trees.meta)
+            let tree = trees.db.open_tree(tree)?;
+            (&tree, &trees.meta)
                 .transaction(|(t, meta)| {
                     let old = t.insert(key, value)?;
                     meta.insert(meta_key.as_bytes(), meta_value)?;

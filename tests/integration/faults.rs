@@ -25,7 +25,7 @@ use crate::mail_rig::{
 /// Limits for waiting on something that should happen; generous for a busy machine.
 const SOON: Duration = Duration::from_secs(20);
 
-fn require_root() {
+pub(crate) fn require_root() {
     assert!(
         nix::unistd::Uid::effective().is_root(),
         "this test must run as root: it mounts file systems or starts Postfix (CI runs tests as root; see tests/run.sh)"
@@ -33,10 +33,10 @@ fn require_root() {
 }
 
 /// A file system mounted on a directory for one test; unmounted when dropped.
-struct Mount(PathBuf);
+pub(crate) struct Mount(PathBuf);
 
 impl Mount {
-    fn tmpfs(dir: &Path, size: &str) -> Mount {
+    pub(crate) fn tmpfs(dir: &Path, size: &str) -> Mount {
         std::fs::create_dir_all(dir).expect("mount point");
         run(Command::new("mount")
             .args(["-t", "tmpfs", "-o"])
@@ -47,7 +47,7 @@ impl Mount {
     }
 
     /// A fresh ext4 file system in `image`, loop-mounted on `dir` with `errors=remount-ro`.
-    fn ext4(dir: &Path, image: &Path) -> Mount {
+    pub(crate) fn ext4(dir: &Path, image: &Path) -> Mount {
         std::fs::create_dir_all(dir).expect("mount point");
         let f = std::fs::File::create(image).expect("image");
         f.set_len(32 << 20).expect("image size");
@@ -57,7 +57,7 @@ impl Mount {
         m
     }
 
-    fn mount_ext4(&self, image: &Path) {
+    pub(crate) fn mount_ext4(&self, image: &Path) {
         run(Command::new("mount")
             .args(["-o", "loop,errors=remount-ro"])
             .arg(image)
@@ -67,7 +67,7 @@ impl Mount {
     /// What a disk error does to ext4 with `errors=remount-ro`: from now on every write
     /// fails with "read-only file system", files open for writing included, and only
     /// unmounting (and fsck) brings it back.
-    fn ext4_error(&self) {
+    pub(crate) fn ext4_error(&self) {
         let dev = Command::new("findmnt")
             .args(["-n", "-o", "SOURCE"])
             .arg(&self.0)
@@ -83,7 +83,7 @@ impl Mount {
     }
 
     /// `umount` without force: fails while a process keeps a file open on it.
-    fn try_unmount(&self) -> bool {
+    pub(crate) fn try_unmount(&self) -> bool {
         Command::new("umount")
             .arg(&self.0)
             .stderr(std::process::Stdio::null())
@@ -92,7 +92,7 @@ impl Mount {
     }
 
     /// `mount -o remount,OPTIONS`: `ro`, `rw`, `size=4m`.
-    fn remount(&self, options: &str) {
+    pub(crate) fn remount(&self, options: &str) {
         run(Command::new("mount")
             .arg("-o")
             .arg(format!("remount,{options}"))
@@ -116,7 +116,7 @@ fn run(cmd: &mut Command) {
 }
 
 /// Fill the file system holding `dir` until a write fails with "no space left on device".
-fn fill(dir: &Path) {
+pub(crate) fn fill(dir: &Path) {
     let mut f = std::fs::File::create(dir.join("filler")).expect("filler file");
     let chunk = vec![0u8; 4096];
     for _ in 0..100_000 {
@@ -930,4 +930,134 @@ fn clients_sending_one_byte_a_second_do_not_hold_up_others() {
         "{}",
         d.log_text()
     );
+}
+
+/// A Dovecot login line stamped `ago` before now.
+fn login_line_at(ip: &str, ago: Duration) -> String {
+    let t = std::time::SystemTime::now() - ago;
+    let stamp = humantime::format_rfc3339_micros(t).to_string();
+    let stamp = format!("{}+00:00", stamp.trim_end_matches('Z'));
+    format!(
+        "{stamp} vm dovecot: pop3-login: Login: user=<alice>, method=PLAIN, rip={ip}, lip=127.0.0.1, mpid=4242, session=<abcdEFGH>\n"
+    )
+}
+
+/// Issue 16: logins read from a followed log while the database is full wait, with the log
+/// position before them, and are written once there is room (without a restart, and across
+/// one); the one that aged out meanwhile gets no lease.
+#[test]
+#[ignore = "needs root (tests/run.sh runs it): mounts a file system"]
+fn logins_followed_while_the_database_is_full_relay_once_there_is_room() {
+    require_root();
+    let env = Env::new();
+    let disk = Mount::tmpfs(&env.db(), "1m");
+    let log = env.path("mail.log");
+    append(&log, "");
+    let policy_sock = env.path("policy.sock");
+    let args = [
+        "--watch",
+        log.to_str().unwrap(),
+        "--expire",
+        "1m",
+        "--policy",
+        &format!("unix:{}", policy_sock.display()),
+    ];
+    let args: Vec<&str> = args.iter().map(|s| s.as_ref()).collect();
+    let d = env.start(&args);
+    append(&log, &login_line("192.0.2.50"));
+    assert!(eventually(SOON, || allowed(&env, "192.0.2.50")));
+    // The follower makes what it wrote durable once a second; until then a write error
+    // would have it written again.
+    std::thread::sleep(Duration::from_millis(1500));
+
+    fill(&env.db());
+    let (_, refused, _) = add_until_refused(&env, "10.2");
+    let waiting: Vec<String> = (1..=20).map(|i| format!("198.51.100.{i}")).collect();
+    for a in &waiting {
+        append(&log, &login_line(a));
+    }
+    // Within its window when read, out of it by the time there is room.
+    let aging = "203.0.113.9";
+    append(&log, &login_line_at(aging, Duration::from_secs(52)));
+    assert!(
+        eventually(SOON, || !log_lines_with(&d, &["ERROR", "cannot record"])
+            .is_empty()),
+        "{}",
+        d.log_text()
+    );
+    // Fail closed meanwhile.
+    for a in waiting.iter().map(String::as_str).chain([aging]) {
+        assert_eq!(
+            policy(&policy_sock, a).as_deref(),
+            Some("action=DUNNO"),
+            "{a}"
+        );
+    }
+    std::thread::sleep(Duration::from_secs(9));
+
+    disk.remount("size=8m");
+    assert!(
+        eventually(SOON, || waiting.iter().all(|a| allowed(&env, a))),
+        "logins read while the database was full are lost:\n{}",
+        d.log_text()
+    );
+    for a in &waiting {
+        assert_eq!(policy(&policy_sock, a).as_deref(), Some("action=OK"), "{a}");
+    }
+    assert!(
+        !allowed(&env, aging),
+        "a login out of its window got a lease"
+    );
+    assert!(!allowed(&env, &refused));
+    let stopped = log_lines_with(&d, &["cannot record followed logins"]);
+    let resumed = log_lines_with(&d, &["recording followed logins again"]);
+    assert_eq!(stopped.len(), 1, "{}", d.log_text());
+    assert_eq!(resumed.len(), 1, "{}", d.log_text());
+    assert!(resumed[0].contains("logins=21"), "{}", resumed[0]);
+    // Written once: a restart reads none of them again.
+    assert_eq!(d.stop(), 0);
+    let d = env.start(&args);
+    assert!(allowed(&env, &waiting[0]));
+    let r = control(&env, serde_json::json!({"op": "list"}));
+    let list = r.to_string();
+    assert!(!list.contains(aging), "{list}");
+    assert!(
+        log_lines_with(&d, &["lease renewed"]).is_empty(),
+        "logins read twice:\n{}",
+        d.log_text()
+    );
+
+    // Across a restart in the middle: full again, logins written, the daemon stopped and
+    // started while they wait, then room.
+    fill(&env.db());
+    let _ = add_until_refused(&env, "10.3");
+    let later: Vec<String> = (1..=20)
+        .map(|i| format!("198.51.100.{}", 100 + i))
+        .collect();
+    for a in &later {
+        append(&log, &login_line(a));
+    }
+    assert!(
+        eventually(SOON, || !log_lines_with(&d, &["ERROR", "cannot record"])
+            .is_empty()),
+        "{}",
+        d.log_text()
+    );
+    // Stopped while the database cannot be written: nothing acknowledged is lost, so the
+    // exit status is 0 (it was 2), and the log says what it could not do.
+    let log_file = d.log.clone();
+    let status = d.stop();
+    let text = std::fs::read_to_string(&log_file).unwrap_or_default();
+    assert_eq!(status, 0, "{text}");
+    assert!(text.contains("cannot flush the database at stop"), "{text}");
+    // (Started again while the disk is still full, sled cannot open the database: the
+    // daemon says so in one line and exits.)
+    std::fs::remove_file(env.db().join("filler")).expect("remove the filler");
+    let d = env.start(&args);
+    assert!(
+        eventually(SOON, || later.iter().all(|a| allowed(&env, a))),
+        "logins read before the restart are lost:\n{}",
+        d.log_text()
+    );
+    assert!(waiting.iter().all(|a| allowed(&env, a)));
 }

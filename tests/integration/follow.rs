@@ -242,6 +242,57 @@ fn a_restart_after_a_rotation_while_stopped_reads_the_rest_of_the_old_file() {
     assert_exactly_once(&env, 100);
 }
 
+/// Issue 16: Debian's logrotate with `compress` and without `delaycompress`, run while the
+/// daemon is stopped: the file it was reading is `mail.log.1.gz` when it starts again, and
+/// its unread lines are read from there, each once.
+#[test]
+#[ignore = "needs Debian's logrotate (tests/run.sh installs it)"]
+fn a_restart_after_logrotate_compressed_the_old_file_reads_its_rest_from_the_gz() {
+    let env = Env::new();
+    let log = env.path("mail.log");
+    let conf = env.path("logrotate.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "{} {{\n    rotate 4\n    compress\n    create 0640\n    missingok\n}}\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    append(&log);
+    let d = start(&env, &log);
+    let mut f = append(&log);
+    for i in 0..50 {
+        f.write_all(noise_line(i).as_bytes()).unwrap();
+        f.write_all(login_line(&ip(i)).as_bytes()).unwrap();
+    }
+    assert!(eventually(Duration::from_secs(10), || leases(&env).len() == 50));
+    assert_eq!(d.stop(), 0);
+    for i in 50..80 {
+        f.write_all(login_line(&ip(i)).as_bytes()).unwrap();
+    }
+    drop(f);
+    let out = std::process::Command::new("logrotate")
+        .arg("-f")
+        .arg("-s")
+        .arg(env.path("logrotate.state"))
+        .arg(&conf)
+        .output()
+        .expect("run logrotate (Debian's logrotate package)");
+    assert!(
+        out.status.success(),
+        "logrotate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(env.path("mail.log.1.gz").exists() && !env.path("mail.log.1").exists());
+    let mut g = append(&log);
+    for i in 80..100 {
+        g.write_all(login_line(&ip(i)).as_bytes()).unwrap();
+    }
+    let _d = start(&env, &log);
+    assert_exactly_once(&env, 100);
+}
+
 #[test]
 fn over_long_lines_and_invalid_utf8_do_not_stop_the_reader() {
     let env = Env::new();

@@ -631,3 +631,53 @@ fn without_libsystemd_the_daemon_starts_and_only_the_journal_is_refused() {
         "{err}"
     );
 }
+
+/// Issue 16: journal entries read while the database is full wait, the cursor saved before
+/// them, and are written once there is room, without a restart.
+#[test]
+#[ignore = "needs root and Debian's systemd (tests/run.sh installs and runs them): mounts a file system"]
+fn journal_logins_read_while_the_database_is_full_relay_once_there_is_room() {
+    crate::faults::require_root();
+    let env = Env::new();
+    // Mounted before journald's mount namespace is made, so that the daemon in it sees it.
+    let _disk = crate::faults::Mount::tmpfs(&env.db(), "1m");
+    let journald = Journald::start(env.dir.path());
+    let leased = |a: IpAddr| env.run(&["check", &a.to_string()]).code == 0;
+    // `logger` stands for Dovecot here: what is tested is the store, not who wrote it.
+    let d = env.start_with(
+        &[
+            "--journal",
+            "--journal-identifier",
+            "dovecot",
+            "--journal-any-origin",
+        ],
+        |c| journald.enter(c),
+    );
+    logger(&journald, None, &forged_line(ip(7, 1)));
+    assert!(soon(|| leased(ip(7, 1))), "{}", d.log_text());
+    std::thread::sleep(Duration::from_millis(1500));
+
+    crate::faults::fill(&env.db());
+    let refused = (0..2000).find(|i| {
+        let a = format!("10.4.{}.{}", i / 250, i % 250 + 1);
+        env.run(&["add", &a]).code != 0
+    });
+    assert!(refused.is_some(), "the database took 2000 leases when full");
+    let waiting: Vec<IpAddr> = (2..=11).map(|i| ip(7, i)).collect();
+    for a in &waiting {
+        logger(&journald, None, &forged_line(*a));
+    }
+    assert!(
+        soon(|| d.log_text().contains("ERROR cannot record")),
+        "{}",
+        d.log_text()
+    );
+    assert!(waiting.iter().all(|a| !leased(*a)), "fail closed");
+    std::fs::remove_file(env.db().join("filler")).expect("remove the filler");
+    assert!(
+        soon(|| waiting.iter().all(|a| leased(*a))),
+        "journal logins read while the database was full are lost:\n{}",
+        d.log_text()
+    );
+    assert_eq!(d.stop(), 0);
+}
