@@ -707,7 +707,7 @@ fn send_and_read(s: &mut UnixStream, bytes: &[u8]) -> Option<String> {
     read_line(s)
 }
 
-fn read_line(s: &mut UnixStream) -> Option<String> {
+pub(crate) fn read_line(s: &mut UnixStream) -> Option<String> {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut line = Vec::new();
     let mut b = [0u8; 1];

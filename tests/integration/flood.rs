@@ -6,7 +6,7 @@
 //! Needs root: the flooding and the other users' connections are made by threads that take
 //! those users' credentials (SO_PEERCRED is what the daemon judges).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::daemon_harness::{Daemon, Env};
+use crate::faults::read_line;
 
 /// The flood: idle connections, and trickling ones.
 const IDLE_CONNS: usize = 2000;
@@ -101,20 +102,6 @@ impl Drop for Flood {
             let _ = t.join();
         }
     }
-}
-
-fn read_line(s: &mut UnixStream) -> Option<String> {
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut line = Vec::new();
-    let mut b = [0u8; 1];
-    while line.len() < 4096 {
-        match s.read(&mut b) {
-            Ok(1) if b[0] == b'\n' => return Some(String::from_utf8_lossy(&line).into()),
-            Ok(1) => line.push(b[0]),
-            _ => return None,
-        }
-    }
-    None
 }
 
 /// One request on a fresh connection made as `uid`: the first reply line (None: closed

@@ -148,23 +148,7 @@ pub(crate) struct PopHost {
 
 impl PopHost {
     pub(crate) fn start(store: &str, extra: &[&str]) -> PopHost {
-        let env = Env::new();
-        let log = env.path("mail.log");
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("log");
-        let mut args = vec!["--store", store, "--watch", log.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        let daemon = Some(env.start(&args));
-        let args = args.iter().map(|a| a.to_string()).collect();
-        PopHost {
-            env,
-            daemon,
-            log,
-            args,
-        }
+        PopHost::start_in(Env::new(), store, extra)
     }
 
     /// SIGKILL: nothing flushed, nothing sent.
