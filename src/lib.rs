@@ -33,6 +33,7 @@ pub mod config;
 pub mod control;
 pub mod counters;
 pub mod daemon;
+pub mod doctor;
 pub mod error;
 pub mod expiry;
 pub mod lease;
