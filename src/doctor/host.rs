@@ -80,8 +80,9 @@ pub fn db_owner(dir: &Path, found: Option<(u32, u32)>, want_uid: u32, want: &str
     Check::ok(
         NAME,
         format!(
-            "{} belongs to {want} (or root) and only it writes there.",
-            dir.display()
+            "{} belongs to {} and no other user may write there.",
+            dir.display(),
+            if owner == 0 { "root" } else { want }
         ),
     )
 }

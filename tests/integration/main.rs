@@ -11,6 +11,7 @@ mod mail_rig;
 
 mod contrib;
 mod docs;
+mod doctor;
 mod dovecot_policy;
 mod e2e;
 mod exim;
