@@ -21,6 +21,7 @@ mod journal;
 mod lease_core;
 mod logins;
 mod operation;
+mod package;
 mod properties;
 mod redis;
 mod rig_selftest;
