@@ -334,9 +334,7 @@ fn placement(
                     "{} asks relaylease ({}) but has no reject_unauth_destination, so its OK is not what decides relaying there.",
                     r.list, r.endpoint
                 ),
-                format!(
-                    "put the relaylease check in the list that ends with reject_unauth_destination (smtpd_relay_restrictions)."
-                ),
+                "put the relaylease check in the list that ends with reject_unauth_destination (smtpd_relay_restrictions).",
             );
         }
     }
