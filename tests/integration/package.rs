@@ -66,33 +66,17 @@ fn quick_start() -> Vec<String> {
     block.lines().map(str::to_string).collect()
 }
 
-/// Files under the places a package may touch, apart from dpkg's and apt's own records,
-/// caches, logs, the accounts (the user stays, as Debian does) and the documented state
-/// directory.
+/// Files and directories named after the package under the places a package may touch
+/// (its unit's links, helper state, runtime directory), apart from the documented state
+/// directory, which purge keeps. Only these: other tests run meanwhile and change other files.
 fn snapshot() -> BTreeSet<PathBuf> {
-    let skip = [
-        "/var/lib/dpkg",
-        "/var/lib/apt",
-        "/var/lib/relaylease",
-        "/var/cache",
-        "/var/log",
-        "/etc/passwd",
-        "/etc/passwd-",
-        "/etc/group",
-        "/etc/group-",
-        "/etc/shadow",
-        "/etc/shadow-",
-        "/etc/gshadow",
-        "/etc/gshadow-",
-        "/etc/ld.so.cache",
-    ];
     let mut out = BTreeSet::new();
-    let mut stack: Vec<PathBuf> = ["/etc", "/usr", "/var/lib", "/run/relaylease"]
+    let mut stack: Vec<PathBuf> = ["/etc", "/usr", "/var/lib", "/run"]
         .iter()
         .map(PathBuf::from)
         .collect();
     while let Some(p) = stack.pop() {
-        if skip.iter().any(|s| p == Path::new(s)) {
+        if p == Path::new("/var/lib/relaylease") || p.starts_with("/var/lib/dpkg") {
             continue;
         }
         let Ok(meta) = std::fs::symlink_metadata(&p) else {
@@ -103,9 +87,22 @@ fn snapshot() -> BTreeSet<PathBuf> {
         {
             stack.extend(rd.flatten().map(|e| e.path()));
         }
-        out.insert(p);
+        if p.to_string_lossy().contains("relaylease") {
+            out.insert(p);
+        }
     }
     out
+}
+
+/// Every path the package holds, as `dpkg-deb -c` lists it.
+fn contents(deb: &Path) -> Vec<PathBuf> {
+    let out = ok(Command::new("dpkg-deb").arg("-c").arg(deb));
+    out.stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .map(|p| PathBuf::from(p.trim_start_matches('.').trim_end_matches('/')))
+        .filter(|p| p.as_os_str().len() > 1)
+        .collect()
 }
 
 /// What the unit says: its `KEY=` lines, in order.
@@ -220,6 +217,11 @@ fn the_deb_installs_runs_the_quick_start_and_purges_cleanly() {
     );
     let _ = run(Command::new("apt-get").args(["purge", "-y", "-q", "relaylease"]));
     let before = snapshot();
+    let new_paths: Vec<PathBuf> = contents(&deb)
+        .into_iter()
+        .filter(|p| std::fs::symlink_metadata(p).is_err())
+        .collect();
+    assert!(new_paths.contains(&PathBuf::from("/usr/bin/relaylease")));
 
     let journald = Journald::start(&dir);
     let dovecot = Dovecot::start_logging(&dir, "", InfoLog::Journal(&journald));
@@ -395,7 +397,14 @@ fn the_deb_installs_runs_the_quick_start_and_purges_cleanly() {
         removed.is_empty(),
         "removed by install and purge: {removed:?}"
     );
-    assert!(!Path::new("/usr/bin/relaylease").exists());
+    let left: Vec<_> = new_paths
+        .iter()
+        .filter(|p| std::fs::symlink_metadata(p).is_ok())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the package's files left by purge: {left:?}"
+    );
 }
 
 /// Split a command line as sh would, for the quoting the quick start uses ('...').
