@@ -53,14 +53,19 @@ fn read_config(program: &str, config: Option<&Path>, rest: &[&str]) -> Result<St
         args.push(c.into());
     }
     args.extend(rest.iter().map(Into::into));
-    let out = Command::new(program)
+    let out = Command::new(find(program).unwrap_or_else(|| program.into()))
         .args(args)
         .output()
         .map_err(|e| Error::net(format!("cannot run {program}"), e))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
+        let hint = if nix::unistd::Uid::effective().is_root() {
+            ""
+        } else {
+            " (run doctor as root)"
+        };
         return Err(Error::invalid(format!(
-            "{program} failed: {}",
+            "{program} failed: {}{hint}",
             err.trim().lines().last().unwrap_or("no message")
         )));
     }
@@ -68,11 +73,18 @@ fn read_config(program: &str, config: Option<&Path>, rest: &[&str]) -> Result<St
         .map_err(|_| Error::invalid(format!("{program}: output is not UTF-8")))
 }
 
+/// Where `program` is: on PATH, or in /usr/sbin and /usr/bin (a user's PATH often lacks
+/// /usr/sbin, where postconf is).
+fn find(program: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/bin".into()])
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
 fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-        .unwrap_or(false)
-        || Path::new("/usr/sbin").join(program).is_file()
+    find(program).is_some()
 }
 
 fn endpoints(d: &DaemonArgs) -> Result<Vec<postfix::Endpoint>> {
