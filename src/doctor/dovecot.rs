@@ -38,15 +38,47 @@ pub fn parse_expanded(text: &str, name: &str) -> Option<String> {
     (!v.is_empty()).then(|| v.to_string())
 }
 
-/// The post-login scripts `doveconf -n` shows (`executable = script-login PATH`).
-pub fn post_login_scripts(n: &str) -> Vec<PathBuf> {
-    n.lines()
-        .filter_map(|l| l.trim().strip_prefix("executable = "))
-        .filter_map(|e| {
-            let mut w = e.split_whitespace();
-            (w.next()? == "script-login").then(|| w.next().map(PathBuf::from))?
-        })
-        .collect()
+/// A post-login script service of `doveconf -n`: `executable = script-login PATH` and the
+/// `user =` it runs as (`$default_internal_user` unresolved; none: root).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostLogin {
+    pub script: PathBuf,
+    pub user: Option<String>,
+}
+
+pub fn post_login_scripts(n: &str) -> Vec<PostLogin> {
+    let mut out = Vec::new();
+    let mut current: Option<(Option<PathBuf>, Option<String>)> = None;
+    for l in n.lines() {
+        if l.starts_with("service ") && l.ends_with('{') {
+            current = Some((None, None));
+        } else if l == "}" {
+            if let Some((Some(script), user)) = current.take() {
+                out.push(PostLogin { script, user });
+            }
+        } else if let (Some((script, user)), Some(setting)) =
+            (current.as_mut(), l.strip_prefix("  "))
+        {
+            if let Some(e) = setting.strip_prefix("executable = ") {
+                let mut w = e.split_whitespace();
+                if w.next() == Some("script-login") {
+                    *script = w.next().map(PathBuf::from);
+                }
+            } else if let Some(u) = setting.strip_prefix("user = ") {
+                *user = Some(u.trim().to_string());
+            }
+        }
+    }
+    out
+}
+
+/// A post-login script that calls relaylease, and whether the user it runs as is in the
+/// daemon's `--writer-group` (None: no such group given, or it could not be told).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Script {
+    pub path: PathBuf,
+    pub user: String,
+    pub in_writer_group: Option<bool>,
 }
 
 /// The daemon's flags that concern Dovecot.
@@ -65,7 +97,8 @@ pub struct Daemon<'a> {
 pub struct Facts<'a> {
     pub settings: &'a HashMap<String, String>,
     pub api_header: Option<&'a str>,
-    pub scripts: &'a [PathBuf],
+    /// The post-login scripts that call relaylease.
+    pub scripts: &'a [Script],
 }
 
 /// Syslog files Debian's rsyslog writes mail-facility lines to.
@@ -193,26 +226,29 @@ fn login_format(f: &Facts<'_>, d: &Daemon<'_>) -> Check {
 
 fn post_login(f: &Facts<'_>, d: &Daemon<'_>) -> Option<Check> {
     const NAME: &str = "dovecot.post_login";
-    let script = f.scripts.first()?;
-    let text = std::fs::read_to_string(script).unwrap_or_default();
-    if !text.contains("relaylease") {
-        return None;
-    }
-    Some(match d.writer_group {
-        Some(g) => Check::ok(
+    let s = f.scripts.first()?;
+    let script = s.path.display();
+    let user = &s.user;
+    Some(match (d.writer_group, s.in_writer_group) {
+        (None, _) if user != "root" => Check::fail(
             NAME,
             format!(
-                "the post-login script {} reports logins, which members of group {g} may do.",
-                script.display()
+                "Dovecot runs the post-login script {script} as {user}, but the daemon lets no group report logins, so every report is refused."
+            ),
+            format!(
+                "start the daemon with --writer-group relaylease and run `adduser {user} relaylease`."
             ),
         ),
-        None => Check::fail(
+        (Some(g), Some(false)) => Check::fail(
             NAME,
             format!(
-                "Dovecot runs the post-login script {}, but the daemon lets no group report logins, so every report is refused.",
-                script.display()
+                "Dovecot runs the post-login script {script} as {user}, who is not in group {g}, so every report is refused."
             ),
-            "start the daemon with --writer-group relaylease and add the Dovecot user to that group.",
+            format!("adduser {user} {g}, then restart Dovecot."),
+        ),
+        _ => Check::ok(
+            NAME,
+            format!("the post-login script {script} reports logins as {user}, who may."),
         ),
     })
 }
@@ -382,6 +418,46 @@ mod tests {
     }
 
     #[test]
+    fn post_login_needs_a_writer_group_with_the_scripts_user_in_it() {
+        let scripts = [Script {
+            path: PathBuf::from("/usr/local/lib/relaylease/relaylease-postlogin"),
+            user: "dovecot".into(),
+            in_writer_group: None,
+        }];
+        let s = settings(&[]);
+        let run = |scripts: &[Script], group: Option<&str>| {
+            let f = Facts {
+                settings: &s,
+                api_header: None,
+                scripts,
+            };
+            let mut d = daemon(&[]);
+            d.writer_group = group;
+            check(&f, &d).remove(0)
+        };
+        let c = run(&scripts, None);
+        assert_eq!(c.status, Status::Fail);
+        assert!(c.fix.contains("adduser dovecot relaylease"), "{c:?}");
+        let mut not_member = scripts.clone();
+        not_member[0].in_writer_group = Some(false);
+        assert_eq!(run(&not_member, Some("relaylease")).status, Status::Fail);
+        let mut member = scripts.clone();
+        member[0].in_writer_group = Some(true);
+        assert_eq!(run(&member, Some("relaylease")).status, Status::Ok);
+        assert!(
+            check(
+                &Facts {
+                    settings: &s,
+                    api_header: None,
+                    scripts: &[]
+                },
+                &daemon(&[])
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
     fn doveconf_output() {
         assert_eq!(
             parse_expanded(
@@ -398,12 +474,13 @@ mod tests {
             ),
             None
         );
-        let n = "service x {\n  executable = script-login /usr/local/lib/relaylease/relaylease-postlogin\n}\nservice imap {\n  executable = imap x\n}\n";
+        let n = "service imap {\n  executable = imap x\n}\nservice x {\n  executable = script-login /usr/local/lib/relaylease/relaylease-postlogin\n  user = $default_internal_user\n  unix_listener x {\n  }\n}\n";
         assert_eq!(
             post_login_scripts(n),
-            vec![PathBuf::from(
-                "/usr/local/lib/relaylease/relaylease-postlogin"
-            )]
+            vec![PostLogin {
+                script: PathBuf::from("/usr/local/lib/relaylease/relaylease-postlogin"),
+                user: Some("$default_internal_user".into()),
+            }]
         );
         assert_eq!(parse_settings("info_log_path =\n")["info_log_path"], "");
     }

@@ -270,14 +270,24 @@ fn dovecot_each_break_fails_its_check_and_its_fix_passes() {
         "dovecot.post_login",
         "--writer-group",
     );
+    // The script runs as dovecot ($default_internal_user), who must be in the writer group.
+    assert_fails(
+        &doctor(
+            &env,
+            &[&hook_args[..], &["--writer-group", "nogroup"]].concat(),
+        ),
+        "dovecot.post_login",
+        "adduser dovecot nogroup",
+    );
     let out = doctor(
         &env,
-        &[&hook_args[..], &["--writer-group", "root"]].concat(),
+        &[&hook_args[..], &["--writer-group", "dovecot"]].concat(),
     );
     assert!(
         line(&out, "dovecot.post_login").starts_with("ok "),
         "{out:?}"
     );
+    assert_clean(&out);
 }
 
 #[test]

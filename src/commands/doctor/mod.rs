@@ -143,7 +143,33 @@ fn dovecot_checks(a: &DoctorArgs, d: &DaemonArgs) -> Result<Vec<Check>> {
     let settings = dovecot::parse_settings(&read_config("doveconf", conf, &dovecot::SETTINGS)?);
     const HEADER: &str = "auth_policy_server_api_header";
     let header = dovecot::parse_expanded(&read_config("doveconf", conf, &["-x", HEADER])?, HEADER);
-    let scripts = dovecot::post_login_scripts(&read_config("doveconf", conf, &["-n"])?);
+    let mut scripts = Vec::new();
+    for p in dovecot::post_login_scripts(&read_config("doveconf", conf, &["-n"])?) {
+        // Only a script that hands the login to relaylease (contrib/dovecot's does).
+        let text = std::fs::read_to_string(&p.script).unwrap_or_default();
+        if !text.contains("relaylease") {
+            continue;
+        }
+        let user = match p.user.as_deref() {
+            None => "root".to_string(),
+            Some(u) if u.starts_with('$') => {
+                let name = u.trim_start_matches('$');
+                dovecot::parse_settings(&read_config("doveconf", conf, &[name])?)
+                    .remove(name)
+                    .unwrap_or_default()
+            }
+            Some(u) => u.to_string(),
+        };
+        let in_writer_group = match &d.writer_group {
+            Some(g) => Some(member_of(&user, crate::privs::group_id(g)?)),
+            None => None,
+        };
+        scripts.push(dovecot::Script {
+            path: p.script,
+            user,
+            in_writer_group,
+        });
+    }
     let policy = match &d.dovecot_policy {
         Some(p) => match parse_listen_addr("--dovecot-policy", p)? {
             ListenAddr::Inet(a) => Some(a),
@@ -170,6 +196,21 @@ fn dovecot_checks(a: &DoctorArgs, d: &DaemonArgs) -> Result<Vec<Check>> {
             secret: secret.as_deref(),
         },
     ))
+}
+
+/// Is `user` (root always may) in group `gid`, as its primary or a supplementary group?
+fn member_of(user: &str, gid: u32) -> bool {
+    use nix::unistd::{Gid, User, getgrouplist};
+    let Ok(Some(u)) = User::from_name(user) else {
+        return false;
+    };
+    let Ok(name) = std::ffi::CString::new(user) else {
+        return false;
+    };
+    u.uid.is_root()
+        || getgrouplist(&name, u.gid)
+            .map(|gs| gs.contains(&Gid::from_raw(gid)))
+            .unwrap_or(false)
 }
 
 fn hold_secs(d: &DaemonArgs) -> Result<u64> {
