@@ -152,6 +152,8 @@ fn position(items: &[Item], words: &[&str]) -> Option<usize> {
 pub struct Endpoint {
     pub kind: Kind,
     pub addr: ListenAddr,
+    /// `--socketmap-name`, for a socketmap endpoint.
+    pub map: Option<String>,
 }
 
 /// Where a unix endpoint of main.cf is looked up by an smtpd: relative paths under the queue
@@ -260,10 +262,32 @@ pub fn check(f: &Facts<'_>, endpoints: &[Endpoint]) -> Vec<Check> {
     let items = &lists.iter().find(|(l, _)| *l == r.list).expect("a list").1;
     out.push(default_action(f, r, items));
     out.push(chroot(f, r, ep, &queue));
-    if r.kind == Kind::Policy {
-        out.push(timeouts(f, r));
+    match r.kind {
+        Kind::Policy => out.push(timeouts(f, r)),
+        Kind::Socketmap => out.push(map_name(r, ep)),
     }
     out
+}
+
+fn map_name(r: &Ref, ep: &Endpoint) -> Check {
+    const NAME: &str = "postfix.socketmap_name";
+    let asked = r.endpoint.rsplit_once(':').map(|(_, n)| n).unwrap_or("");
+    let answered = ep.map.as_deref().unwrap_or("relaylease");
+    if asked == answered {
+        Check::ok(
+            NAME,
+            format!("the lookup asks for map {asked}, which the daemon serves."),
+        )
+    } else {
+        Check::fail(
+            NAME,
+            format!(
+                "{} asks for map '{asked}', but the daemon serves '{answered}': every lookup fails.",
+                r.endpoint
+            ),
+            format!("start the daemon with --socketmap-name {asked}."),
+        )
+    }
 }
 
 fn show(endpoints: &[Endpoint]) -> String {
@@ -567,12 +591,13 @@ mod tests {
             None => (Kind::Policy, ep),
         };
         let addr = crate::listen::parse_listen_addr("--policy", addr).unwrap();
+        let map = (kind == Kind::Socketmap).then(|| "relaylease".to_string());
         check(
             &Facts {
                 params: &params,
                 services: &services,
             },
-            &[Endpoint { kind, addr }],
+            &[Endpoint { kind, addr, map }],
         )
     }
 
@@ -697,6 +722,9 @@ mod tests {
         let l = "permit_mynetworks permit_auth_destination check_client_access socketmap:inet:127.0.0.1:10033:relaylease reject_unauth_destination";
         let cs = run(l, "", &[], SMTPD_Y, "socketmap inet:127.0.0.1:10033");
         assert!(cs.iter().all(|c| c.status == Status::Ok), "{cs:?}");
+        let other = l.replace(":relaylease ", ":pbs ");
+        let cs = run(&other, "", &[], SMTPD_Y, "socketmap inet:127.0.0.1:10033");
+        assert_eq!(status(&cs, "postfix.socketmap_name"), Status::Fail);
         let l = l.replace("permit_auth_destination ", "");
         let cs = run(&l, "", &[], SMTPD_Y, "socketmap inet:127.0.0.1:10033");
         assert_eq!(status(&cs, "postfix.default_action"), Status::Warn);

@@ -147,6 +147,30 @@ fn postfix_each_break_fails_its_check_and_its_fix_passes() {
     chmod(&sock, 0o666);
     assert_clean(&doctor(&env, &args));
 
+    // The socketmap lookup of contrib/postfix/socketmap.cf.snippet, asking for another map
+    // than the daemon's --socketmap-name.
+    let socketmap = crate::mail_rig::contrib_restrictions("socketmap.cf.snippet", "socketmap:");
+    let sm_args = [
+        "--postfix-config",
+        confs,
+        "--socketmap",
+        "unix:/run/relaylease/socketmap.sock",
+    ];
+    set(&socketmap.replace(":relaylease,", ":pbs,"));
+    assert_fails(
+        &doctor(&env, &sm_args),
+        "postfix.socketmap_name",
+        "--socketmap-name pbs",
+    );
+    set(&socketmap);
+    let out = doctor(&env, &sm_args);
+    assert_clean(&out);
+    assert!(
+        line(&out, "postfix.socketmap_name").starts_with("ok "),
+        "{out:?}"
+    );
+    set(&relay);
+
     // A configuration postconf cannot read: doctor could not run.
     let out = doctor(
         &env,

@@ -93,12 +93,14 @@ fn endpoints(d: &DaemonArgs) -> Result<Vec<postfix::Endpoint>> {
         out.push(postfix::Endpoint {
             kind: postfix::Kind::Policy,
             addr: parse_listen_addr("--policy", p)?,
+            map: None,
         });
     }
     for p in &d.socketmap {
         out.push(postfix::Endpoint {
             kind: postfix::Kind::Socketmap,
             addr: parse_listen_addr("--socketmap", p)?,
+            map: Some(d.socketmap_name.clone()),
         });
     }
     Ok(out)
