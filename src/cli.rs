@@ -119,6 +119,31 @@ pub enum Command {
         #[arg(conflicts_with = "journal")]
         files: Vec<PathBuf>,
     },
+    /// Check this host's setup for the daemon started with the same flags: Postfix (through
+    /// postconf), Dovecot (through doveconf), qmail's cdb and the daemon. One line per check,
+    /// ok, warn or FAIL with its fix. Exit 0 nothing failed, 1 something failed, 2 could not run
+    Doctor(Box<DoctorArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Postfix's configuration directory, for another instance (postconf -c DIR)
+    /// [default: Postfix's own, when --policy or --socketmap is given]
+    #[arg(long, value_name = "DIR")]
+    pub postfix_config: Option<PathBuf>,
+    /// Dovecot's configuration file (doveconf -c FILE) [default: Dovecot's own, when it is
+    /// installed and logins come from logs or its auth-policy reports]
+    #[arg(long, value_name = "FILE")]
+    pub dovecot_config: Option<PathBuf>,
+    /// The user tcpserver reads the --tcprules cdb as
+    #[arg(long, default_value = "qmaild", value_name = "USER")]
+    pub tcprules_user: String,
+    /// The same checks as one JSON object, for scripts
+    #[arg(long)]
+    pub json: bool,
+    /// The daemon's flags
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
 }
 
 /// The systemd journal as a source of logins (the daemon's and parse-log's flags).

@@ -22,6 +22,8 @@
 //! - [`usage`]: who relayed: each use of a lease, recorded off the answer path into audit
 //!   lines and the per-user usage table.
 //!   [`privs`]: dropping root once they are open.
+//! - [`doctor`]: `relaylease doctor`'s judgements of a host's setup (Postfix, Dovecot, qmail,
+//!   the daemon), pure; `commands::doctor` gathers the facts they judge.
 //! - [`cli`], [`config`] and [`commands`]: what the user types, the validated settings built
 //!   from it, and the shell commands (the control socket's, their rendering, `parse-log`,
 //!   and the chain links `hook` and `smtp-wrap`).
@@ -33,6 +35,7 @@ pub mod config;
 pub mod control;
 pub mod counters;
 pub mod daemon;
+pub mod doctor;
 pub mod error;
 pub mod expiry;
 pub mod lease;

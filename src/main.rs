@@ -112,6 +112,7 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                     files,
                     ..
                 } => commands::parse_log::parse_log(files, format.as_deref(), login_pattern, *json),
+                Command::Doctor(a) => commands::doctor::run(&paths, a),
                 Command::Daemon(_) => unreachable!("handled above"),
             }
         }

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(postfix dovecot-core dovecot-pop3d dovecot-imapd ucspi-tcp-ipv6 swaks groff-base redis-server redis-sentinel redis-tools openssl libidn12 curl
-  m4 libldap-2.5-0 libwrap0 systemd faketime logrotate)
+  m4 libldap-2.5-0 libwrap0 systemd faketime logrotate lintian man-db)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -60,6 +60,12 @@ if ! getent passwd Debian-exim >/dev/null; then
   $sudo useradd --system --user-group --no-create-home --home-dir /nonexistent \
     --shell /usr/sbin/nologin Debian-exim
 fi
+# The package tests build the .deb with cargo-deb (tests/integration/package.rs).
+if ! cargo deb --version >/dev/null 2>&1; then
+  echo "tests/run.sh: installing cargo-deb" >&2
+  cargo install cargo-deb --version 3.8.0 --locked
+fi
+
 export RELAYLEASE_TEST_EXIM="$PWD/$exim_root/usr/sbin/exim4"
 export RELAYLEASE_TEST_SENDMAIL="$PWD/$sendmail_root"
 

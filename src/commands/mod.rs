@@ -2,6 +2,7 @@
 //! database directly when no daemon is running, and prints the reply for a person.
 
 pub mod chain;
+pub mod doctor;
 pub mod parse_log;
 pub mod render;
 

@@ -50,6 +50,15 @@ use crate::lease::{Millis, parse_ip};
 
 pub use syslog::resolve_stamp;
 
+/// The RFC 3164 stamp a line starts with (local time, no zone), if it has one; a stamp that
+/// carries its zone gives `None`.
+pub fn local_stamp(line: &[u8]) -> Option<Stamp> {
+    match syslog::split_stamp(line)? {
+        (s @ syslog::RawStamp::Bsd(_), _) => s.parse(),
+        _ => None,
+    }
+}
+
 use state::Bounded;
 use syslog::{Body, RawStamp};
 
