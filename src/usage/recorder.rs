@@ -157,7 +157,10 @@ impl Recorder {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_flush = Instant::now();
-        let mut last_prune: Option<Instant> = None;
+        // At start, before anything else: a daemon stopped right after it started (its first
+        // tick and the stop both ready, select! picks either) still drops what is too old.
+        self.prune(now_ms()).await;
+        let mut last_prune = Instant::now();
         loop {
             tokio::select! {
                 _ = tick.tick() => {
@@ -174,8 +177,8 @@ impl Recorder {
                         last_flush = Instant::now();
                         self.flush(now).await;
                     }
-                    if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
-                        last_prune = Some(Instant::now());
+                    if last_prune.elapsed() >= PRUNE_EVERY {
+                        last_prune = Instant::now();
                         self.prune(now).await;
                     }
                 }
@@ -364,5 +367,51 @@ mod tests {
         // Failing for a minute: dropped, every use counted.
         assert_eq!(after_failure(&mut batch, failed, T, T + GIVE_UP), 3);
         assert!(batch.is_empty());
+    }
+
+    /// "Pruned at start": also by a daemon stopped the moment it started, when the recorder's
+    /// first tick and the stop are ready together (select! picks either; several rounds).
+    #[test]
+    fn a_recorder_stopped_at_once_has_dropped_what_is_past_the_retention() {
+        use crate::store::{UsageSled, open_store};
+        use crate::usage::table::Record;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for round in 0..12 {
+            let dir = tempfile::tempdir().unwrap();
+            let sled = open_store(&dir.path().join("db")).unwrap();
+            let table = Arc::new(UsageSled::open(&sled));
+            let now = now_ms();
+            let old = Subject::User("old".into());
+            let recent = Subject::User("recent".into());
+            table
+                .apply(&[
+                    (
+                        old.clone(),
+                        Record::login(now - 7_200_000, "192.0.2.9".into()),
+                    ),
+                    (recent.clone(), Record::login(now, "192.0.2.1".into())),
+                ])
+                .unwrap();
+            let leases = Arc::new(
+                Leases::open(Box::new(sled), crate::lease::Rules::default(), now).unwrap(),
+            );
+            let settings = Settings {
+                retention: Duration::from_secs(3600),
+                ..Settings::default()
+            };
+            let task = start(
+                &leases,
+                UsageStore::Sled(table.clone()),
+                settings,
+                LogFormat::Text,
+            )
+            .unwrap();
+            rt.block_on(task.stop(Duration::from_secs(10)));
+            let left: Vec<Subject> = table.load().unwrap().into_iter().map(|(s, _)| s).collect();
+            assert_eq!(left, [recent], "round {round}");
+        }
     }
 }

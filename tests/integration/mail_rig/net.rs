@@ -65,12 +65,21 @@ pub fn connect_from(from: IpAddr, port: u16) -> TcpStream {
     let fail = |what: &str, e: &dyn std::fmt::Display| -> ! {
         panic!("{what} (from {from} to {server} port {port}): {e}")
     };
-    let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
-        .unwrap_or_else(|e| fail("socket", &e));
-    let timeout = TimeVal::new(IO_TIMEOUT.as_secs() as _, 0);
-    setsockopt(&fd, sockopt::SendTimeout, &timeout).unwrap_or_else(|e| fail("SO_SNDTIMEO", &e));
-    sock_call(libc::bind, &fd, from, 0).unwrap_or_else(|e| fail("bind", &e));
-    sock_call(libc::connect, &fd, server, port).unwrap_or_else(|e| fail("connect", &e));
+    // A connect with a send timeout is not restarted after a signal handler ran (signal(7)):
+    // EINTR, seen under load, means try again on a new socket.
+    let mut tries = 0;
+    let fd = loop {
+        let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+            .unwrap_or_else(|e| fail("socket", &e));
+        let timeout = TimeVal::new(IO_TIMEOUT.as_secs() as _, 0);
+        setsockopt(&fd, sockopt::SendTimeout, &timeout).unwrap_or_else(|e| fail("SO_SNDTIMEO", &e));
+        sock_call(libc::bind, &fd, from, 0).unwrap_or_else(|e| fail("bind", &e));
+        match sock_call(libc::connect, &fd, server, port) {
+            Ok(()) => break fd,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted && tries < 5 => tries += 1,
+            Err(e) => fail("connect", &e),
+        }
+    };
     let stream = TcpStream::from(fd);
     stream
         .set_read_timeout(Some(IO_TIMEOUT))
