@@ -49,6 +49,14 @@ impl Shutdown {
             .is_some_and(|rx| *rx.borrow() || rx.has_changed().is_err())
     }
 
+    /// Could the daemon have been told to stop since this shutdown was made? One atomic
+    /// load, no lock: false means certainly not, true means ask [`Shutdown::recv`].
+    pub fn may_be_shutdown(&self) -> bool {
+        self.rx
+            .as_ref()
+            .is_some_and(|rx| !matches!(rx.has_changed(), Ok(false)))
+    }
+
     /// Wait until the daemon is told to stop (at once if it already was). A dropped trigger
     /// counts as a stop: nobody is left to keep the task going.
     pub async fn recv(&mut self) {

@@ -182,27 +182,34 @@ pub fn parse_request_ref(buf: &[u8]) -> Result<Option<(RequestRef<'_>, usize)>, 
     // Only the first MAX_REQUEST bytes can belong to an acceptable request.
     let window = &buf[..buf.len().min(MAX_REQUEST)];
     let mut slots: [Option<&[u8]>; SLOTS] = [None; SLOTS];
-    let mut pos = 0;
-    // One search for line ends over the buffer rather than one per line: Postfix's ~30
-    // lines are short, and the policy service parses a request for every SMTP command.
-    for (i, end) in memchr::memchr_iter(b'\n', window).enumerate() {
-        let line_no = i + 1;
-        let raw = &window[pos..end];
+    let mut line_start = 0;
+    let mut line_no = 0;
+    // The first '=' of the line being read.
+    let mut eq: Option<usize> = None;
+    // One pass over the request, eight bytes at a time ([`Marks`]): Postfix's ~30 lines
+    // are short, so a search per line would cost more in calls than in bytes. A line is
+    // judged only once its end has arrived.
+    for at in Marks::new(window) {
+        if window[at] == b'=' {
+            eq.get_or_insert(at);
+            continue;
+        }
+        line_no += 1;
+        let start = line_start;
+        line_start = at + 1;
+        let raw = &window[start..at];
         let line = raw.strip_suffix(b"\r").unwrap_or(raw);
-        pos = end + 1;
         if line.is_empty() {
-            return Ok(Some((RequestRef { slots }, pos)));
+            return Ok(Some((RequestRef { slots }, at + 1)));
         }
         let shown = || show_line(line);
-        // Names are short: a plain scan finds the '=' sooner than a vectorised search.
-        let eq = line
-            .iter()
-            .position(|&b| b == b'=')
-            .ok_or_else(|| ProtoError::NoEquals {
+        let Some(eq) = eq.take() else {
+            return Err(ProtoError::NoEquals {
                 line: line_no,
                 text: shown(),
-            })?;
-        let name = &line[..eq];
+            });
+        };
+        let name = &window[start..eq];
         if name.is_empty() {
             return Err(ProtoError::EmptyName {
                 line: line_no,
@@ -216,13 +223,72 @@ pub fn parse_request_ref(buf: &[u8]) -> Result<Option<(RequestRef<'_>, usize)>, 
             });
         }
         if let Some(i) = slot(name) {
-            slots[i] = Some(&line[eq + 1..]);
+            // The value ends where the line does (a '\r' before the '\n' is not in it).
+            slots[i] = Some(window.get(eq + 1..start + line.len()).unwrap_or_default());
         }
     }
     if buf.len() >= MAX_REQUEST {
         Err(ProtoError::TooLarge)
     } else {
         Ok(None)
+    }
+}
+
+/// The positions of every '=' and '\n' in a buffer, in order, found eight bytes at a time
+/// with word arithmetic (no per-line search, no `unsafe`).
+struct Marks<'a> {
+    buf: &'a [u8],
+    /// Where the next word starts.
+    next: usize,
+    /// Where the word of `found` starts.
+    base: usize,
+    /// Bit 7 of each byte of the current word that is a mark, not yet returned.
+    found: u64,
+}
+
+impl<'a> Marks<'a> {
+    fn new(buf: &'a [u8]) -> Marks<'a> {
+        Marks {
+            buf,
+            next: 0,
+            base: 0,
+            found: 0,
+        }
+    }
+}
+
+/// Bit 7 set in each byte of `x` that is zero, and in no other: exact, since no carry
+/// crosses a byte ((b & 0x7f) + 0x7f <= 0xfe).
+fn zero_bytes(x: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7)
+}
+
+impl Iterator for Marks<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        const NL: u64 = 0x0a0a_0a0a_0a0a_0a0a;
+        const EQ: u64 = 0x3d3d_3d3d_3d3d_3d3d;
+        while self.found == 0 {
+            let rest = self.buf.get(self.next..).filter(|r| !r.is_empty())?;
+            let (word, n) = match rest.first_chunk::<8>() {
+                Some(w) => (*w, 8),
+                None => {
+                    // The last few bytes, padded with zeros (which are not marks).
+                    let mut w = [0u8; 8];
+                    w[..rest.len()].copy_from_slice(rest);
+                    (w, rest.len())
+                }
+            };
+            let x = u64::from_le_bytes(word);
+            self.found = zero_bytes(x ^ NL) | zero_bytes(x ^ EQ);
+            self.base = self.next;
+            self.next += n;
+        }
+        let byte = (self.found.trailing_zeros() / 8) as usize;
+        self.found &= self.found - 1;
+        Some(self.base + byte)
     }
 }
 
@@ -478,6 +544,74 @@ mod tests {
         assert_eq!(used, 51);
         assert_eq!(req.request.as_deref(), Some("smtpd_access_policy"));
         assert_eq!(client_ip(&req), Some(IpAddr::V6(Ipv6Addr::LOCALHOST)));
+    }
+
+    /// The parse as first written (one line search per line), to hold the faster one to.
+    fn reference(buf: &[u8]) -> Result<Option<(RequestRef<'_>, usize)>, ProtoError> {
+        // Only the first MAX_REQUEST bytes can belong to an acceptable request.
+        let window = &buf[..buf.len().min(MAX_REQUEST)];
+        let mut slots: [Option<&[u8]>; SLOTS] = [None; SLOTS];
+        let mut pos = 0;
+        // One search for line ends over the buffer rather than one per line: Postfix's ~30
+        // lines are short, and the policy service parses a request for every SMTP command.
+        for (i, end) in memchr::memchr_iter(b'\n', window).enumerate() {
+            let line_no = i + 1;
+            let raw = &window[pos..end];
+            let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+            pos = end + 1;
+            if line.is_empty() {
+                return Ok(Some((RequestRef { slots }, pos)));
+            }
+            let shown = || show_line(line);
+            // Names are short: a plain scan finds the '=' sooner than a vectorised search.
+            let eq = line
+                .iter()
+                .position(|&b| b == b'=')
+                .ok_or_else(|| ProtoError::NoEquals {
+                    line: line_no,
+                    text: shown(),
+                })?;
+            let name = &line[..eq];
+            if name.is_empty() {
+                return Err(ProtoError::EmptyName {
+                    line: line_no,
+                    text: shown(),
+                });
+            }
+            if !name.is_ascii() && std::str::from_utf8(name).is_err() {
+                return Err(ProtoError::BadName {
+                    line: line_no,
+                    text: shown(),
+                });
+            }
+            if let Some(i) = slot(name) {
+                slots[i] = Some(&line[eq + 1..]);
+            }
+        }
+        if buf.len() >= MAX_REQUEST {
+            Err(ProtoError::TooLarge)
+        } else {
+            Ok(None)
+        }
+    }
+
+    proptest::proptest! {
+        /// Any bytes, pieces of requests among them, parse as the plain version parses them:
+        /// the same requests, the same errors, the same "not yet".
+        #[test]
+        fn the_word_at_a_time_parse_agrees_with_the_plain_one(
+            parts in proptest::collection::vec(proptest::sample::select(vec![
+                &b"client_address="[..], b"192.0.2.1", b"protocol_state=RCPT", b"instance=",
+                b"x", b"=", b"\n", b"\r", b"\r\n", b"\n\n", b"\xff", b"\xc3\xa9", b"\x8a", b"\xbd", b"a=b=c",
+                b"queue_id", b"0123456", b"sender=s@example.net",
+            ]), 0..40)
+        ) {
+            let buf: Vec<u8> = parts.concat();
+            proptest::prop_assert_eq!(parse_request_ref(&buf), reference(&buf));
+            for cut in 0..buf.len() {
+                proptest::prop_assert_eq!(parse_request_ref(&buf[..cut]), reference(&buf[..cut]));
+            }
+        }
     }
 
     #[test]
