@@ -273,24 +273,31 @@ fn spawn_tasks(
         stop(),
         GRACE,
     ));
-    for l in sockets.policy {
-        tasks.spawn(crate::answers::postfix_policy::serve(
-            l,
-            leases.clone(),
-            counters.clone(),
-            stop(),
-            GRACE,
-        ));
-    }
-    for l in sockets.socketmap {
+    // Postfix's and the socketmap clients' answers, on a thread of their own
+    // (crate::answers::thread says why).
+    let n_policy = sockets.policy.len();
+    let listeners: Vec<Listener> = sockets
+        .policy
+        .into_iter()
+        .chain(sockets.socketmap)
+        .collect();
+    if !listeners.is_empty() {
+        let (leases, counters, stop) = (leases.clone(), counters.clone(), stop());
         let map = cfg.socketmap_map.clone();
-        tasks.spawn(crate::answers::socketmap::serve(
-            l,
-            leases.clone(),
-            map,
-            stop(),
-            GRACE,
-        ));
+        let answers = crate::answers::thread::start("answers", listeners, move |mut ls| {
+            let socketmap = ls.split_off(n_policy);
+            let mut servers = tokio::task::JoinSet::new();
+            for l in ls {
+                let s = crate::answers::postfix_policy::serve;
+                servers.spawn(s(l, leases.clone(), counters.clone(), stop.clone(), GRACE));
+            }
+            for l in socketmap {
+                let s = crate::answers::socketmap::serve;
+                servers.spawn(s(l, leases.clone(), map.clone(), stop.clone(), GRACE));
+            }
+            async move { while servers.join_next().await.is_some() {} }
+        })?;
+        tasks.spawn(answers);
     }
     if let (Some(l), Some(c)) = (sockets.dovecot_policy, &cfg.dovecot_policy) {
         spawn_dovecot_policy(&mut tasks, l, c, leases, stop());

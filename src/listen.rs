@@ -151,6 +151,16 @@ impl Listener {
         }
     }
 
+    /// The listener without its runtime: a tokio listener is served by the reactor of the
+    /// runtime it was made on, so one moving to another runtime's thread goes as this and
+    /// is made a tokio listener again there ([`StdListener::into_tokio`]).
+    pub fn into_std(self) -> std::io::Result<StdListener> {
+        match self {
+            Listener::Unix(l) => l.into_std().map(StdListener::Unix),
+            Listener::Tcp(l) => l.into_std().map(StdListener::Tcp),
+        }
+    }
+
     pub async fn accept(&self) -> std::io::Result<Accepted> {
         match self {
             Listener::Unix(l) => {
@@ -169,6 +179,22 @@ impl Listener {
                     peer: None,
                 })
             }
+        }
+    }
+}
+
+/// A bound listener between runtimes (non-blocking, as [`Listener::into_std`] leaves it).
+pub enum StdListener {
+    Unix(std::os::unix::net::UnixListener),
+    Tcp(std::net::TcpListener),
+}
+
+impl StdListener {
+    /// A [`Listener`] on the runtime this is called from.
+    pub fn into_tokio(self) -> std::io::Result<Listener> {
+        match self {
+            StdListener::Unix(l) => tokio::net::UnixListener::from_std(l).map(Listener::Unix),
+            StdListener::Tcp(l) => tokio::net::TcpListener::from_std(l).map(Listener::Tcp),
         }
     }
 }

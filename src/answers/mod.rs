@@ -11,6 +11,7 @@ pub mod socketmap;
 pub mod socketmap_proto;
 pub mod tcprules;
 pub mod tcprules_writer;
+pub mod thread;
 pub mod wrap;
 
 use crate::error::{Error, Result};
