@@ -521,31 +521,73 @@ fn hook_latency(quick: bool) {
     let db = dir.path().join("db");
     let (daemon, _) = Daemon::start(dir.path(), &db, None);
     let mut probe = PolicyConn::connect(&daemon.policy).expect("policy");
+    // An older build on its own daemon, and a process that does nothing, in the same loop:
+    // the floor that starting any process has on this machine at this moment.
+    let mut baseline = std::env::var_os("RELAYLEASE_BENCH_BASELINE").map(|bin| {
+        let bdir = dir.path().join("baseline");
+        std::fs::create_dir(&bdir).expect("dir");
+        let (d, _) = Daemon::start_bin(Path::new(&bin), &bdir, &bdir.join("db"), &[]);
+        let probe = PolicyConn::connect(&d.policy).expect("baseline policy");
+        (d, probe, bin)
+    });
     let n = if quick { 20 } else { 1000 };
     let mut total = Dist::default();
     let mut hook_only = Dist::default();
+    let mut floor = Dist::default();
+    let mut base_total = Dist::default();
     let mut missed = 0;
-    for i in 0..n {
-        let ip = format!("10.201.{}.{}", i / 250, 1 + i % 250);
-        let t0 = Instant::now();
-        let st = Command::new(BIN)
-            .args(["hook", "--ip", &ip, "--user", "bench", "--socket"])
-            .arg(&daemon.socket)
+    let hook = |bin: &Path, socket: &Path, ip: &str| {
+        let st = Command::new(bin)
+            .args(["hook", "--ip", ip, "--user", "bench", "--socket"])
+            .arg(socket)
             .stdin(Stdio::null())
             .status()
             .expect("run hook");
         assert!(st.success(), "hook failed: {st}");
-        hook_only.add(t0.elapsed());
-        match probe.until_ok(&ip, t0, Duration::from_secs(2)) {
-            Some(d) => total.add(d),
-            None => missed += 1,
+    };
+    // Each side goes first in every other round: what the daemons do after a login overlaps
+    // whichever hook comes next, so a fixed order would favour one side.
+    for i in 0..n {
+        let ip = format!("10.201.{}.{}", i / 250, 1 + i % 250);
+        for side in [i % 2, 1 - i % 2] {
+            if side == 0 {
+                let t0 = Instant::now();
+                hook(Path::new(BIN), &daemon.socket, &ip);
+                hook_only.add(t0.elapsed());
+                match probe.until_ok(&ip, t0, Duration::from_secs(2)) {
+                    Some(d) => total.add(d),
+                    None => missed += 1,
+                }
+            } else if let Some((bd, bprobe, bin)) = &mut baseline {
+                let t0 = Instant::now();
+                hook(Path::new(bin), &bd.socket, &ip);
+                match bprobe.until_ok(&ip, t0, Duration::from_secs(2)) {
+                    Some(d) => base_total.add(d),
+                    None => missed += 1,
+                }
+            }
+            let t0 = Instant::now();
+            let st = Command::new("/bin/true")
+                .stdin(Stdio::null())
+                .status()
+                .expect("run /bin/true");
+            assert!(st.success());
+            floor.add(t0.elapsed());
         }
     }
+    println!("/bin/true (start to exit):    {}", floor.show());
     println!("hook process (start to exit): {}", hook_only.show());
     println!(
         "hook start -> policy OK:      {}  missed={missed}",
         total.show()
     );
+    if let Some((_, _, bin)) = &baseline {
+        println!(
+            "baseline hook -> policy OK:   {}  [{}]",
+            base_total.show(),
+            Path::new(bin).display()
+        );
+    }
     let p99 = total.pct(0.99);
     let p50 = total.pct(0.5);
     println!(
@@ -556,6 +598,9 @@ fn hook_latency(quick: bool) {
         verdict(p99 <= Duration::from_millis(5))
     );
     daemon.stop();
+    if let Some((bd, _, _)) = baseline {
+        bd.stop();
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ use relaylease::{Error, commands, daemon};
 fn init_logging(cli: &Cli, daemon: bool, format: LogFormat) {
     use tracing_subscriber::filter::LevelFilter;
     let base: i16 = if daemon { 2 } else { 1 }; // info for the daemon, warn for commands
-    let level = match base + cli.verbose as i16 - cli.quiet as i16 {
+    let level = match base + cli.globals.verbose as i16 - cli.globals.quiet as i16 {
         i16::MIN..=-1 => LevelFilter::OFF,
         0 => LevelFilter::ERROR,
         1 => LevelFilter::WARN,
@@ -67,7 +67,7 @@ fn run_daemon(cfg: DaemonConfig) -> Result<i32, Error> {
 }
 
 fn run(cli: &Cli) -> Result<i32, Error> {
-    let paths = Paths::resolve(cli.socket.clone(), cli.db.clone());
+    let paths = Paths::resolve(cli.globals.socket.clone(), cli.globals.db.clone());
     match &cli.command {
         Command::Daemon(args) => {
             init_logging(cli, true, args.log_format);
@@ -87,11 +87,9 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                 Command::Window { duration } => commands::window(&paths, duration.clone()),
                 Command::Stats { json, prometheus } => commands::stats(&paths, *json, *prometheus),
                 Command::Hook(h) => Ok(commands::chain::hook(&paths, h)),
-                Command::SmtpWrap {
-                    env,
-                    timeout,
-                    program,
-                } => Ok(commands::chain::smtp_wrap(&paths, env, timeout, program)),
+                Command::SmtpWrap(w) => Ok(commands::chain::smtp_wrap(
+                    &paths, &w.env, &w.timeout, &w.program,
+                )),
                 Command::Usage(a) => relaylease::usage::command::run(&paths, a),
                 Command::ParseLog {
                     json,
