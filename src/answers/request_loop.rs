@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
 use crate::listen::Conn;
@@ -109,7 +109,7 @@ pub async fn serve_connection<A: Answerer>(
         // first, and the others only when it is not ready.
         let n = tokio::select! {
             biased;
-            r = conn.read_buf(&mut buf) => match r {
+            r = std::future::poll_fn(|cx| conn.poll_read_drained(cx, &mut buf)) => match r {
                 Ok(n) => n,
                 Err(_) => return,
             },
@@ -134,6 +134,8 @@ pub async fn serve_connection<A: Answerer>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::listen::Conn;
+    use tokio::io::AsyncReadExt;
 
     /// Requests are lines; "bad" closes; a line over 16 bytes is too large.
     struct Lines;
@@ -182,6 +184,71 @@ mod tests {
         client.read_to_end(&mut got).await.unwrap();
         served.await.unwrap();
         got
+    }
+
+    /// Over real sockets, whose reads mark a drained socket not readable
+    /// ([`crate::listen::Conn::poll_read_drained`]): a request that comes after an answer, one
+    /// that arrives in pieces, and a pipelined run larger than a read are all answered, and
+    /// the end of the stream still ends the connection.
+    async fn over_a_socket(
+        client: impl AsyncReadExt + AsyncWriteExt + Unpin + Send + 'static,
+        server: Box<dyn Conn>,
+    ) {
+        let mut client = client;
+        let served = tokio::spawn(serve_connection(
+            server,
+            Lines,
+            Duration::from_secs(60),
+            Shutdown::never(),
+        ));
+        let mut reply = [0u8; 6];
+        for round in 0..3 {
+            client.write_all(b"ab\n").await.unwrap();
+            client.read_exact(&mut reply).await.unwrap();
+            assert_eq!(&reply, b"re:ab\n", "round {round}");
+            // The socket was drained by the read that took the request; the next request
+            // comes later and still wakes the connection.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        client.write_all(b"x").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        client.write_all(b"y\n").await.unwrap();
+        client.read_exact(&mut reply[..6]).await.unwrap();
+        assert_eq!(&reply, b"re:xy\n");
+        // One write of more than a read takes: the reads that fill their room leave the
+        // socket marked readable, or the rest would wait for an event that never comes.
+        let (mut rd, mut wr) = tokio::io::split(client);
+        wr.write_all(&b"cd\n".repeat(10_000)).await.unwrap();
+        let mut got = vec![0u8; 60_000];
+        tokio::time::timeout(Duration::from_secs(10), rd.read_exact(&mut got))
+            .await
+            .expect("every answer to a pipelined run")
+            .unwrap();
+        assert_eq!(got, b"re:cd\n".repeat(10_000));
+        wr.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        rd.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+        tokio::time::timeout(Duration::from_secs(10), served)
+            .await
+            .expect("the connection ends with the stream")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn unix_sockets_marked_drained_still_see_every_request() {
+        let (client, server) = tokio::net::UnixStream::pair().unwrap();
+        over_a_socket(client, Box::new(server)).await;
+    }
+
+    #[tokio::test]
+    async fn tcp_sockets_marked_drained_still_see_every_request() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        over_a_socket(client, Box::new(server)).await;
     }
 
     #[tokio::test]
