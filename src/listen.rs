@@ -130,75 +130,8 @@ pub enum Listener {
 }
 
 /// A connection from either kind of listener.
-pub trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {
-    /// Read what has arrived into `buf`'s spare capacity, as `read_buf` does (0 at the end
-    /// of the stream). A socket whose read leaves it empty (fewer bytes came than there was
-    /// room for) is also marked not readable, so that the next read waits for the peer
-    /// instead of asking the kernel and getting `EAGAIN`: a client that waits for each
-    /// answer, as Postfix does, costs one `recvfrom` a request, not two (issue 19).
-    fn poll_read_drained(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut Vec<u8>,
-    ) -> std::task::Poll<std::io::Result<usize>>;
-}
-
-/// For the sockets the listeners accept. Marking a socket not readable is safe against
-/// data that arrives meanwhile: tokio clears the readiness only if no event came since it
-/// was read (its tick), and the socket is edge-triggered, so new data always raises a new
-/// event. A read of a Unix or TCP stream socket takes everything queued up to the room it
-/// is given, so a short read means the queue was empty.
-macro_rules! socket_conn {
-    ($($t:ty),*) => {$(
-        impl Conn for $t {
-            fn poll_read_drained(
-                &mut self,
-                cx: &mut std::task::Context<'_>,
-                buf: &mut Vec<u8>,
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                use std::io::ErrorKind::WouldBlock;
-                use std::task::Poll;
-                loop {
-                    std::task::ready!(self.poll_read_ready(cx))?;
-                    let room = buf.capacity() - buf.len();
-                    let mut got = 0;
-                    let read = self.try_io(tokio::io::Interest::READABLE, || {
-                        got = self.try_read_buf(buf)?;
-                        if got > 0 && got < room {
-                            // Drained: tokio clears the readiness, as for a real EAGAIN.
-                            return Err(WouldBlock.into());
-                        }
-                        Ok(())
-                    });
-                    match read {
-                        Err(e) if e.kind() == WouldBlock && got == 0 => continue,
-                        Err(e) if e.kind() != WouldBlock => return Poll::Ready(Err(e)),
-                        _ => return Poll::Ready(Ok(got)),
-                    }
-                }
-            }
-        }
-    )*};
-}
-socket_conn!(tokio::net::UnixStream, tokio::net::TcpStream);
-
-/// The in-memory pipe of the unit tests: a plain read.
-#[cfg(test)]
-impl Conn for tokio::io::DuplexStream {
-    fn poll_read_drained(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut Vec<u8>,
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let len = buf.len();
-        buf.resize(buf.capacity(), 0);
-        let mut rb = tokio::io::ReadBuf::new(&mut buf[len..]);
-        let r = tokio::io::AsyncRead::poll_read(std::pin::Pin::new(self), cx, &mut rb);
-        let n = rb.filled().len();
-        buf.truncate(len + n);
-        r.map_ok(|()| n)
-    }
-}
+pub trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Conn for T {}
 
 /// One accepted connection, with its peer's credentials when it came over a Unix socket.
 pub struct Accepted {
