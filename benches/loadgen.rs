@@ -23,7 +23,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use daemon::{BIN, Daemon, Dist, PolicyConn, cpu_time, ms, syslog_stamp, tempdir};
+use daemon::{BIN, Daemon, Dist, PolicyConn, cpu_time, ms, syslog_stamp, tempdir, thread_cpu};
 use relaylease::answers::tcprules::{build_rules, lease_rules};
 use relaylease::answers::tcprules_writer::write_atomically;
 use relaylease::lease::{Lease, Login, Rules, lease_key, now_ms};
@@ -368,10 +368,18 @@ fn policy(quick: bool) {
         let mut rps_ratio = Vec::new();
         let mut p99_ratio = Vec::new();
         let mut p50_ratio = Vec::new();
+        // The daemon's CPU during its slices, by thread: the answers' thread, the recorder
+        // of lease uses, the store.
+        let mut threads: std::collections::BTreeMap<String, Duration> = Default::default();
         for _ in 0..runs {
+            let t0 = thread_cpu(daemon.pid());
             let c0 = cpu_time(daemon.pid());
             let mut x = load(&daemon.policy, conns, slice, &clients);
             x.server_cpu = cpu_time(daemon.pid()).saturating_sub(c0);
+            for (name, t) in thread_cpu(daemon.pid()) {
+                let before = t0.get(&name).copied().unwrap_or_default();
+                *threads.entry(name).or_default() += t.saturating_sub(before);
+            }
             let c0 = cpu_time(rpid);
             let mut y = load(&rsock, conns, slice, &clients);
             y.server_cpu = cpu_time(rpid).saturating_sub(c0);
@@ -401,6 +409,22 @@ fn policy(quick: bool) {
             d.lat.show(),
             d.cpu_per_req(),
             d.ok
+        );
+        let all: Duration = threads.values().sum();
+        let mut shares: Vec<(&String, &Duration)> =
+            threads.iter().filter(|(_, t)| !t.is_zero()).collect();
+        shares.sort_by(|a, b| b.1.cmp(a.1));
+        println!(
+            "   daemon CPU by thread: {}",
+            shares
+                .iter()
+                .map(|(n, t)| format!(
+                    "{n} {:.1} us/req ({:.0}%)",
+                    t.as_secs_f64() * 1e6 / d.requests.max(1) as f64,
+                    t.as_secs_f64() * 100.0 / all.as_secs_f64().max(1e-9)
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         if let Some((_, bin)) = &baseline {
             println!(

@@ -166,7 +166,32 @@ pub fn proc_figures(pid: u32) -> ProcFigures {
 
 /// User and system CPU time of a process, all threads, from /proc (clock-tick resolution).
 pub fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu(format!("/proc/{pid}/stat"))
+}
+
+/// CPU time of each of a process's threads so far, summed by thread name (numbered
+/// threads such as `sled-io-3` count as one name, `sled-io`).
+pub fn thread_cpu(pid: u32) -> std::collections::BTreeMap<String, Duration> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    for t in tasks.flatten() {
+        let dir = t.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let name = comm
+            .trim_end()
+            .trim_end_matches(|c: char| c.is_ascii_digit())
+            .trim_end_matches('-')
+            .to_string();
+        *by_name.entry(name).or_insert(Duration::ZERO) += stat_cpu(dir.join("stat"));
+    }
+    by_name
+}
+
+/// utime + stime of a `/proc/.../stat` file.
+fn stat_cpu(path: impl AsRef<Path>) -> Duration {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the command name, which is in parentheses and may contain spaces.
     let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
     let f: Vec<u64> = rest
