@@ -87,9 +87,7 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                 Command::Window { duration } => commands::window(&paths, duration.clone()),
                 Command::Stats { json, prometheus } => commands::stats(&paths, *json, *prometheus),
                 Command::Hook(h) => Ok(commands::chain::hook(&paths, h)),
-                Command::SmtpWrap(w) => Ok(commands::chain::smtp_wrap(
-                    &paths, &w.env, &w.timeout, &w.program,
-                )),
+                Command::SmtpWrap(w) => Ok(commands::chain::smtp_wrap(&paths, w)),
                 Command::Usage(a) => relaylease::usage::command::run(&paths, a),
                 Command::ParseLog {
                     json,

@@ -2,11 +2,10 @@
 //! a POP3/IMAP login chain and `smtp-wrap` under tcpserver. Neither may stand in the way of
 //! what it wraps: whatever goes wrong is one line on standard error, and PROGRAM still runs.
 
-use std::ffi::OsString;
 use std::time::Duration;
 
 use crate::answers::wrap;
-use crate::cli::HookArgs;
+use crate::cli::{HookArgs, SmtpWrapArgs};
 use crate::config::Paths;
 use crate::sources::hook;
 
@@ -48,16 +47,16 @@ pub fn hook(paths: &Paths, h: &HookArgs) -> i32 {
 
 /// `smtp-wrap`: set the `--env` variables when `$TCPREMOTEIP` may relay, then exec PROGRAM.
 /// On any doubt PROGRAM runs without them (fail closed); it always runs.
-pub fn smtp_wrap(paths: &Paths, env: &[String], timeout: &str, program: &[OsString]) -> i32 {
-    let timeout = chain_timeout("smtp-wrap", timeout);
+pub fn smtp_wrap(paths: &Paths, w: &SmtpWrapArgs) -> i32 {
+    let timeout = chain_timeout("smtp-wrap", &w.timeout);
     let mut vars = Vec::new();
-    for e in env {
+    for e in &w.env {
         match crate::answers::parse_env("--env", e) {
             Ok(v) => vars.push(v),
             Err(msg) => eprintln!("relaylease smtp-wrap: {msg}; ignored"),
         }
     }
-    if env.is_empty() {
+    if w.env.is_empty() {
         vars.push(("RELAYCLIENT".to_string(), String::new()));
     }
     let addr = std::env::var("TCPREMOTEIP").ok();
@@ -75,7 +74,7 @@ pub fn smtp_wrap(paths: &Paths, env: &[String], timeout: &str, program: &[OsStri
         Ok(_) => {}
         Err(e) => eprintln!("relaylease smtp-wrap: {e}; running without relay permission"),
     }
-    let e = hook::exec(program);
+    let e = hook::exec(&w.program);
     eprintln!("relaylease smtp-wrap: {e}");
     hook::EXEC_FAILED as i32
 }
