@@ -42,8 +42,9 @@ fn init_logging(cli: &Cli, daemon: bool, format: LogFormat) {
 /// mapped and given back when freed. Left to itself glibc raises the threshold to the size of
 /// each large block freed (up to 32 MiB) and the heaps' trim threshold to twice that, after
 /// which sled's 512 KiB I/O buffers and the usage flush's batches come from the malloc arenas,
-/// which keep the pages: the daemon's RSS then climbs in steps of tens of MiB that it never
-/// gives back (docs/robustness.md). Malloc settings in `GLIBC_TUNABLES` win.
+/// which keep the pages (100,000 leases under load: 50.5-51.8 MiB with this, 57.1 without).
+/// The soak's RSS steps are not explained by it (docs/robustness.md). Malloc settings in
+/// `GLIBC_TUNABLES` win.
 fn fix_malloc_thresholds() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
