@@ -51,8 +51,7 @@ fn fix_malloc_thresholds() {
         let tuned = std::env::var_os("GLIBC_TUNABLES")
             .is_some_and(|t| t.to_string_lossy().contains("glibc.malloc."));
         if !tuned {
-            // SAFETY: mallopt only changes allocator parameters; called before any thread
-            // but this one exists.
+            // SAFETY: mallopt only changes allocator parameters, under glibc's own lock.
             unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) };
         }
     }
