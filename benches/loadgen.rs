@@ -561,7 +561,8 @@ fn hook_latency(quick: bool) {
     let mut hook_only = Dist::default();
     let mut floor = Dist::default();
     let mut base_total = Dist::default();
-    let mut missed = 0;
+    // Logins with no OK within 2 s: this build's, then the baseline's.
+    let mut missed = [0usize; 2];
     // One login through a hook process: the process's own time, and the time from its
     // start to the policy service's OK (None: no OK within 2 s).
     let login = |bin: &Path, socket: &Path, probe: &mut PolicyConn, ip: &str| {
@@ -592,7 +593,7 @@ fn hook_latency(quick: bool) {
                 continue;
             };
             if to_ok.is_none() {
-                missed += 1;
+                missed[side] += 1;
             }
         }
         let t0 = Instant::now();
@@ -606,24 +607,27 @@ fn hook_latency(quick: bool) {
     println!("/bin/true (start to exit):    {}", floor.show());
     println!("hook process (start to exit): {}", hook_only.show());
     println!(
-        "hook start -> policy OK:      {}  missed={missed}",
-        total.show()
+        "hook start -> policy OK:      {}  missed={}",
+        total.show(),
+        missed[0]
     );
     if let Some((_, _, bin)) = &baseline {
         println!(
-            "baseline hook -> policy OK:   {}  [{}]",
+            "baseline hook -> policy OK:   {}  missed={}  [{}]",
             base_total.show(),
+            missed[1],
             Path::new(bin).display()
         );
     }
     let p99 = total.pct(0.99);
     let p50 = total.pct(0.5);
+    // A login that never relays is not in `total`: it fails both targets, as in the log section.
     println!(
         "   target: p50 <= 1.5 ms: {} {}; p99 <= 5 ms: {} {}",
         ms(p50),
-        verdict(p50 <= Duration::from_micros(1500)),
+        verdict(p50 <= Duration::from_micros(1500) && missed[0] == 0),
         ms(p99),
-        verdict(p99 <= Duration::from_millis(5))
+        verdict(p99 <= Duration::from_millis(5) && missed[0] == 0)
     );
     daemon.stop();
     if let Some((bd, _, _)) = baseline {
