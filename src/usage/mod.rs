@@ -4,7 +4,8 @@
 //! An answer hands the use to [`Usage::send`], which puts it in a bounded queue and returns:
 //! recording never delays or changes an answer, and a use that finds the queue full is
 //! counted as lost in `stats`. The recorder ([`recorder`], a thread of its own) empties the queue every
-//! [`recorder::TICK`], puts Postfix's per-recipient requests together into messages
+//! [`recorder::TICK`] while there is work (with nothing to do it sleeps until [`Usage::send`]
+//! wakes it: an idle daemon does not wake twenty times a second), puts Postfix's per-recipient requests together into messages
 //! ([`message`]), writes one audit line per relayed message, and adds the counts to the
 //! per-user usage table ([`table`]) in batches, every [`recorder::FLUSH`]. Logins are counted
 //! the same way.
@@ -24,7 +25,8 @@ pub mod recorder;
 pub mod table;
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Duration;
 
@@ -212,6 +214,7 @@ pub enum Query {
 /// The answers' and logins' way to the recorder, kept in [`Leases`].
 pub struct Usage {
     tx: SyncSender<Event>,
+    wake: Arc<Wake>,
     queries: tokio::sync::mpsc::Sender<Query>,
     pub settings: Settings,
     conns: AtomicU64,
@@ -230,7 +233,7 @@ impl Usage {
     /// counted.
     pub fn send(&self, e: Event, stats: &Stats) {
         match self.tx.try_send(e) {
-            Ok(()) => {}
+            Ok(()) => self.wake.queued(),
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 Stats::bump(&stats.usage_lost);
             }
@@ -300,19 +303,61 @@ pub fn channel(
     Usage,
     std::sync::mpsc::Receiver<Event>,
     tokio::sync::mpsc::Receiver<Query>,
+    Arc<Wake>,
 ) {
     let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
     let (qtx, qrx) = tokio::sync::mpsc::channel(16);
+    let wake = Arc::new(Wake::default());
     (
         Usage {
             tx,
+            wake: wake.clone(),
             queries: qtx,
             settings,
             conns: AtomicU64::new(1),
         },
         rx,
         qrx,
+        wake,
     )
+}
+
+/// How the recorder sleeps while it has nothing to do, and how a sender wakes it. Only the
+/// first event after a sleep costs a wake-up; while the recorder is awake a sender pays one
+/// fence and one load.
+#[derive(Debug, Default)]
+pub struct Wake {
+    asleep: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Wake {
+    /// An event was queued: wake the recorder if it sleeps.
+    fn queued(&self) {
+        // Pairs with the store in `sleep`: either this load sees the flag, or the recorder's
+        // look at the queue after raising it sees the event (neither side's store may pass
+        // its load).
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.asleep.load(Ordering::Relaxed) && self.asleep.swap(false, Ordering::SeqCst) {
+            self.notify.notify_one();
+        }
+    }
+
+    /// The recorder goes to sleep: from now on a queued event wakes it. It must look at the
+    /// queue once more after this, for an event queued just before.
+    pub fn sleep(&self) {
+        self.asleep.store(true, Ordering::SeqCst);
+    }
+
+    /// Until a sender wakes the recorder (at once if one did since the last wait).
+    pub async fn woken(&self) {
+        self.notify.notified().await;
+    }
+
+    /// The recorder is awake again, however it woke.
+    pub fn awake(&self) {
+        self.asleep.store(false, Ordering::SeqCst);
+    }
 }
 
 /// A login the lease table judged: counted in its user's record (logins replayed from an
@@ -344,7 +389,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_never_waits_and_counts_what_it_lost() {
-        let (usage, rx, _queries) = channel(Settings::default());
+        let (usage, rx, _queries, _wake) = channel(Settings::default());
         let stats = Stats::default();
         let login = |i: u64| Event::Login {
             at: i,

@@ -20,8 +20,11 @@ use crate::cli::LogFormat;
 use crate::lease::{Millis, now_ms, show_key};
 use crate::store::{Leases, Stats, UsageStore};
 
-/// How often the queue is drained.
+/// How often the queue is drained while there is work.
 pub const TICK: Duration = Duration::from_millis(50);
+/// With nothing queued, no message open and every count written for this long, the recorder
+/// sleeps until an event comes.
+const SLEEP_AFTER: Duration = Duration::from_secs(1);
 /// How often the batch of counts is written.
 pub const FLUSH: Duration = Duration::from_secs(1);
 /// How often a batch is tried while the store keeps failing.
@@ -57,6 +60,7 @@ pub fn after_failure(
 
 pub struct Recorder {
     rx: Receiver<Event>,
+    wake: Arc<super::Wake>,
     queries: mpsc::Receiver<Query>,
     store: UsageStore,
     leases: Arc<Leases>,
@@ -114,10 +118,11 @@ pub fn start(
     log: LogFormat,
 ) -> crate::Result<RecorderTask> {
     let retention = settings.retention;
-    let (usage, rx, queries) = super::channel(settings);
+    let (usage, rx, queries, wake) = super::channel(settings);
     leases.set_usage(usage);
     let r = Recorder {
         rx,
+        wake,
         queries,
         store,
         leases: leases.clone(),
@@ -161,11 +166,14 @@ impl Recorder {
         // tick and the stop both ready, select! picks either) still drops what is too old.
         self.prune(now_ms()).await;
         let mut last_prune = Instant::now();
+        let mut last_work = Instant::now();
         loop {
             tokio::select! {
                 _ = tick.tick() => {
                     let now = now_ms();
-                    self.drain(now);
+                    if self.drain(now) > 0 {
+                        last_work = Instant::now();
+                    }
                     for m in self.messages.quiet(now) {
                         self.audit_message(&m);
                     }
@@ -180,6 +188,15 @@ impl Recorder {
                     if last_prune.elapsed() >= PRUNE_EVERY {
                         last_prune = Instant::now();
                         self.prune(now).await;
+                    }
+                    if self.at_rest() && last_work.elapsed() >= SLEEP_AFTER {
+                        let prune_in = PRUNE_EVERY.saturating_sub(last_prune.elapsed());
+                        if self.sleep(&mut stop, prune_in).await {
+                            break;
+                        }
+                        // What woke it is drained a tick from now: the crash bound holds.
+                        tick.reset();
+                        last_work = Instant::now();
                     }
                 }
                 Some(q) = self.queries.recv() => self.answer(q).await,
@@ -201,15 +218,44 @@ impl Recorder {
         }
     }
 
-    fn drain(&mut self, now: Millis) {
+    /// Nothing waits to be written: no open message, no count in the batch, no store failing.
+    fn at_rest(&self) -> bool {
+        self.messages.is_empty() && self.batch.is_empty() && self.failing_since.is_none()
+    }
+
+    /// Sleep until a sender wakes the recorder, a query comes, the prune is due (`prune_in`)
+    /// or the daemon stops (true).
+    async fn sleep(&mut self, stop: &mut oneshot::Receiver<()>, prune_in: Duration) -> bool {
+        self.wake.sleep();
+        // An event queued before the flag went up woke nobody: it is taken now.
+        if self.drain(now_ms()) > 0 {
+            self.wake.awake();
+            return false;
+        }
+        let stopped = tokio::select! {
+            _ = self.wake.woken() => false,
+            Some(q) = self.queries.recv() => {
+                self.answer(q).await;
+                false
+            }
+            _ = tokio::time::sleep(prune_in) => false,
+            _ = &mut *stop => true,
+        };
+        self.wake.awake();
+        stopped
+    }
+
+    /// Take what is queued (at most [`DRAIN_MAX`]); how many events that was.
+    fn drain(&mut self, now: Millis) -> usize {
         self.logging = Audit::enabled();
         self.audit.stamp();
-        for _ in 0..DRAIN_MAX {
+        for n in 0..DRAIN_MAX {
             match self.rx.try_recv() {
                 Ok(e) => self.take(e, now),
-                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => return,
+                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => return n,
             }
         }
+        DRAIN_MAX
     }
 
     /// Count a use in its user's record (or its address's, for a login without a user).

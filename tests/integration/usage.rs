@@ -556,3 +556,71 @@ fn bad_marking_flags_are_one_line_errors() {
         assert!(o.stderr.contains(needle), "{args:?}: {o:?}");
     }
 }
+
+/// Context switches so far of the daemon's thread named `name` (as /proc shortens it).
+fn thread_switches(pid: i32, name: &str) -> u64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the daemon's threads");
+    for t in tasks.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let status = std::fs::read_to_string(t.path().join("status")).expect("its status");
+        return status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum();
+    }
+    panic!("no thread {name} in daemon {pid}");
+}
+
+/// With nothing to record, the recorder sleeps instead of waking every 50 ms (what an idle
+/// mail host would see in powertop), and the first use after the sleep wakes it: its message
+/// is in the audit log and the usage table within the crash bound.
+#[test]
+fn an_idle_recorder_sleeps_and_the_next_use_wakes_it() {
+    let env = Env::new();
+    let policy = env.path("policy.sock");
+    let d = env.start(&["--policy", &policy_flag(&env)]);
+    login(&env, "127.0.0.91", Some("carol"));
+    // The login's count is written within a second, and a second later the recorder sleeps.
+    std::thread::sleep(Duration::from_secs(4));
+    let before = thread_switches(d.pid(), "relaylease-usag");
+    std::thread::sleep(Duration::from_secs(3));
+    let woke = thread_switches(d.pid(), "relaylease-usag") - before;
+    assert!(
+        woke <= 5,
+        "the idle recorder woke {woke} times in 3 s (a wake every 50 ms is 60)"
+    );
+
+    let mut p = Policy::connect(&policy);
+    assert_eq!(
+        p.rcpt("127.0.0.91", "w1", "x@remote.example", ""),
+        "action=OK"
+    );
+    assert_eq!(p.data("127.0.0.91", "w1", "5A6B7C"), "action=DUNNO");
+    assert!(
+        eventually(CRASH_BOUND, || audit_lines(&d.log_text()).iter().any(|l| l
+            .contains("user=\"carol\"")
+            && l.contains("instance=\"w1\""))),
+        "no audit line within {CRASH_BOUND:?}: {}",
+        d.log_text()
+    );
+    assert!(
+        eventually(CRASH_BOUND, || row(
+            &json(&env, &["usage", "--json"]),
+            "carol"
+        )
+        .is_some_and(|r| r["messages"] == 1)),
+        "{}",
+        json(&env, &["usage", "--json"])
+    );
+    // Awake again, it sleeps again once the message is written.
+    std::thread::sleep(Duration::from_secs(4));
+    let before = thread_switches(d.pid(), "relaylease-usag");
+    std::thread::sleep(Duration::from_secs(2));
+    let woke = thread_switches(d.pid(), "relaylease-usag") - before;
+    assert!(woke <= 5, "asleep again: woke {woke} times in 2 s");
+    assert_eq!(d.stop(), 0);
+}
