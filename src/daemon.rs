@@ -257,6 +257,7 @@ fn spawn_tasks(
     let stop = || shutdown.clone();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(crate::expiry::run(leases.clone(), stop()));
+    tasks.spawn(crate::memory::run(stop()));
     if let Some(link) = redis {
         tasks.spawn(redis_sync::run(link, leases.clone(), stop()));
     }

@@ -19,9 +19,10 @@
 //!   logins refused, for `stats`.
 //! - [`daemon`]: starts and stops all of the above as named steps; [`listen`]: its listening
 //!   sockets and the one accept loop; [`shutdown`]: how every task is told to stop;
+//!   [`privs`]: dropping root once they are open; [`memory`]: the allocator's settings and
+//!   the task that gives freed heap memory back.
 //! - [`usage`]: who relayed: each use of a lease, recorded off the answer path into audit
 //!   lines and the per-user usage table.
-//!   [`privs`]: dropping root once they are open.
 //! - [`doctor`]: `relaylease doctor`'s judgements of a host's setup (Postfix, Dovecot, qmail,
 //!   the daemon), pure; `commands::doctor` gathers the facts they judge.
 //! - [`cli`], [`config`] and [`commands`]: what the user types, the validated settings built
@@ -40,6 +41,7 @@ pub mod error;
 pub mod expiry;
 pub mod lease;
 pub mod listen;
+pub mod memory;
 pub mod privs;
 pub mod shutdown;
 pub mod sources;

@@ -38,27 +38,8 @@ fn init_logging(cli: &Cli, daemon: bool, format: LogFormat) {
     };
 }
 
-/// Keep glibc's mmap threshold where it starts (128 KiB), so that blocks that large are
-/// mapped and given back when freed. Left to itself glibc raises the threshold to the size of
-/// each large block freed (up to 32 MiB) and the heaps' trim threshold to twice that, after
-/// which sled's 512 KiB I/O buffers and the usage flush's batches come from the malloc arenas,
-/// which keep the pages (100,000 leases under load: 50.5-51.8 MiB with this, 57.1 without).
-/// The soak's RSS steps are not explained by it (docs/robustness.md). Malloc settings in
-/// `GLIBC_TUNABLES` win.
-fn fix_malloc_thresholds() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        let tuned = std::env::var_os("GLIBC_TUNABLES")
-            .is_some_and(|t| t.to_string_lossy().contains("glibc.malloc."));
-        if !tuned {
-            // SAFETY: mallopt only changes allocator parameters, under glibc's own lock.
-            unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) };
-        }
-    }
-}
-
 fn run_daemon(cfg: DaemonConfig) -> Result<i32, Error> {
-    fix_malloc_thresholds();
+    relaylease::memory::tune();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
