@@ -347,6 +347,8 @@ impl Wake {
     /// queue once more after this, for an event queued just before.
     pub fn sleep(&self) {
         self.asleep.store(true, Ordering::SeqCst);
+        // Pairs with the fence in `queued`.
+        std::sync::atomic::fence(Ordering::SeqCst);
     }
 
     /// Until a sender wakes the recorder (at once if one did since the last wait).
