@@ -409,6 +409,73 @@ mod tests {
         assert_eq!(stats.usage_lost.load(Ordering::Relaxed), 6);
     }
 
+    /// A receiver that goes to sleep whenever the queue is empty, as the recorder does, is
+    /// woken for every event: a sender racing its sleeps, 20,000 times, never leaves an event
+    /// waiting (a lost wake-up would leave it asleep until the 5 s limit).
+    #[test]
+    fn a_sleeping_receiver_is_woken_by_every_event() {
+        use std::sync::atomic::AtomicUsize;
+        const N: usize = 20_000;
+        let (usage, rx, _queries, wake) = channel(Settings::default());
+        let stats = Stats::default();
+        let taken = Arc::new(AtomicUsize::new(0));
+        let progress = taken.clone();
+        let receiver = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut sleeps = 0;
+                while taken.load(Ordering::Relaxed) < N {
+                    while rx.try_recv().is_ok() {
+                        taken.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if taken.load(Ordering::Relaxed) == N {
+                        break;
+                    }
+                    wake.sleep();
+                    if rx.try_recv().is_ok() {
+                        taken.fetch_add(1, Ordering::Relaxed);
+                        wake.awake();
+                        continue;
+                    }
+                    sleeps += 1;
+                    let woke = tokio::time::timeout(Duration::from_secs(5), wake.woken()).await;
+                    wake.awake();
+                    if woke.is_err() {
+                        return Err(format!(
+                            "asleep for 5 s with {} of {N} events taken",
+                            taken.load(Ordering::Relaxed)
+                        ));
+                    }
+                }
+                Ok(sleeps)
+            })
+        });
+        for i in 0..N {
+            // Never more in flight than the queue holds, so nothing is lost to a full queue.
+            let t = std::time::Instant::now();
+            while i - progress.load(Ordering::Relaxed) >= QUEUE / 2 {
+                assert!(
+                    t.elapsed() < Duration::from_secs(10),
+                    "the receiver stopped"
+                );
+                std::thread::yield_now();
+            }
+            usage.send(Event::Closed { conn: i as u64 }, &stats);
+            if i % 3 == 0 {
+                std::thread::yield_now();
+            }
+        }
+        let sleeps = receiver.join().unwrap().unwrap();
+        assert_eq!(stats.usage_lost.load(Ordering::Relaxed), 0);
+        assert!(
+            sleeps > 0,
+            "the receiver never slept: the race was not exercised"
+        );
+    }
+
     #[test]
     fn texts_travel_together_and_come_apart_again() {
         let t = Texts::new([
