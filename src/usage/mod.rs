@@ -6,9 +6,9 @@
 //! counted as lost in `stats`. The recorder ([`recorder`], a thread of its own) empties the
 //! queue every [`recorder::TICK`] while there is work (with nothing to do it sleeps until
 //! [`Usage::send`] wakes it: an idle daemon does not wake twenty times a second), puts
-//! Postfix's per-recipient requests together into messages ([`message`]), writes one audit line per relayed message, and adds the counts to the
-//! per-user usage table ([`table`]) in batches, every [`recorder::FLUSH`]. Logins are counted
-//! the same way.
+//! Postfix's per-recipient requests together into messages ([`message`]), writes one audit
+//! line per relayed message, and adds the counts to the per-user usage table ([`table`]) in
+//! batches, every [`recorder::FLUSH`]. Logins are counted the same way.
 //!
 //! # Layout
 //! - [`table`]: the usage records and the `usage` report (pure).
