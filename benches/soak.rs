@@ -666,9 +666,14 @@ fn median(mut xs: Vec<u64>) -> u64 {
     xs.get(xs.len() / 2).copied().unwrap_or(0)
 }
 
+/// The samples after warm-up, the ones that are judged.
+fn after_warmup<'a>(samples: &'a [Sample], plan: &Plan) -> Vec<&'a Sample> {
+    samples.iter().filter(|s| s.at >= plan.warmup).collect()
+}
+
 /// The median RSS (KiB) of the first half of the samples after warm-up.
 fn first_half_median_rss(samples: &[Sample], plan: &Plan) -> u64 {
-    let post: Vec<&Sample> = samples.iter().filter(|s| s.at >= plan.warmup).collect();
+    let post = after_warmup(samples, plan);
     let (first_half, _) = post.split_at(post.len() / 2);
     median(first_half.iter().map(|s| s.proc.rss_kib).collect())
 }
@@ -680,12 +685,12 @@ fn first_half_median_rss(samples: &[Sample], plan: &Plan) -> u64 {
 /// t=180 s in a run on 2026-12-05: threads 29 at 120-150 s, then 32-33 to the end).
 /// fds and threads are compared by their peaks: a sample's figures jitter with what is in
 /// flight at that moment. RSS is compared by its median: under this load the heap's working
-/// set (sled's node reads and copies, most of it by `heaptrack`) swings by over 100 MiB within
+/// set (mostly sled's node reads and copies, by `heaptrack`) swings by over 100 MiB within
 /// a minute, so each half's peak is where a swing happened to crest (runs of 2026-12-06:
 /// +16.2% between the peaks, +2% between the medians). Memory kept by the run is judged after
 /// it, when the daemon has had a quiet minute to give back what it freed ([`Settled`]).
 fn flatness(samples: &[Sample], plan: &Plan, after: ProcFigures) -> bool {
-    let post: Vec<&Sample> = samples.iter().filter(|s| s.at >= plan.warmup).collect();
+    let post = after_warmup(samples, plan);
     if post.len() < 6 {
         println!("   too few samples after warm-up to compare");
         return false;
