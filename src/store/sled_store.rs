@@ -55,22 +55,29 @@ pub enum Opened {
 
 fn open_raw(path: &Path) -> std::result::Result<sled::Db, sled::Error> {
     // sled can panic on some damaged files instead of returning an error; contain it and
-    // treat it as corruption, without printing a backtrace.
-    let prev = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let r = std::panic::catch_unwind(|| {
+    // treat it as corruption.
+    let r = contained(|| {
         sled::Config::new()
             .path(path)
             .cache_capacity(CACHE_BYTES)
             .open()
     });
-    std::panic::set_hook(prev);
     match r {
-        Ok(r) => r,
-        Err(_) => Err(sled::Error::ReportableBug(
+        Some(r) => r,
+        None => Err(sled::Error::ReportableBug(
             "the database could not be read".into(),
         )),
     }
+}
+
+/// Run `f`, and None if it panicked, with nothing printed (no message, no backtrace). The
+/// panic unwinds through the unwinder that build.rs links in.
+fn contained<T>(f: impl FnOnce() -> T) -> Option<T> {
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(prev);
+    r.ok()
 }
 
 fn is_lock_error(e: &sled::Error) -> bool {
@@ -657,6 +664,31 @@ mod tests {
             want.sort_by_key(|l| l.net);
             assert_eq!(got, want, "{n} leases");
         }
+    }
+
+    /// A panic deep in a call (as sled's on some damaged files) comes back as None, having
+    /// unwound through every frame and run their drops: the unwinder that build.rs links in
+    /// works, and the daemon reports a damaged database instead of aborting.
+    #[test]
+    fn a_panic_is_contained_after_unwinding_every_frame() {
+        struct Dropped<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Dropped<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        fn deep(n: usize, drops: &std::sync::atomic::AtomicUsize) -> usize {
+            let _guard = Dropped(drops);
+            if n == 0 {
+                let v: Vec<usize> = Vec::new();
+                return v[std::hint::black_box(3)];
+            }
+            deep(n - 1, drops) + 1
+        }
+        let drops = std::sync::atomic::AtomicUsize::new(0);
+        assert_eq!(contained(|| deep(20, &drops)), None);
+        assert_eq!(drops.load(std::sync::atomic::Ordering::SeqCst), 21);
+        assert_eq!(contained(|| 7), Some(7));
     }
 
     #[test]
