@@ -34,7 +34,10 @@ const SECTIONS: [&str; 6] = ["policy", "log", "hook", "tcprules", "memory", "sto
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("__responder") {
-        responder(Path::new(&args[1]));
+        responder(
+            Path::new(&args[1]),
+            args.get(2).map(String::as_str) == Some("1"),
+        );
         return;
     }
     let quick = workload::quick();
@@ -155,14 +158,25 @@ fn mib(b: u64) -> String {
 }
 
 // ---------------------------------------------------------------------------------------
-// The do-nothing responder: what a policy service costs with no work at all.
+// The do-nothing responder: what a policy service costs with no work at all. It runs in two
+// shapes, and the limit is whichever answers more in the same run: on one thread (a
+// current-thread runtime, as the daemon's answers run) or on two workers (as the daemon's
+// main runtime). On the 2-core VM, one thread answered 1.26-1.53x as many requests a
+// second as two workers (2026-12-06): the workers wake each other and pass connections
+// between the cores. Until then only the two-worker shape was measured.
 
-fn responder(path: &Path) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+fn responder(path: &Path, one_thread: bool) {
+    let rt = if one_thread {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    }
+    .expect("runtime");
     rt.block_on(async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let _ = std::fs::remove_file(path);
@@ -329,17 +343,28 @@ fn policy(quick: bool) {
     });
     let rdir = dir.path().join("r");
     std::fs::create_dir(&rdir).expect("dir");
-    let rsock = rdir.join("responder.sock");
-    let mut resp = Command::new(std::env::current_exe().expect("exe"))
-        .arg("__responder")
-        .arg(&rsock)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("start responder");
+    // One responder of each shape (see `responder`): (name, socket, process).
+    let responders: Vec<(&str, PathBuf, std::process::Child)> =
+        [("one thread", "1"), ("two workers", "2")]
+            .into_iter()
+            .map(|(name, shape)| {
+                let sock = rdir.join(format!("responder-{shape}.sock"));
+                let child = Command::new(std::env::current_exe().expect("exe"))
+                    .arg("__responder")
+                    .arg(&sock)
+                    .arg(shape)
+                    .stdin(Stdio::null())
+                    .spawn()
+                    .expect("start responder");
+                (name, sock, child)
+            })
+            .collect();
     let t = Instant::now();
-    while UnixStream::connect(&rsock).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(10), "responder not up");
-        std::thread::sleep(Duration::from_millis(5));
+    for (_, sock, _) in &responders {
+        while UnixStream::connect(sock).is_err() {
+            assert!(t.elapsed() < Duration::from_secs(10), "responder not up");
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
     // A third of the requests come from leased clients, the rest from strangers.
     let mut clients: Vec<String> = Vec::new();
@@ -350,23 +375,23 @@ fn policy(quick: bool) {
             clients.push(c.text);
         }
     }
-    // The machine is shared: runs of two slices, relaylease then the responder, so that a
-    // busy moment costs both sides alike; each run gives a ratio, and the verdict is on the
-    // median of the runs' ratios (issue 19). Slices of 1 s gave single-run ratios from 0.74
-    // to 1.31 within one invocation: the host's speed changes within a second or two, so
-    // each slice is 3 s.
+    // The machine is shared: runs of three slices, relaylease then each responder, so that
+    // a busy moment costs every side alike; each run gives a ratio against the better
+    // responder of that run (the limit: the higher throughput, the lower latency), and the
+    // verdict is on the median of the runs' ratios (issue 19). Slices of 1 s gave single-run
+    // ratios from 0.74 to 1.31 within one invocation: the host's speed changes within a
+    // second or two, so each slice is 3 s.
     let runs = if quick { 1 } else { 5 };
     let slice = if quick {
         Duration::from_millis(250)
     } else {
         Duration::from_secs(3)
     };
-    let rpid = resp.id();
     for conns in [64usize, 1] {
         let mut d = LoadResult::default();
-        let mut r = LoadResult::default();
+        let mut r: Vec<LoadResult> = responders.iter().map(|_| LoadResult::default()).collect();
         let mut b = LoadResult::default();
-        // Per run: relaylease's throughput, p99 and p50, each over the responder's.
+        // Per run: relaylease's throughput, p99 and p50, each over the limit's.
         let mut rps_ratio = Vec::new();
         let mut p99_ratio = Vec::new();
         let mut p50_ratio = Vec::new();
@@ -382,14 +407,20 @@ fn policy(quick: bool) {
                 let before = t0.get(&name).copied().unwrap_or_default();
                 *threads.entry(name).or_default() += t.saturating_sub(before);
             }
-            let c0 = cpu_time(rpid);
-            let mut y = load(&rsock, conns, slice, &clients);
-            y.server_cpu = cpu_time(rpid).saturating_sub(c0);
-            rps_ratio.push(x.rps() / y.rps());
-            p99_ratio.push(x.lat.pct(0.99).as_secs_f64() / y.lat.pct(0.99).as_secs_f64());
-            p50_ratio.push(x.lat.pct(0.5).as_secs_f64() / y.lat.pct(0.5).as_secs_f64());
+            let (mut best_rps, mut best_p99, mut best_p50) = (0.0f64, f64::MAX, f64::MAX);
+            for ((_, sock, child), total) in responders.iter().zip(r.iter_mut()) {
+                let c0 = cpu_time(child.id());
+                let mut y = load(sock, conns, slice, &clients);
+                y.server_cpu = cpu_time(child.id()).saturating_sub(c0);
+                best_rps = best_rps.max(y.rps());
+                best_p99 = best_p99.min(y.lat.pct(0.99).as_secs_f64());
+                best_p50 = best_p50.min(y.lat.pct(0.5).as_secs_f64());
+                total.absorb(y);
+            }
+            rps_ratio.push(x.rps() / best_rps);
+            p99_ratio.push(x.lat.pct(0.99).as_secs_f64() / best_p99);
+            p50_ratio.push(x.lat.pct(0.5).as_secs_f64() / best_p50);
             d.absorb(x);
-            r.absorb(y);
             if let Some((bd, _)) = &baseline {
                 let c0 = cpu_time(bd.pid());
                 let mut z = load(&bd.policy, conns, slice, &clients);
@@ -398,15 +429,18 @@ fn policy(quick: bool) {
             }
         }
         assert!(d.ok > 0, "no request from a leased client was answered OK");
-        let ratio = d.rps() / r.rps();
+        for ((name, _, _), y) in responders.iter().zip(r.iter_mut()) {
+            println!(
+                "{conns:>2} conn: do-nothing responder, {name:<11} {:>8.0} req/s  {}  server CPU {:.1} us/req",
+                y.rps(),
+                y.lat.show(),
+                y.cpu_per_req()
+            );
+        }
+        // The shares against the baseline below: the better responder over all runs.
+        let limit = r.iter().map(LoadResult::rps).fold(0.0, f64::max);
         println!(
-            "{conns:>2} conn: do-nothing responder {:>8.0} req/s  {}  server CPU {:.1} us/req",
-            r.rps(),
-            r.lat.show(),
-            r.cpu_per_req()
-        );
-        println!(
-            "{conns:>2} conn: relaylease daemon    {:>8.0} req/s  {}  server CPU {:.1} us/req  ({} OK)",
+            "{conns:>2} conn: relaylease daemon                  {:>8.0} req/s  {}  server CPU {:.1} us/req  ({} OK)",
             d.rps(),
             d.lat.show(),
             d.cpu_per_req(),
@@ -430,7 +464,7 @@ fn policy(quick: bool) {
         );
         if let Some((_, bin)) = &baseline {
             println!(
-                "{conns:>2} conn: baseline daemon     {:>8.0} req/s  {}  server CPU {:.1} us/req  ({} OK)  [{}]",
+                "{conns:>2} conn: baseline daemon                    {:>8.0} req/s  {}  server CPU {:.1} us/req  ({} OK)  [{}]",
                 b.rps(),
                 b.lat.show(),
                 b.cpu_per_req(),
@@ -438,9 +472,9 @@ fn policy(quick: bool) {
                 Path::new(bin).display()
             );
             println!(
-                "   of the responder: this build {:.1}%, baseline {:.1}%; this build / baseline {:.1}%",
-                ratio * 100.0,
-                b.rps() / r.rps() * 100.0,
+                "   of the better responder: this build {:.1}%, baseline {:.1}%; this build / baseline {:.1}%",
+                d.rps() / limit * 100.0,
+                b.rps() / limit * 100.0,
                 d.rps() / b.rps() * 100.0
             );
         }
@@ -453,26 +487,28 @@ fn policy(quick: bool) {
         if conns == 64 {
             let (t, p) = (median(&rps_ratio), median(&p99_ratio));
             println!(
-                "   runs: throughput / responder's {}; p99 / responder's {}",
+                "   runs: throughput / the better responder's {}; p99 / the better responder's {}",
                 show(&rps_ratio),
                 show(&p99_ratio)
             );
             println!(
-                "   target: median throughput >= 0.95x the responder's: {t:.3}x {}; median p99 <= 1.2x the responder's: {p:.2}x {}",
+                "   target: median throughput >= 0.95x the better responder's: {t:.3}x {}; median p99 <= 1.2x its: {p:.2}x {}",
                 verdict(t >= 0.95),
                 verdict(p <= 1.2)
             );
         } else {
             let p = median(&p50_ratio);
-            println!("   runs: p50 / responder's {}", show(&p50_ratio));
+            println!("   runs: p50 / the better responder's {}", show(&p50_ratio));
             println!(
-                "   target: median p50 within 1.1x the responder's: {p:.2}x {}",
+                "   target: median p50 within 1.1x the better responder's: {p:.2}x {}",
                 verdict(p <= 1.1)
             );
         }
     }
-    let _ = resp.kill();
-    let _ = resp.wait();
+    for (_, _, mut child) in responders {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     daemon.stop();
     if let Some((bd, _)) = baseline {
         bd.stop();
