@@ -375,7 +375,7 @@ fn policy(quick: bool) {
             clients.push(c.text);
         }
     }
-    // The machine is shared: runs of three slices, relaylease then each responder, so that
+    // The machine is shared: runs of three slices, relaylease and each responder, so that
     // a busy moment costs every side alike; each run gives a ratio against the better
     // responder of that run (the limit: the higher throughput, the lower latency), and the
     // verdict is on the median of the runs' ratios (issue 19). Slices of 1 s gave single-run
@@ -398,20 +398,39 @@ fn policy(quick: bool) {
         // The daemon's CPU during its slices, by thread: the answers' thread, the recorder
         // of lease uses, the store.
         let mut threads: std::collections::BTreeMap<String, Duration> = Default::default();
-        for _ in 0..runs {
-            let t0 = thread_cpu(daemon.pid());
-            let c0 = cpu_time(daemon.pid());
-            let mut x = load(&daemon.policy, conns, slice, &clients);
-            x.server_cpu = cpu_time(daemon.pid()).saturating_sub(c0);
-            for (name, t) in thread_cpu(daemon.pid()) {
-                let before = t0.get(&name).copied().unwrap_or_default();
-                *threads.entry(name).or_default() += t.saturating_sub(before);
+        // The sides of a run: 0 the daemon, 1.. the responders, then the baseline if any.
+        let sides = 1 + responders.len() + usize::from(baseline.is_some());
+        for run in 0..runs {
+            let mut got: Vec<Option<LoadResult>> = (0..sides).map(|_| None).collect();
+            // Each run starts with a different side: whichever slice comes first in a run
+            // was measured up to 14% slower than the last, the same binary on both ends.
+            for side in (0..sides).map(|k| (k + run) % sides) {
+                let (socket, pid) = if side == 0 {
+                    (daemon.policy.as_path(), daemon.pid())
+                } else if side <= responders.len() {
+                    let (_, sock, child) = &responders[side - 1];
+                    (sock.as_path(), child.id())
+                } else {
+                    let (bd, _) = baseline.as_ref().expect("a baseline side");
+                    (bd.policy.as_path(), bd.pid())
+                };
+                let t0 = thread_cpu(pid);
+                let c0 = cpu_time(pid);
+                let mut x = load(socket, conns, slice, &clients);
+                x.server_cpu = cpu_time(pid).saturating_sub(c0);
+                if side == 0 {
+                    for (name, t) in thread_cpu(pid) {
+                        let before = t0.get(&name).copied().unwrap_or_default();
+                        *threads.entry(name).or_default() += t.saturating_sub(before);
+                    }
+                }
+                got[side] = Some(x);
             }
+            let mut got = got.into_iter().map(|x| x.expect("every side measured"));
+            let mut x = got.next().expect("the daemon's slice");
             let (mut best_rps, mut best_p99, mut best_p50) = (0.0f64, f64::MAX, f64::MAX);
-            for ((_, sock, child), total) in responders.iter().zip(r.iter_mut()) {
-                let c0 = cpu_time(child.id());
-                let mut y = load(sock, conns, slice, &clients);
-                y.server_cpu = cpu_time(child.id()).saturating_sub(c0);
+            for total in r.iter_mut() {
+                let mut y = got.next().expect("a responder's slice");
                 best_rps = best_rps.max(y.rps());
                 best_p99 = best_p99.min(y.lat.pct(0.99).as_secs_f64());
                 best_p50 = best_p50.min(y.lat.pct(0.5).as_secs_f64());
@@ -421,10 +440,7 @@ fn policy(quick: bool) {
             p99_ratio.push(x.lat.pct(0.99).as_secs_f64() / best_p99);
             p50_ratio.push(x.lat.pct(0.5).as_secs_f64() / best_p50);
             d.absorb(x);
-            if let Some((bd, _)) = &baseline {
-                let c0 = cpu_time(bd.pid());
-                let mut z = load(&bd.policy, conns, slice, &clients);
-                z.server_cpu = cpu_time(bd.pid()).saturating_sub(c0);
+            if let Some(z) = got.next() {
                 b.absorb(z);
             }
         }
