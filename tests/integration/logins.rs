@@ -38,6 +38,36 @@ fn the_hook_reports_the_login_then_runs_the_program_with_the_same_environment() 
     assert!(c.stdout.contains("last login alice via hook"), "{c:?}");
 }
 
+/// A chain that starts the hook with standard error closed: the hook still reports the
+/// login, and the program finds /dev/null where standard error was, not a socket the hook
+/// opened (the program starts itself, not through Rust's runtime, which did this before).
+#[test]
+fn the_hook_started_with_standard_error_closed_puts_dev_null_there() {
+    use std::os::unix::process::CommandExt;
+    let env = Env::new();
+    let _d = env.start(&[]);
+    let mut cmd = env.cmd();
+    cmd.args([
+        "hook",
+        "--ip",
+        "192.0.2.64",
+        "--",
+        "readlink",
+        "/proc/self/fd/2",
+    ]);
+    // SAFETY: close(2) only, between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::close(2);
+            Ok(())
+        });
+    }
+    let o = daemon_harness::Out::from(cmd.output().unwrap());
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(o.stdout, "/dev/null\n", "{o:?}");
+    assert_eq!(env.run(&["check", "192.0.2.64"]).code, 0);
+}
+
 #[test]
 fn the_hook_takes_dovecots_ip_and_explicit_flags_win() {
     let env = Env::new();
