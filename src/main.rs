@@ -3,14 +3,16 @@
 //!
 //! The program starts at its own C `main` ([`main`]), not through Rust's runtime start:
 //! `relaylease hook` runs once per POP3/IMAP login and `smtp-wrap` once per SMTP connection,
-//! and the runtime's start costs each of them about 0.05-0.1 ms of a 1.5 ms start (a hello
-//! world: 0.58 against 0.51 ms of CPU, 72 against 65 page faults, 2026-12-06). Most of that is
+//! and the runtime's start costs each of them about 0.05-0.1 ms of a 1.5 ms start (the hook
+//! with no daemon to reach: 0.86 against 0.78-0.79 ms of CPU; a hello world 0.58-0.62 against
+//! 0.51-0.54 ms; 2026-12-06, docs/performance.md). Most of that is
 //! the handler that names a thread whose stack overflowed: an alternate signal stack, two
 //! signal handlers, and glibc reading `/proc/self/maps` to find the main thread's stack.
 //! [`start`] does the rest of what the runtime did: standard descriptors, SIGPIPE, a panic
 //! turned into exit status 101, standard output flushed at the end. A stack overflow still
 //! stops the process (SIGSEGV on the guard page), without the line that named the thread.
-#![no_main]
+//! (Its unit-test build keeps the test harness's own entry point.)
+#![cfg_attr(not(test), no_main)]
 
 use relaylease::cli::{Cli, Command, LogFormat};
 use relaylease::config::{DaemonConfig, Paths};
@@ -127,6 +129,7 @@ fn run(cli: &Cli) -> Result<i32, Error> {
 
 /// The process's entry point, called by the C library with the arguments (which
 /// `std::env::args` reads on its own).
+#[cfg(not(test))]
 #[unsafe(no_mangle)]
 pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     start();
@@ -141,6 +144,7 @@ pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) ->
 ///   file or socket opened later is never taken for standard error;
 /// - SIGPIPE is ignored: a write to a peer that went away is an error, not the end of the
 ///   daemon. (`Command::exec` restores it for the program a chain link runs.)
+#[cfg_attr(test, allow(dead_code))]
 fn start() {
     // SAFETY: plain system calls on this process's own descriptors and signal disposition,
     // before any other thread exists.
@@ -171,6 +175,7 @@ fn start() {
     }
 }
 
+#[cfg_attr(test, allow(dead_code))]
 fn relaylease_main() -> libc::c_int {
     let cli = match relaylease::cli::parse() {
         Ok(c) => c,
