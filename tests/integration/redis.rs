@@ -131,11 +131,11 @@ impl Drop for Redis {
     }
 }
 
+/// The rig's free port, below the kernel's ephemeral range: a port the kernel picks for a
+/// bind to port 0 can go to an outgoing connection before redis-server binds it (a TLS port
+/// was lost that way: "bind: Address already in use" for 127.0.0.1:33191).
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    crate::mail_rig::free_port()
 }
 
 /// A POP host: a relaylease following its own Dovecot log.
