@@ -3,15 +3,15 @@
 //!
 //! The program starts at its own C `main` ([`main`]), not through Rust's runtime start:
 //! `relaylease hook` runs once per POP3/IMAP login and `smtp-wrap` once per SMTP connection,
-//! and the runtime's start costs each of them about 0.05-0.1 ms of a 1.5 ms start (the hook
-//! with no daemon to reach: 0.86 against 0.78-0.79 ms of CPU; a hello world 0.58-0.62 against
-//! 0.51-0.54 ms; 2026-12-06, docs/performance.md). Most of that is
-//! the handler that names a thread whose stack overflowed: an alternate signal stack, two
-//! signal handlers, and glibc reading `/proc/self/maps` to find the main thread's stack.
-//! [`start`] does the rest of what the runtime did: standard descriptors, SIGPIPE, a panic
-//! turned into exit status 101, standard output flushed at the end. A stack overflow still
-//! stops the process (SIGSEGV on the guard page), without the line that named the thread.
-//! (Its unit-test build keeps the test harness's own entry point.)
+//! and the runtime's start cost each of them about 0.05-0.1 ms of a 1.5 ms start (the hook
+//! with no daemon to reach: 0.86 against 0.78-0.79 ms of CPU; a hello world 0.58-0.62
+//! against 0.51-0.54 ms; 2026-12-06, docs/performance.md). Most of that was the handler that
+//! names a thread whose stack overflowed: an alternate signal stack, two signal handlers,
+//! and glibc reading `/proc/self/maps` to find the main thread's stack. [`start`] does the
+//! rest of what the runtime did (standard descriptors, SIGPIPE), and [`main`] turns a panic
+//! into exit status 101 and flushes standard output at the end. A stack overflow still stops
+//! the process (SIGSEGV on the guard page), without the line that named the thread. The
+//! unit-test build keeps the test harness's own entry point.
 #![cfg_attr(not(test), no_main)]
 
 use relaylease::cli::{Cli, Command, LogFormat};
