@@ -161,9 +161,10 @@ fn mib(b: u64) -> String {
 // The do-nothing responder: what a policy service costs with no work at all. It runs in two
 // shapes, and the limit is whichever answers more in the same run: on one thread (a
 // current-thread runtime, as the daemon's answers run) or on two workers (as the daemon's
-// main runtime). On the 2-core VM, one thread answered 1.26-1.53x as many requests a
-// second as two workers (2026-12-06): the workers wake each other and pass connections
-// between the cores. Until then only the two-worker shape was measured.
+// main runtime). On the 2-core VM, one thread answered 1.05-1.32x as many requests a
+// second as two workers over five runs (2026-12-06, nine invocations): the workers wake
+// each other and pass connections between the cores. Until then only the two-worker shape
+// was measured.
 
 fn responder(path: &Path, one_thread: bool) {
     let rt = if one_thread {
