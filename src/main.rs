@@ -141,7 +141,10 @@ pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) ->
 
 /// What Rust's runtime start did that the program relies on:
 /// - descriptors 0, 1 and 2 are open (on `/dev/null` if the caller closed them), so that a
-///   file or socket opened later is never taken for standard error;
+///   file or socket opened later is never taken for standard error. Where `/dev/null` cannot
+///   be opened (a chroot without it), the root directory, read-only, takes its place: writes
+///   to it fail and are dropped, and the hook still reports the login and runs its program.
+///   Rust's runtime aborted here, which would have stopped every login of such a chain;
 /// - SIGPIPE is ignored: a write to a peer that went away is an error, not the end of the
 ///   daemon. (`Command::exec` restores it for the program a chain link runs.)
 #[cfg_attr(test, allow(dead_code))]
@@ -166,9 +169,10 @@ fn start() {
             }
         };
         for _ in closed.iter().filter(|c| **c) {
-            // The lowest free descriptor: the closed one, in order.
-            if libc::open(c"/dev/null".as_ptr(), libc::O_RDWR, 0) == -1 {
-                libc::abort();
+            // The lowest free descriptor: the closed one, in order. If neither can be
+            // opened, it stays closed: nothing better is left to put there.
+            if libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) == -1 {
+                libc::open(c"/".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
             }
         }
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);

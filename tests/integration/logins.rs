@@ -68,6 +68,51 @@ fn the_hook_started_with_standard_error_closed_puts_dev_null_there() {
     assert_eq!(env.run(&["check", "192.0.2.64"]).code, 0);
 }
 
+/// The same in a chroot-like place where /dev/null cannot be opened for writing (here a
+/// read-only file mounted over it, in a mount namespace of the test's own): the hook does not
+/// abort, which would stop the login; the program finds the root directory, read-only, in
+/// place of standard error, and the login relays.
+#[test]
+#[ignore = "needs root (a mount namespace; tests/run.sh runs as root)"]
+fn the_hook_without_a_usable_dev_null_still_logs_in_and_runs_the_program() {
+    use std::os::unix::process::CommandExt;
+    let env = Env::new();
+    let _d = env.start(&[]);
+    let stand_in = env.path("not-dev-null");
+    std::fs::write(&stand_in, "").unwrap();
+    let script = format!(
+        "mount --bind {f} /dev/null && mount -o remount,bind,ro /dev/null && exec \"$@\"",
+        f = stand_in.display()
+    );
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        &script,
+        "sh",
+    ])
+    .arg(daemon_harness::BIN)
+    .args(["hook", "--ip", "192.0.2.65", "--socket"])
+    .arg(env.socket())
+    .args(["--", "readlink", "/proc/self/fd/2"])
+    .stdin(std::process::Stdio::null());
+    // SAFETY: close(2) only, between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::close(2);
+            Ok(())
+        });
+    }
+    let o = daemon_harness::Out::from(cmd.output().unwrap());
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(o.stdout, "/\n", "{o:?}");
+    assert_eq!(env.run(&["check", "192.0.2.65"]).code, 0);
+}
+
 #[test]
 fn the_hook_takes_dovecots_ip_and_explicit_flags_win() {
     let env = Env::new();
