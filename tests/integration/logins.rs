@@ -38,23 +38,23 @@ fn the_hook_reports_the_login_then_runs_the_program_with_the_same_environment() 
     assert!(c.stdout.contains("last login alice via hook"), "{c:?}");
 }
 
-/// A chain that starts the hook with standard error closed: the hook still reports the
-/// login, and the program finds /dev/null where standard error was, not a socket the hook
-/// opened (the program starts itself, not through Rust's runtime, which did this before).
-#[test]
-fn the_hook_started_with_standard_error_closed_puts_dev_null_there() {
+/// Report a login for `ip` through a hook started with standard error closed, run after
+/// `prefix` (a namespace's set-up) if any, with a program that prints what its descriptor 2
+/// is. The hook must succeed and the login relay; returns what the program saw.
+fn hook_with_stderr_closed(env: &Env, ip: &str, prefix: &[&str]) -> String {
     use std::os::unix::process::CommandExt;
-    let env = Env::new();
-    let _d = env.start(&[]);
-    let mut cmd = env.cmd();
-    cmd.args([
-        "hook",
-        "--ip",
-        "192.0.2.64",
-        "--",
-        "readlink",
-        "/proc/self/fd/2",
-    ]);
+    let mut cmd = match prefix.split_first() {
+        None => std::process::Command::new(daemon_harness::BIN),
+        Some((first, rest)) => {
+            let mut c = std::process::Command::new(first);
+            c.args(rest).arg(daemon_harness::BIN);
+            c
+        }
+    };
+    cmd.args(["hook", "--ip", ip, "--socket"])
+        .arg(env.socket())
+        .args(["--", "readlink", "/proc/self/fd/2"])
+        .stdin(std::process::Stdio::null());
     // SAFETY: close(2) only, between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
@@ -64,8 +64,21 @@ fn the_hook_started_with_standard_error_closed_puts_dev_null_there() {
     }
     let o = daemon_harness::Out::from(cmd.output().unwrap());
     assert_eq!(o.code, 0, "{o:?}");
-    assert_eq!(o.stdout, "/dev/null\n", "{o:?}");
-    assert_eq!(env.run(&["check", "192.0.2.64"]).code, 0);
+    assert_eq!(env.run(&["check", ip]).code, 0, "{o:?}");
+    o.stdout
+}
+
+/// A chain that starts the hook with standard error closed: the hook still reports the
+/// login, and the program finds /dev/null where standard error was, not a socket the hook
+/// opened (the program starts itself, not through Rust's runtime, which did this before).
+#[test]
+fn the_hook_started_with_standard_error_closed_puts_dev_null_there() {
+    let env = Env::new();
+    let _d = env.start(&[]);
+    assert_eq!(
+        hook_with_stderr_closed(&env, "192.0.2.64", &[]),
+        "/dev/null\n"
+    );
 }
 
 /// The same in a chroot-like place where /dev/null cannot be opened for writing (here a
@@ -75,7 +88,6 @@ fn the_hook_started_with_standard_error_closed_puts_dev_null_there() {
 #[test]
 #[ignore = "needs root (a mount namespace; tests/run.sh runs as root)"]
 fn the_hook_without_a_usable_dev_null_still_logs_in_and_runs_the_program() {
-    use std::os::unix::process::CommandExt;
     let env = Env::new();
     let _d = env.start(&[]);
     let stand_in = env.path("not-dev-null");
@@ -84,33 +96,12 @@ fn the_hook_without_a_usable_dev_null_still_logs_in_and_runs_the_program() {
         "mount --bind {f} /dev/null && mount -o remount,bind,ro /dev/null && exec \"$@\"",
         f = stand_in.display()
     );
-    let mut cmd = std::process::Command::new("unshare");
-    cmd.args([
-        "--mount",
-        "--propagation",
-        "private",
-        "--",
-        "sh",
-        "-c",
-        &script,
-        "sh",
-    ])
-    .arg(daemon_harness::BIN)
-    .args(["hook", "--ip", "192.0.2.65", "--socket"])
-    .arg(env.socket())
-    .args(["--", "readlink", "/proc/self/fd/2"])
-    .stdin(std::process::Stdio::null());
-    // SAFETY: close(2) only, between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::close(2);
-            Ok(())
-        });
-    }
-    let o = daemon_harness::Out::from(cmd.output().unwrap());
-    assert_eq!(o.code, 0, "{o:?}");
-    assert_eq!(o.stdout, "/\n", "{o:?}");
-    assert_eq!(env.run(&["check", "192.0.2.65"]).code, 0);
+    let unshare = ["unshare", "--mount", "--propagation", "private", "--"];
+    let prefix: Vec<&str> = unshare
+        .into_iter()
+        .chain(["sh", "-c", &script, "sh"])
+        .collect();
+    assert_eq!(hook_with_stderr_closed(&env, "192.0.2.65", &prefix), "/\n");
 }
 
 #[test]
