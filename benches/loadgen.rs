@@ -23,7 +23,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use daemon::{BIN, Daemon, Dist, PolicyConn, cpu_time, ms, syslog_stamp, tempdir, thread_cpu};
+use daemon::{
+    BIN, Daemon, Dist, PolicyConn, cpu_time, ms, stats_after_uses, syslog_stamp, tempdir,
+    thread_cpu,
+};
 use relaylease::answers::tcprules::{build_rules, lease_rules};
 use relaylease::answers::tcprules_writer::write_atomically;
 use relaylease::lease::{Lease, Login, Rules, lease_key, now_ms};
@@ -326,6 +329,21 @@ fn load(path: &Path, conns: usize, dur: Duration, clients: &[String]) -> LoadRes
     })
 }
 
+/// Every OK the daemon gave in the policy runs is a use of a lease, which its recorder must
+/// have counted, none lost to a full queue: speed that starves the recorder does not count.
+fn recording_kept_up(daemon: &Daemon, relayed: u64) {
+    let Some(s) = stats_after_uses(&daemon.socket, relayed) else {
+        println!("   recording of lease uses: the daemon's stats did not answer: MISSES");
+        return;
+    };
+    println!(
+        "   recording of lease uses: {} of the {relayed} OKs recorded, {} lost: {}",
+        s.relayed_recipients,
+        s.usage_lost,
+        verdict(s.relayed_recipients == relayed && s.usage_lost == 0)
+    );
+}
+
 fn policy(quick: bool) {
     println!("\n== policy service: Postfix 3.7 requests over a Unix socket");
     let dir = tempdir();
@@ -388,6 +406,8 @@ fn policy(quick: bool) {
     } else {
         Duration::from_secs(3)
     };
+    // OKs the daemon gave: each is a lease use its recorder must count.
+    let mut relayed = 0u64;
     for conns in [64usize, 1] {
         let mut d = LoadResult::default();
         let mut r: Vec<LoadResult> = responders.iter().map(|_| LoadResult::default()).collect();
@@ -446,6 +466,7 @@ fn policy(quick: bool) {
             }
         }
         assert!(d.ok > 0, "no request from a leased client was answered OK");
+        relayed += d.ok;
         for ((name, _, _), y) in responders.iter().zip(r.iter_mut()) {
             println!(
                 "{conns:>2} conn: do-nothing responder, {name:<11} {:>8.0} req/s  {}  server CPU {:.1} us/req",
@@ -522,6 +543,7 @@ fn policy(quick: bool) {
             );
         }
     }
+    recording_kept_up(&daemon, relayed);
     for (_, _, mut child) in responders {
         let _ = child.kill();
         let _ = child.wait();

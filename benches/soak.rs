@@ -29,7 +29,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use daemon::{BIN, Daemon, ProcFigures, proc_figures, syslog_stamp, tempdir};
+use daemon::{
+    BIN, Daemon, ProcFigures, proc_figures, stats, stats_after_uses, syslog_stamp, tempdir,
+};
 use relaylease::control::client::call;
 use relaylease::control::proto::{Op, Reply};
 use relaylease::lease::SOURCE_HOOK;
@@ -195,16 +197,6 @@ struct Sample {
     hook_acked: u64,
 }
 
-fn stats(socket: &Path) -> Option<StatsSnapshot> {
-    match call(socket, Op::Stats, Duration::from_secs(10)) {
-        Ok(r) => match r.reply {
-            Reply::Stats { stats } => Some(stats),
-            _ => None,
-        },
-        Err(_) => None,
-    }
-}
-
 fn soak(plan: &Plan, quick: bool) -> bool {
     let dir = tempdir();
     let logfile = dir.path().join("mail.log");
@@ -340,7 +332,8 @@ fn soak(plan: &Plan, quick: bool) -> bool {
     }
     let catch_up = catch_start.elapsed();
     let after = proc_figures(pid);
-    let final_stats = stats(&daemon.socket);
+    // Once the recorder has also taken every use the policy load was answered OK for.
+    let final_stats = stats_after_uses(&daemon.socket, policy_figs.ok);
     let leases = match call(&daemon.socket, Op::List, Duration::from_secs(120)) {
         Ok(r) => match r.reply {
             Reply::List { leases, .. } => Some(leases),
@@ -541,6 +534,20 @@ fn soak(plan: &Plan, quick: bool) -> bool {
     );
     if wrong > 0 {
         fail(format!("{wrong} wrong policy answers"));
+    }
+    // Every OK was a lease's use: the recorder must have counted each, none lost.
+    // (No stats at all failed above already.)
+    if let Some(s) = &final_stats {
+        println!(
+            "lease uses recorded: {} of the {} OKs, {} lost to a full queue",
+            s.relayed_recipients, policy_figs.ok, s.usage_lost
+        );
+        if s.relayed_recipients != policy_figs.ok || s.usage_lost > 0 {
+            fail(format!(
+                "lease uses: {} recorded and {} lost of {} OKs",
+                s.relayed_recipients, s.usage_lost, policy_figs.ok
+            ));
+        }
     }
     if conn_fail > 0 {
         fail(format!("{conn_fail} policy connections failed"));

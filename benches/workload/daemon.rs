@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use relaylease::control::client::call;
+use relaylease::control::proto::{Op, Reply};
 use relaylease::lease::now_ms;
+use relaylease::store::StatsSnapshot;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_relaylease");
 
@@ -139,6 +142,33 @@ pub struct ProcFigures {
     pub fds: u64,
     /// Threads (entries of /proc/PID/task).
     pub threads: u64,
+}
+
+/// The daemon's counters, over its control socket.
+pub fn stats(socket: &Path) -> Option<StatsSnapshot> {
+    match call(socket, Op::Stats, Duration::from_secs(10)) {
+        Ok(r) => match r.reply {
+            Reply::Stats { stats } => Some(stats),
+            _ => None,
+        },
+        Err(_) => None,
+    }
+}
+
+/// The daemon's counters once its recorder has taken the `relayed` lease uses the load saw
+/// answered OK (as recorded or as lost), or after 5 s: it drains its queue every 50 ms.
+pub fn stats_after_uses(socket: &Path, relayed: u64) -> Option<StatsSnapshot> {
+    let t = Instant::now();
+    loop {
+        let s = stats(socket);
+        let taken = s
+            .as_ref()
+            .is_some_and(|s| s.relayed_recipients + s.usage_lost >= relayed);
+        if taken || t.elapsed() > Duration::from_secs(5) {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 pub fn proc_figures(pid: u32) -> ProcFigures {
