@@ -108,6 +108,19 @@ impl Redis {
     }
 
     /// As the default user, with its password (relaylease refuses a URL without one).
+    /// SIGSTOP (`false`) or SIGCONT (`true`): a server that stops answering without a word.
+    fn pause(&self, run: bool) {
+        if let Some(c) = &self.child {
+            let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+            let sig = if run {
+                nix::sys::signal::Signal::SIGCONT
+            } else {
+                nix::sys::signal::Signal::SIGSTOP
+            };
+            let _ = nix::sys::signal::kill(pid, sig);
+        }
+    }
+
     fn url(&self) -> String {
         format!("redis://:{DEFAULT_PW}@127.0.0.1:{}/0", self.port)
     }
@@ -1018,6 +1031,87 @@ fn two_smtp_hosts_add_up_into_one_usage_table() {
         .parse()
         .unwrap();
     assert!(ttl > 399 * 86_400_000 && ttl <= 400 * 86_400_000, "{ttl}");
+}
+
+/// A Redis that stops answering holds up the usage table's write, never the recording: the
+/// uses answered meanwhile are all taken from the queue (which holds 8,192), none is counted
+/// lost, and the table has every one once Redis answers again. Until 2026-12-06 the recorder
+/// waited for each write (up to the store's 2 s timeout) before draining again.
+#[test]
+#[ignore = "needs Debian's redis-server, redis-tools (tests/run.sh installs and runs them)"]
+fn a_redis_that_stops_answering_loses_no_lease_use() {
+    let _serial = serial();
+    let redis = Redis::start();
+    let pop = PopHost::start(&redis.url(), &[]);
+    let smtp = SmtpHost::start(&redis.url(), &[]);
+    let ip = "127.0.0.33";
+    pop.login(ip);
+    assert!(
+        eventually(Duration::from_secs(10), || smtp
+            .env
+            .run(&["check", ip])
+            .code
+            == 0),
+        "{}",
+        smtp.log_text()
+    );
+    let stats = |h: &SmtpHost| -> serde_json::Value {
+        let o = h.env.run(&["stats", "--json"]);
+        serde_json::from_str(o.stdout.trim()).unwrap_or_default()
+    };
+    // A first use wakes the recorder, so that its next write comes within a second.
+    assert!(smtp.policy().ok(ip));
+    redis.pause(false);
+    // 4 connections as fast as they go, for 4 s: past the store's 2 s timeout, and (in a
+    // debug build too) more uses than the queue holds. Bounded by time and by count.
+    let answered: u64 = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut p = smtp.policy();
+                    let t = Instant::now();
+                    let mut n = 0u64;
+                    while t.elapsed() < Duration::from_secs(4) && n < 1_000_000 {
+                        assert!(p.ok(ip), "the answer does not depend on Redis");
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    let during = stats(&smtp);
+    redis.pause(true);
+    let uses = answered + 1;
+    assert!(
+        answered > 8_192,
+        "only {answered} answers: not enough to fill the queue"
+    );
+    assert_eq!(during["usage_lost"], 0, "{during}");
+    let recorded = |v: &serde_json::Value| v["relayed_recipients"].as_u64().unwrap_or(0);
+    assert!(
+        eventually(Duration::from_secs(10), || recorded(&stats(&smtp)) == uses),
+        "{} of {uses} recorded: {}",
+        recorded(&stats(&smtp)),
+        stats(&smtp)
+    );
+    // Once Redis answers again, the table holds them all (the write that failed is retried).
+    let recipients = || {
+        let o = smtp.env.run(&["usage", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap_or_default();
+        v["users"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["user"] == "alice").cloned())
+            .map_or(0, |r| r["recipients"].as_u64().unwrap_or(0))
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || recipients() == uses),
+        "{} of {uses} in the table\n{}",
+        recipients(),
+        smtp.log_text()
+    );
+    assert_eq!(stats(&smtp)["usage_lost"], 0);
 }
 
 /// `--store-replicas 1` against a Redis without replicas: a login is answered at once but
