@@ -107,20 +107,12 @@ impl Redis {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
-    /// As the default user, with its password (relaylease refuses a URL without one).
     /// SIGSTOP (`false`) or SIGCONT (`true`): a server that stops answering without a word.
     fn pause(&self, run: bool) {
-        if let Some(c) = &self.child {
-            let pid = nix::unistd::Pid::from_raw(c.id() as i32);
-            let sig = if run {
-                nix::sys::signal::Signal::SIGCONT
-            } else {
-                nix::sys::signal::Signal::SIGSTOP
-            };
-            let _ = nix::sys::signal::kill(pid, sig);
-        }
+        pause(self.child.as_ref(), run);
     }
 
+    /// As the default user, with its password (relaylease refuses a URL without one).
     fn url(&self) -> String {
         format!("redis://:{DEFAULT_PW}@127.0.0.1:{}/0", self.port)
     }
@@ -317,6 +309,19 @@ impl Policy {
 
     fn ok(&mut self, ip: &str) -> bool {
         self.action(ip) == "OK"
+    }
+}
+
+/// SIGSTOP (`run` false) or SIGCONT (`run` true) to a server process, if it is running.
+pub(crate) fn pause(child: Option<&Child>, run: bool) {
+    if let Some(c) = child {
+        let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+        let sig = if run {
+            nix::sys::signal::Signal::SIGCONT
+        } else {
+            nix::sys::signal::Signal::SIGSTOP
+        };
+        let _ = nix::sys::signal::kill(pid, sig);
     }
 }
 

@@ -79,15 +79,7 @@ impl Node {
 
     /// SIGSTOP (`false`) or SIGCONT (`true`): a server that falls behind without a word.
     fn pause(&self, run: bool) {
-        if let Some(c) = &self.child {
-            let pid = nix::unistd::Pid::from_raw(c.id() as i32);
-            let sig = if run {
-                nix::sys::signal::Signal::SIGCONT
-            } else {
-                nix::sys::signal::Signal::SIGSTOP
-            };
-            let _ = nix::sys::signal::kill(pid, sig);
-        }
+        crate::redis::pause(self.child.as_ref(), run);
     }
 
     fn kill9(&mut self) {
