@@ -535,6 +535,9 @@ fn soak(plan: &Plan, quick: bool) -> bool {
     if wrong > 0 {
         fail(format!("{wrong} wrong policy answers"));
     }
+    if conn_fail > 0 {
+        fail(format!("{conn_fail} policy connections failed"));
+    }
     // Every OK was a lease's use: each is recorded, or counted as lost (a full queue, while
     // the recorder writes the usage table), never neither. How many are lost is reported, not
     // judged: at this load it is most of them (docs/robustness.md).
@@ -553,6 +556,7 @@ fn soak(plan: &Plan, quick: bool) -> bool {
             ));
         }
     }
+
     println!("\n== the daemon's log ({})", log_path.display());
     let scan = scan_log(&log_path);
     println!(
