@@ -337,6 +337,14 @@ fn time_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> 
     None
 }
 
+/// alice's row of the usage table as a host reports it; null while there is none (or the
+/// report fails: callers wait for a value).
+fn alice_usage(env: &Env) -> serde_json::Value {
+    let o = env.run(&["usage", "--json"]);
+    let table = serde_json::from_str(o.stdout.trim()).unwrap_or_default();
+    crate::usage::row(&table, "alice").unwrap_or_default()
+}
+
 fn count(text: &str, needle: &str) -> usize {
     text.matches(needle).count()
 }
@@ -1005,14 +1013,7 @@ fn two_smtp_hosts_add_up_into_one_usage_table() {
             assert!(host.policy().ok(ip));
         }
     }
-    let alice = |h: &SmtpHost| {
-        let o = h.env.run(&["usage", "--json"]);
-        let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap_or_default();
-        v["users"]
-            .as_array()
-            .and_then(|rows| rows.iter().find(|r| r["user"] == "alice").cloned())
-            .unwrap_or_default()
-    };
+    let alice = |h: &SmtpHost| alice_usage(&h.env);
     let five =
         |r: &serde_json::Value| r["messages"] == 5 && r["recipients"] == 5 && r["logins"] == 1;
     assert!(
@@ -1102,14 +1103,7 @@ fn a_redis_that_stops_answering_loses_no_lease_use() {
         stats(&smtp)
     );
     // Once Redis answers again, the table holds them all (the write that failed is retried).
-    let recipients = || {
-        let o = smtp.env.run(&["usage", "--json"]);
-        let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap_or_default();
-        v["users"]
-            .as_array()
-            .and_then(|rows| rows.iter().find(|r| r["user"] == "alice").cloned())
-            .map_or(0, |r| r["recipients"].as_u64().unwrap_or(0))
-    };
+    let recipients = || alice_usage(&smtp.env)["recipients"].as_u64().unwrap_or(0);
     assert!(
         eventually(Duration::from_secs(30), || recipients() == uses),
         "{} of {uses} in the table\n{}",

@@ -91,7 +91,7 @@ fn json(env: &Env, args: &[&str]) -> serde_json::Value {
 }
 
 /// The usage table's row for `who` (a user, or an address for logins without one).
-fn row(table: &serde_json::Value, who: &str) -> Option<serde_json::Value> {
+pub(crate) fn row(table: &serde_json::Value, who: &str) -> Option<serde_json::Value> {
     table["users"]
         .as_array()?
         .iter()
