@@ -368,11 +368,7 @@ impl Recorder {
 
     /// Take the outcome of the Redis write going on, once it has ended (`wait`: wait for it).
     async fn written(&mut self, wait: bool) {
-        match &self.writing {
-            Some(w) if wait || w.task.is_finished() => {}
-            _ => return,
-        }
-        let Some(w) = self.writing.take() else {
+        let Some(w) = self.writing.take_if(|w| wait || w.task.is_finished()) else {
             return;
         };
         let (items, result) = match w.task.await {
