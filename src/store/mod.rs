@@ -5,6 +5,7 @@ mod index;
 mod redis_store;
 pub mod redis_sync;
 mod sled_store;
+pub mod usage_journal;
 mod usage_redis;
 mod usage_store;
 

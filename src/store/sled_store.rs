@@ -197,6 +197,11 @@ impl SledBackend {
         }
     }
 
+    /// The database's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Another handle on the same open database (the usage table's): it never holds a tree
     /// of its own, so it follows this one through a close and reopen.
     pub(super) fn share(&self) -> SledBackend {

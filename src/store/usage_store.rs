@@ -4,13 +4,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::SledBackend;
+use super::usage_journal::{Items, Journal, Round};
 use super::usage_redis::UsageRedis;
+use super::{Backend, SledBackend};
 use crate::error::Result;
 use crate::lease::Millis;
 use crate::usage::table::{Record, Subject};
 
 const USAGE_TREE: &str = "usage";
+/// The last journal round whose fold finished (u64, little-endian).
+const ROUND_META: &str = "usage_round";
 
 /// The usage table in the local database: one JSON record per subject.
 pub struct UsageSled {
@@ -44,6 +47,62 @@ impl UsageSled {
             tree.flush()?;
             Ok(())
         })
+    }
+
+    /// Add a journal round's counts to their records, except where a record already has
+    /// them (it carries this round or a later one: the round is being folded again after a
+    /// crash). Each record is its own write: a sled batch would hold up every lease write
+    /// while it is applied. Durable once [`Self::finish`] has returned.
+    pub fn fold(&self, items: &[(Vec<u8>, crate::usage::table::Delta)], round: u64) -> Result<()> {
+        self.db.with_tree("write usage", USAGE_TREE, |tree| {
+            for (key, d) in items {
+                let mut r = tree
+                    .get(key)?
+                    .and_then(|v| serde_json::from_slice::<Record>(&v).ok())
+                    .unwrap_or_default();
+                if r.folded >= round {
+                    continue;
+                }
+                r.merge(&d.record());
+                r.folded = round;
+                tree.insert(key.as_slice(), serde_json::to_vec(&r).unwrap_or_default())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// A round folded: make it durable and remember it, so that later rounds are numbered
+    /// after it even once every journal file is gone.
+    pub fn finish(&self, round: u64) -> Result<()> {
+        self.db.put_meta(ROUND_META, &round.to_le_bytes())?;
+        self.db.sync()
+    }
+
+    /// The journal of this table, and the rounds it holds that are still to be folded.
+    pub fn journal(&self) -> Result<(Journal, Vec<Round>)> {
+        let after = self
+            .db
+            .get_meta(ROUND_META)?
+            .and_then(|v| Some(u64::from_le_bytes(v.as_slice().try_into().ok()?)))
+            .unwrap_or(0);
+        Journal::open(self.db.path(), after)
+    }
+
+    /// Fold every round the journal holds now (a daemon that stopped or crashed before it
+    /// had): what `usage` reads with no daemon running is then complete.
+    pub fn recover(&self) -> Result<()> {
+        let (journal, rounds) = self.journal()?;
+        for Round { round, items } in rounds {
+            self.fold_round(&journal, &items, round)?;
+        }
+        Ok(())
+    }
+
+    /// Fold a whole round, make it durable and remove its file.
+    pub fn fold_round(&self, journal: &Journal, items: &Items, round: u64) -> Result<()> {
+        self.fold(items, round)?;
+        self.finish(round)?;
+        journal.remove(round)
     }
 
     pub fn load(&self) -> Result<Vec<(Subject, Record)>> {
@@ -149,6 +208,45 @@ impl UsageStore {
 mod tests {
     use super::*;
     use crate::store::Opened;
+
+    #[test]
+    fn a_round_folded_again_after_a_crash_adds_nothing_twice() {
+        use crate::usage::table::Delta;
+        let dir = tempfile::tempdir().unwrap();
+        let Ok(Opened::Fine(b)) = SledBackend::open(&dir.path().join("db")) else {
+            panic!("open")
+        };
+        let table = UsageSled::open(&b);
+        let (mut journal, left) = table.journal().unwrap();
+        assert!(left.is_empty());
+        let t = 1_790_000_000_000;
+        let ip = "192.0.2.1".parse().unwrap();
+        let items = vec![
+            (b"ualice".to_vec(), Delta::login(t, ip)),
+            (b"ubob".to_vec(), Delta::relay(t, ip, true, true)),
+        ];
+        journal.append(&items).unwrap();
+        let round = journal.rotate();
+        // Killed after alice's record was written, before the round was finished.
+        table.fold(&items[..1], round).unwrap();
+        drop(journal);
+        table.recover().unwrap();
+        let mut all = table.load().unwrap();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        let counts: Vec<(String, u64, u64)> = all
+            .iter()
+            .map(|(s, r)| (s.name().to_string(), r.logins, r.recipients))
+            .collect();
+        assert_eq!(
+            counts,
+            [("alice".to_string(), 1, 0), ("bob".to_string(), 0, 1)]
+        );
+        // The round's file is gone, and later rounds are numbered after it all the same.
+        let (journal, left) = table.journal().unwrap();
+        assert!(left.is_empty());
+        assert!(!journal.path(round).exists());
+        assert!(journal.round() > round);
+    }
 
     #[test]
     fn batches_add_up_survive_a_reopen_and_old_records_are_pruned() {

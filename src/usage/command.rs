@@ -43,7 +43,10 @@ fn local(paths: &Paths) -> Result<UsageSled> {
             String::from_utf8_lossy(&v)
         )));
     }
-    Ok(UsageSled::open(&sled))
+    let table = UsageSled::open(&sled);
+    // What the daemon left in its journal belongs in the answer (and in a `--forget`).
+    table.recover()?;
+    Ok(table)
 }
 
 fn unexpected(reply: Reply) -> Error {

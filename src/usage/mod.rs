@@ -8,7 +8,8 @@
 //! [`Usage::send`] wakes it: an idle daemon does not wake twenty times a second), puts
 //! Postfix's per-recipient requests together into messages ([`message`]), writes one audit
 //! line per relayed message, and adds the counts to the per-user usage table ([`table`]) in
-//! batches, every [`recorder::FLUSH`]. Logins are counted the same way.
+//! batches, every [`recorder::FLUSH`] (the local table through its journal,
+//! [`crate::store::usage_journal`]). Logins are counted the same way.
 //!
 //! # Layout
 //! - [`table`]: the usage records and the `usage` report (pure).

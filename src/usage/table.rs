@@ -76,6 +76,14 @@ pub struct Record {
     /// The address of the latest login or relay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_address: Option<String>,
+    /// The last journal round folded into this record (see [`crate::store::usage_journal`]):
+    /// a round folded again after a crash adds nothing twice. Not part of the report.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub folded: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn min_opt(a: Option<Millis>, b: Option<Millis>) -> Option<Millis> {
@@ -139,6 +147,7 @@ impl Record {
         if newer && other.last_address.is_some() {
             self.last_address.clone_from(&other.last_address);
         }
+        self.folded = self.folded.max(other.folded);
     }
 }
 
@@ -253,6 +262,7 @@ impl Delta {
             first_relay: self.first_relay,
             last_relay: self.last_relay,
             last_address: self.last_addr.map(|(_, a)| a.to_string()),
+            folded: 0,
         }
     }
 }
@@ -297,6 +307,10 @@ impl Batch {
         self.map.is_empty()
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = (&Vec<u8>, &Delta)> {
+        self.map.iter()
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }
@@ -312,6 +326,11 @@ impl Batch {
     /// Everything, emptying the batch.
     pub fn take(&mut self) -> Vec<(Vec<u8>, Delta)> {
         self.map.drain().collect()
+    }
+
+    /// Everything, and the room it took (a large batch that is not refilled at once).
+    pub fn take_all(&mut self) -> Vec<(Vec<u8>, Delta)> {
+        std::mem::take(&mut self.map).into_iter().collect()
     }
 
     /// Put back what [`Self::take`] gave (a write that failed).
@@ -356,10 +375,14 @@ impl Row {
             Subject::User(u) => (Some(u), None),
             Subject::Addr(a) => (None, Some(a)),
         };
+        // The journal's bookkeeping is no part of the report.
         Row {
             user,
             address,
-            record,
+            record: Record {
+                folded: 0,
+                ..record
+            },
         }
     }
 
@@ -381,9 +404,12 @@ impl Row {
 }
 
 /// Stored records and the batch not yet written, merged: what the report shows.
-pub fn merged(stored: Vec<(Subject, Record)>, pending: &Batch) -> Vec<Row> {
+pub fn merged<'a>(
+    stored: Vec<(Subject, Record)>,
+    pending: impl Iterator<Item = (&'a Vec<u8>, &'a Delta)>,
+) -> Vec<Row> {
     let mut all: HashMap<Subject, Record> = stored.into_iter().collect();
-    for (k, d) in &pending.map {
+    for (k, d) in pending {
         if let Some(s) = Subject::from_key(k) {
             all.entry(s).or_default().merge(&d.record());
         }
@@ -666,6 +692,7 @@ mod tests {
                 first_relay: Some(T + 2),
                 last_relay: Some(T + 9),
                 last_address: Some("192.0.2.3".into()),
+                folded: 0,
             }
         );
         assert!(one.relayed());
