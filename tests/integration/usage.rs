@@ -443,6 +443,84 @@ fn usage_survives_a_restart_and_kill_9_loses_no_more_than_the_stated_bound() {
     assert_eq!(row(&table, "alice").unwrap()["messages"], 8, "{table}");
 }
 
+/// Relay from `client` every 200 ms for 4 s: the recorder never goes a second without work,
+/// and a fold round starts only every 10 s. How many were relayed.
+fn relay_for_4s(policy: &Path, client: &str, prefix: &str) -> u64 {
+    let mut p = Policy::connect(policy);
+    let start = std::time::Instant::now();
+    let mut sent = 0;
+    while start.elapsed() < Duration::from_secs(4) {
+        let instance = format!("{prefix}{sent}");
+        assert_eq!(
+            p.rcpt(client, &instance, "b@remote.example", ""),
+            "action=OK"
+        );
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    sent
+}
+
+fn journal_files(env: &Env) -> usize {
+    std::fs::read_dir(env.db())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("usage-journal."))
+        .count()
+}
+
+/// Counts that are only in the usage journal when the daemon dies (it relays on, so no fold
+/// has begun) are neither lost beyond the crash bound nor counted twice, whether `usage` with
+/// no daemon folds them in or the next daemon's start does.
+#[test]
+fn counts_only_in_the_journal_at_a_kill_9_are_folded_in_once() {
+    let env = Env::new();
+    let policy = env.path("policy.sock");
+    let args = ["--policy", &policy_flag(&env)].map(String::from);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // The last CRASH_BOUND's relays may be lost; nothing may be counted twice.
+    let lost_at_most = (CRASH_BOUND.as_millis() / 200) as u64 + 1;
+    let within = |kept: u64, sent: u64| kept <= sent && kept + lost_at_most >= sent;
+
+    let d = env.start(&args);
+    login(&env, "127.0.0.86", Some("dave"));
+    let sent = relay_for_4s(&policy, "127.0.0.86", "j");
+    d.kill9();
+    assert!(
+        journal_files(&env) > 0,
+        "the counts were not in the journal"
+    );
+    let o = env.run(&["usage", "--json"]);
+    assert!(o.stderr.contains("reading the database"), "{o:?}");
+    let table: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
+    let dave = row(&table, "dave").expect("dave's record");
+    let kept = dave["messages"].as_u64().unwrap();
+    assert!(within(kept, sent), "{kept} of {sent} messages kept: {dave}");
+    assert_eq!(dave["logins"], 1, "{dave}");
+    assert_eq!(journal_files(&env), 0, "folded, the journal's files go");
+
+    // Again, with the daemon's start folding them in.
+    let d = env.start(&args);
+    let more = relay_for_4s(&policy, "127.0.0.86", "k");
+    d.kill9();
+    assert!(
+        journal_files(&env) > 0,
+        "the counts were not in the journal"
+    );
+    let d = env.start(&args);
+    let dave = row(&json(&env, &["usage", "--json"]), "dave").expect("dave's record");
+    let now = dave["messages"].as_u64().unwrap();
+    assert!(
+        now >= kept && within(now - kept, more),
+        "{} of {more} more messages kept: {dave}",
+        now.saturating_sub(kept)
+    );
+    assert_eq!(d.stop(), 0);
+    let o = env.run(&["usage", "--json"]);
+    let table: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
+    assert_eq!(row(&table, "dave").unwrap()["messages"], now, "{table}");
+}
+
 #[test]
 fn forget_removes_a_users_record_and_idle_records_are_dropped_after_the_retention() {
     let env = Env::new();
