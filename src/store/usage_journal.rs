@@ -16,14 +16,11 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::lease::Millis;
-use crate::usage::table::{Batch, Delta};
+use crate::usage::table::{Batch, Delta, Items};
 
 const PREFIX: &str = "usage-journal.";
 /// An entry longer than this is taken as damage, not allocated.
 const MAX_ENTRY: usize = 1 << 30;
-
-/// A batch's counts by subject key.
-pub type Items = Vec<(Vec<u8>, Delta)>;
 
 /// One round read back from its file: its counts merged per subject.
 #[derive(Debug)]

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::usage_journal::{Items, Journal, Round};
+use super::usage_journal::{Journal, Round};
 use super::usage_redis::UsageRedis;
 use super::{Backend, SledBackend};
 use crate::error::Result;
 use crate::lease::Millis;
-use crate::usage::table::{Record, Subject};
+use crate::usage::table::{Delta, Items, Record, Subject};
 
 const USAGE_TREE: &str = "usage";
 /// The last journal round whose fold finished (u64, little-endian).
@@ -53,7 +53,7 @@ impl UsageSled {
     /// them (it carries this round or a later one: the round is being folded again after a
     /// crash). Each record is its own write: a sled batch would hold up every lease write
     /// while it is applied. Durable once [`Self::finish`] has returned.
-    pub fn fold(&self, items: &[(Vec<u8>, crate::usage::table::Delta)], round: u64) -> Result<()> {
+    pub fn fold(&self, items: &[(Vec<u8>, Delta)], round: u64) -> Result<()> {
         self.db.with_tree("write usage", USAGE_TREE, |tree| {
             for (key, d) in items {
                 let mut r = tree
@@ -99,7 +99,7 @@ impl UsageSled {
     }
 
     /// Fold a whole round, make it durable and remove its file.
-    pub fn fold_round(&self, journal: &Journal, items: &Items, round: u64) -> Result<()> {
+    fn fold_round(&self, journal: &Journal, items: &Items, round: u64) -> Result<()> {
         self.fold(items, round)?;
         self.finish(round)?;
         journal.remove(round)
@@ -211,7 +211,6 @@ mod tests {
 
     #[test]
     fn a_round_folded_again_after_a_crash_adds_nothing_twice() {
-        use crate::usage::table::Delta;
         let dir = tempfile::tempdir().unwrap();
         let Ok(Opened::Fine(b)) = SledBackend::open(&dir.path().join("db")) else {
             panic!("open")

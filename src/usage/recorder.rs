@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::audit::Audit;
 use super::message::{Finished, Messages};
-use super::table::{Batch, Delta, Subject, active_since, merged};
+use super::table::{Batch, Delta, Items, Subject, active_since, merged};
 use super::{Event, Method, Query, Settings, Use};
 use crate::cli::LogFormat;
 use crate::lease::{Millis, now_ms, show_key};
@@ -180,9 +180,6 @@ fn sort_for_folding(items: &mut Items) {
     items.sort_unstable_by(|a, b| b.0.cmp(&a.0));
 }
 
-/// A batch's counts by subject key, as [`Batch::take`] gives them.
-type Items = Vec<(Vec<u8>, Delta)>;
-
 /// A batch on its way into Redis, as a task of the recorder's runtime: a Redis that does not
 /// answer holds up a write for up to the store's 2 s timeout, longer than the queue holds uses
 /// for, and the queue is drained meanwhile.
@@ -238,7 +235,7 @@ pub fn start(
     let retention = settings.retention;
     let (usage, rx, queries, wake) = super::channel(settings);
     leases.set_usage(usage);
-    let r = Recorder {
+    let mut r = Recorder {
         rx,
         wake,
         queries,
@@ -254,7 +251,6 @@ pub fn start(
         writing: None,
         local: None,
     };
-    let mut r = r;
     let (stop, stopped) = oneshot::channel();
     let (finished, done) = oneshot::channel();
     std::thread::Builder::new()
@@ -520,14 +516,14 @@ impl Recorder {
         }
     }
 
-    /// Write the batch, if there is one (and no write is going on): to sled here and now, to
-    /// Redis as a task whose outcome [`Self::written`] takes.
+    /// Write the batch, if there is one (and no write is going on): to the local table's
+    /// journal here and now (or, with no journal, to the table), to Redis as a task whose
+    /// outcome [`Self::written`] takes.
     ///
-    /// sled's write stays part of the drain. Run beside it (tried 2026-12-06), the recorder
-    /// kept up with nearly every use of the soak's load, and so wrote about five times as many
-    /// records a second: the daemon grew to 2.7 GB and 72 hook logins' durable writes waited
-    /// past their clients' timeout. A login never waits for a count: the drain waits for the
-    /// write, and what the queue cannot hold meanwhile is counted as lost.
+    /// Not the table itself, each second: a read-modify-write of every user in the batch
+    /// took seconds at the soak's load, during which the queue overflowed, and run beside
+    /// the drain (tried 2026-12-06) it grew the daemon to 2.7 GB and held 72 hook logins'
+    /// durable writes past their clients' timeout. The journal's append is one write.
     fn flush(&mut self) {
         if self.batch.is_empty() || self.writing.is_some() {
             return;
@@ -646,10 +642,13 @@ impl Recorder {
             }
             Query::Forget(name, reply) => {
                 // Nothing of theirs may stay in the journal, to be folded back after a crash.
-                self.flush();
-                if let Err(e) = self.fold_all(None) {
-                    let _ = reply.send(Err(e));
-                    return;
+                // (Redis has no journal: what waits for it is in the batch, removed below.)
+                if self.local.is_some() {
+                    self.flush();
+                    if let Err(e) = self.fold_all(None) {
+                        let _ = reply.send(Err(e));
+                        return;
+                    }
                 }
                 let mut n = 0;
                 let mut result = Ok(());

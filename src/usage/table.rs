@@ -276,6 +276,9 @@ impl Delta {
     }
 }
 
+/// A batch's counts by subject key, as [`Batch::take`] gives them.
+pub type Items = Vec<(Vec<u8>, Delta)>;
+
 /// Counts waiting to be written, merged per subject (by [`Subject::key`]).
 #[derive(Debug, Default)]
 pub struct Batch {
@@ -333,17 +336,17 @@ impl Batch {
     }
 
     /// Everything, emptying the batch.
-    pub fn take(&mut self) -> Vec<(Vec<u8>, Delta)> {
+    pub fn take(&mut self) -> Items {
         self.map.drain().collect()
     }
 
     /// Everything, and the room it took (a large batch that is not refilled at once).
-    pub fn take_all(&mut self) -> Vec<(Vec<u8>, Delta)> {
+    pub fn take_all(&mut self) -> Items {
         std::mem::take(&mut self.map).into_iter().collect()
     }
 
     /// Put back what [`Self::take`] gave (a write that failed).
-    pub fn put_back(&mut self, items: Vec<(Vec<u8>, Delta)>) {
+    pub fn put_back(&mut self, items: Items) {
         for (k, d) in items {
             match self.map.get_mut(&k) {
                 Some(old) => old.merge(&d),
