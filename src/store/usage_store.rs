@@ -4,16 +4,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::SledBackend;
 use super::usage_journal::{Journal, Round};
 use super::usage_redis::UsageRedis;
-use super::{Backend, SledBackend};
 use crate::error::Result;
 use crate::lease::Millis;
 use crate::usage::table::{Delta, Items, Record, Subject};
 
 const USAGE_TREE: &str = "usage";
-/// The last journal round whose fold finished (u64, little-endian).
-const ROUND_META: &str = "usage_round";
+/// The usage tree's record of the last journal round whose fold finished (u64,
+/// little-endian): no subject's key starts with a zero byte.
+const ROUND_KEY: &[u8] = b"\0round";
 
 /// The usage table in the local database: one JSON record per subject.
 pub struct UsageSled {
@@ -51,10 +52,12 @@ impl UsageSled {
 
     /// Add a journal round's counts to their records, except where a record already has
     /// them (it carries this round or a later one: the round is being folded again after a
-    /// crash). Each record is its own write: a sled batch would hold up every lease write
-    /// while it is applied. Durable once [`Self::finish`] has returned.
+    /// crash). One sled batch, as the usage table was always written (a batch holds every
+    /// other writer up while it is applied: the recorder folds a few hundred records at a
+    /// time). Durable once [`Self::finish`] has returned.
     pub fn fold(&self, items: &[(Vec<u8>, Delta)], round: u64) -> Result<()> {
         self.db.with_tree("write usage", USAGE_TREE, |tree| {
+            let mut write = sled::Batch::default();
             for (key, d) in items {
                 let mut r = tree
                     .get(key)?
@@ -65,25 +68,31 @@ impl UsageSled {
                 }
                 r.merge(&d.record());
                 r.folded = round;
-                tree.insert(key.as_slice(), serde_json::to_vec(&r).unwrap_or_default())?;
+                write.insert(key.as_slice(), serde_json::to_vec(&r).unwrap_or_default());
             }
-            Ok(())
+            tree.apply_batch(write)
         })
     }
 
     /// A round folded: make it durable and remember it, so that later rounds are numbered
     /// after it even once every journal file is gone.
     pub fn finish(&self, round: u64) -> Result<()> {
-        self.db.put_meta(ROUND_META, &round.to_le_bytes())?;
-        self.db.sync()
+        self.db.with_tree("write usage", USAGE_TREE, |tree| {
+            let mut write = sled::Batch::default();
+            write.insert(ROUND_KEY, &round.to_le_bytes());
+            tree.apply_batch(write)?;
+            tree.flush()?;
+            Ok(())
+        })
     }
 
     /// The journal of this table, and the rounds it holds that are still to be folded.
     pub fn journal(&self) -> Result<(Journal, Vec<Round>)> {
-        let after = self
+        let stored = self
             .db
-            .get_meta(ROUND_META)?
-            .and_then(|v| Some(u64::from_le_bytes(v.as_slice().try_into().ok()?)))
+            .with_tree("read usage", USAGE_TREE, |tree| tree.get(ROUND_KEY))?;
+        let after = stored
+            .and_then(|v| Some(u64::from_le_bytes(v.as_ref().try_into().ok()?)))
             .unwrap_or(0);
         Journal::open(self.db.path(), after)
     }
@@ -111,6 +120,9 @@ impl UsageSled {
             let mut unreadable = 0usize;
             for item in tree.iter() {
                 let (k, v) = item?;
+                if k.as_ref() == ROUND_KEY {
+                    continue;
+                }
                 match decode(&k, &v) {
                     Some(x) => out.push(x),
                     None => unreadable += 1,
@@ -141,6 +153,9 @@ impl UsageSled {
             let mut old = Vec::new();
             for item in tree.iter() {
                 let (k, v) = item?;
+                if k.as_ref() == ROUND_KEY {
+                    continue;
+                }
                 if decode(&k, &v).is_none_or(|(_, r)| r.last_active() < before) {
                     old.push(k);
                 }
