@@ -15,8 +15,9 @@ const USAGE_TREE: &str = "usage";
 /// The usage tree's record of the last journal round whose fold finished (u64,
 /// little-endian): no subject's key starts with a zero byte.
 const ROUND_KEY: &[u8] = b"\0round";
-/// Records in one sled batch of a fold. With 256 (a whole tick's fold), the soak's hook
-/// logins waited on it: tokio's blocking pool grew by 12.5% in the second half of the run.
+/// Records in one sled batch of a fold. With 256 (a whole tick's fold), the full soak's
+/// threads grew by 12.5% in its second half, failing its flatness check: most likely tokio's
+/// blocking pool, growing with hook logins that waited on the batch lock.
 const FOLD_BATCH: usize = 16;
 
 /// The usage table in the local database: one JSON record per subject.
