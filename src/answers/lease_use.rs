@@ -4,7 +4,6 @@
 //! `CHECK` ([`grants`]), smtp-wrap ([`relay_check`]) and the cdb's `TCPREMOTEINFO`
 //! ([`cdb_marks`]). A grant by `--allow` is not a lease use and is not recorded.
 
-use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -16,6 +15,7 @@ use crate::control::proto::Reply;
 use crate::counters::Counters;
 use crate::lease::{Lease, Millis, parse_ip};
 use crate::store::{Answer, Grant, LeaseRef, Leases};
+use crate::usage::policy_log::PolicyEvent;
 use crate::usage::{Event, Method, Use};
 
 /// May `ip` relay? Records the use when a lease says yes. The answer is the one
@@ -80,13 +80,6 @@ pub fn cdb_marks(leases: &Leases, list: &[Lease]) -> Vec<Option<String>> {
     }
 }
 
-fn lossy(v: Option<&[u8]>) -> Cow<'_, str> {
-    match v {
-        None => Cow::Borrowed(""),
-        Some(v) => String::from_utf8_lossy(v),
-    }
-}
-
 /// The message the connection's last leased recipient belongs to.
 struct Leased {
     instance: Vec<u8>,
@@ -148,18 +141,26 @@ impl PolicySession {
             return dunno(counters, out);
         };
         let instance = req.instance().unwrap_or_default();
+        let mark = usage.settings.mark_header.is_some();
         let granted = leases.grant(ip, now, |l| {
-            let policy = [
-                lossy(Some(instance)),
-                lossy(req.sender()),
-                lossy(req.recipient()),
-                lossy(req.queue_id()),
+            let request = [
+                Some(instance),
+                req.sender(),
+                req.recipient(),
+                req.queue_id(),
             ];
-            let [a, b, c, d] = &policy;
-            Use::new(l, now, ip, Method::PostfixPolicy, self.conn, [a, b, c, d])
+            let e = PolicyEvent::Use {
+                lease: l,
+                at: now,
+                client: ip,
+                conn: self.conn,
+                request: request.map(Option::unwrap_or_default),
+            };
+            usage.policy(&e, &leases.stats);
+            mark.then(|| (l.user.map(str::to_string), l.net, l.last_login))
         });
         match granted {
-            Grant::Lease(u) => {
+            Grant::Lease(m) => {
                 let leased = self.leased.get_or_insert_with(|| Leased {
                     instance: Vec::new(),
                     data_seen: false,
@@ -170,10 +171,9 @@ impl PolicySession {
                     leased.instance.extend_from_slice(instance);
                     leased.data_seen = false;
                 }
-                if usage.settings.mark_header.is_some() {
-                    leased.mark = Some((u.user().map(str::to_string), u.net, u.login_at));
+                if m.is_some() {
+                    leased.mark = m;
                 }
-                usage.send(Event::Use(u), &leases.stats);
                 ok(counters, ip, out)
             }
             Grant::Static => ok(counters, ip, out),
@@ -195,14 +195,12 @@ impl PolicySession {
         {
             if !l.data_seen {
                 l.data_seen = true;
-                usage.send(
-                    Event::Data {
-                        conn: self.conn,
-                        instance: lossy(Some(instance)).into_owned(),
-                        queue_id: lossy(req.queue_id()).into_owned(),
-                    },
-                    &leases.stats,
-                );
+                let e = PolicyEvent::Data {
+                    conn: self.conn,
+                    instance,
+                    queue_id: req.queue_id().unwrap_or_default(),
+                };
+                usage.policy(&e, &leases.stats);
             }
             if at_data
                 && let Some((user, net, login_at)) = &l.mark
@@ -233,7 +231,7 @@ impl Drop for PolicySession {
         if self.leased.is_some()
             && let Some(u) = self.leases.usage()
         {
-            u.send(Event::Closed { conn: self.conn }, &self.leases.stats);
+            u.policy(&PolicyEvent::Closed { conn: self.conn }, &self.leases.stats);
         }
     }
 }

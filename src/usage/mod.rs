@@ -1,9 +1,11 @@
 //! Who relayed: every answer that lets a client relay because of a lease is recorded as one
 //! use, off the answer path, and becomes an audit line and a count in the usage table.
 //!
-//! An answer hands the use to [`Usage::send`], which puts it in a bounded queue and returns:
-//! recording never delays or changes an answer, and a use that finds the queue full is
-//! counted as lost in `stats`. The recorder ([`recorder`], a thread of its own) empties the
+//! An answer hands the use to [`Usage::send`], which puts it in a bounded queue and returns
+//! (the Postfix policy service, whose uses come at its full rate, appends its connections'
+//! events to a bounded log instead, [`Usage::policy`] and [`policy_log`]): recording never
+//! delays or changes an answer, and a use that finds the queue or the log full is counted as
+//! lost in `stats`. The recorder ([`recorder`], a thread of its own) empties the
 //! queue every [`recorder::TICK`] while there is work (with nothing to do it sleeps until
 //! [`Usage::send`] wakes it: an idle daemon does not wake twenty times a second), puts
 //! Postfix's per-recipient requests together into messages ([`message`]), writes one audit
@@ -14,6 +16,7 @@
 //! # Layout
 //! - [`table`]: the usage records and the `usage` report (pure).
 //! - [`message`]: messages from policy requests (pure).
+//! - [`policy_log`]: the policy service's events as bytes, on their way to the recorder (pure).
 //! - [`mark`]: the `--mark-header` value, tokens and `TCPREMOTEINFO` (pure).
 //! - [`recorder`]: the task that drains the queue, logs, and writes the table.
 //! - [`command`]: `relaylease usage`.
@@ -22,13 +25,14 @@ pub mod audit;
 pub mod command;
 pub mod mark;
 pub mod message;
+pub mod policy_log;
 pub mod recorder;
 pub mod table;
 
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::cli::UnleasedAction;
@@ -41,6 +45,11 @@ use table::{Row, Subject};
 /// Uses and logins waiting for the recorder (about 130 bytes each): at one drain per
 /// [`recorder::TICK`] (50 ms), room for 160,000 a second.
 pub const QUEUE: usize = 8192;
+
+/// Policy events held for the recorder at most ([`Usage::policy`]): as many as the queue
+/// holds, in at most this many bytes (requests with long addresses take more).
+pub const POLICY_LOG_EVENTS: usize = QUEUE;
+pub const POLICY_LOG_BYTES: usize = 4 << 20;
 
 /// The default `--usage-retention`.
 pub const RETENTION: &str = "400d";
@@ -215,10 +224,21 @@ pub enum Query {
 /// The answers' and logins' way to the recorder, kept in [`Leases`].
 pub struct Usage {
     tx: SyncSender<Event>,
+    /// The policy service's events ([`policy_log`]), waiting for the recorder's next drain.
+    policy: Mutex<PolicyLog>,
+    /// How many events `policy` holds, for the recorder to look at without the lock.
+    policy_backlog: AtomicUsize,
     wake: Arc<Wake>,
     queries: tokio::sync::mpsc::Sender<Query>,
     pub settings: Settings,
     conns: AtomicU64,
+}
+
+/// Encoded [`policy_log::PolicyEvent`]s and how many.
+#[derive(Default)]
+struct PolicyLog {
+    buf: Vec<u8>,
+    events: usize,
 }
 
 /// How long the control socket waits for the recorder's answer.
@@ -239,6 +259,49 @@ impl Usage {
                 Stats::bump(&stats.usage_lost);
             }
         }
+    }
+
+    /// Log one of a policy connection's events for the recorder, never waiting: beyond
+    /// [`POLICY_LOG_EVENTS`] or [`POLICY_LOG_BYTES`] (a recorder that does not keep up) it
+    /// is lost, and counted, as a full queue loses what [`Usage::send`] is given.
+    pub fn policy(&self, e: &policy_log::PolicyEvent<'_>, stats: &Stats) {
+        let first = {
+            // Nothing panics while the lock is held (encoding only appends): a poisoned
+            // lock still holds a whole log.
+            let mut log = self.policy.lock().unwrap_or_else(|p| p.into_inner());
+            if log.events >= POLICY_LOG_EVENTS || log.buf.len() >= POLICY_LOG_BYTES {
+                drop(log);
+                Stats::bump(&stats.usage_lost);
+                return;
+            }
+            policy_log::encode(&mut log.buf, e);
+            log.events += 1;
+            self.policy_backlog.store(log.events, Ordering::Relaxed);
+            log.events == 1
+        };
+        // Only the first event since the recorder's last take can find it asleep: the
+        // recorder raises its flag before it takes the log (under this lock), so either it
+        // takes this event or this sees the flag.
+        if first {
+            self.wake.queued();
+        }
+    }
+
+    /// The recorder's side of [`Usage::policy`]: the events logged since the last take, in
+    /// `spare`'s place (`spare`, emptied, becomes the new log: no allocation once both have
+    /// grown); how many.
+    pub fn take_policy_log(&self, spare: &mut Vec<u8>) -> usize {
+        spare.clear();
+        let mut log = self.policy.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::swap(&mut log.buf, spare);
+        self.policy_backlog.store(0, Ordering::Relaxed);
+        std::mem::take(&mut log.events)
+    }
+
+    /// How many of the policy service's events wait for the recorder's next take (a recent
+    /// count, read without the lock).
+    pub fn policy_backlog(&self) -> usize {
+        self.policy_backlog.load(Ordering::Relaxed)
     }
 
     /// Who a mark names for this lease (user or token), when `--mark-header` is set.
@@ -312,6 +375,8 @@ pub fn channel(
     (
         Usage {
             tx,
+            policy: Mutex::default(),
+            policy_backlog: AtomicUsize::new(0),
             wake: wake.clone(),
             queries: qtx,
             settings,
@@ -409,6 +474,102 @@ mod tests {
         drop(rx);
         usage.send(login(0), &stats);
         assert_eq!(stats.usage_lost.load(Ordering::Relaxed), 6);
+    }
+
+    /// The policy log holds what the queue holds, never waits, counts what it loses, and
+    /// hands over its events in order; after a take it has room again.
+    #[test]
+    fn the_policy_log_never_waits_and_counts_what_it_lost() {
+        use policy_log::{PolicyEvent, Reader};
+        let (usage, _rx, _queries, _wake) = channel(Settings::default());
+        let stats = Stats::default();
+        for conn in 0..POLICY_LOG_EVENTS as u64 + 3 {
+            usage.policy(&PolicyEvent::Closed { conn }, &stats);
+        }
+        assert_eq!(stats.usage_lost.load(Ordering::Relaxed), 3);
+        assert_eq!(usage.policy_backlog(), POLICY_LOG_EVENTS);
+        let mut log = Vec::new();
+        assert_eq!(usage.take_policy_log(&mut log), POLICY_LOG_EVENTS);
+        assert_eq!(usage.policy_backlog(), 0);
+        let conns: Vec<u64> = Reader::new(&log)
+            .map(|e| match e {
+                Event::Closed { conn } => conn,
+                other => panic!("not a close: {other:?}"),
+            })
+            .collect();
+        assert_eq!(conns, (0..POLICY_LOG_EVENTS as u64).collect::<Vec<_>>());
+        usage.policy(&PolicyEvent::Closed { conn: 7 }, &stats);
+        assert_eq!(usage.take_policy_log(&mut log), 1);
+        assert_eq!(Reader::new(&log).count(), 1);
+        assert_eq!(stats.usage_lost.load(Ordering::Relaxed), 3);
+    }
+
+    /// [`a_sleeping_receiver_is_woken_by_every_event`] for the policy log: a receiver that
+    /// sleeps whenever it took nothing is woken by the first event after its take, and no
+    /// event waits for the 5 s limit.
+    #[test]
+    fn a_sleeping_receiver_is_woken_by_every_policy_event() {
+        use policy_log::PolicyEvent;
+        use std::sync::atomic::AtomicUsize;
+        const N: usize = 20_000;
+        let (usage, _rx, _queries, wake) = channel(Settings::default());
+        let usage = Arc::new(usage);
+        let stats = Stats::default();
+        let taken = Arc::new(AtomicUsize::new(0));
+        let progress = taken.clone();
+        let taker = usage.clone();
+        let receiver = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut log = Vec::new();
+                let mut sleeps = 0;
+                loop {
+                    taken.fetch_add(taker.take_policy_log(&mut log), Ordering::Relaxed);
+                    if taken.load(Ordering::Relaxed) == N {
+                        return Ok(sleeps);
+                    }
+                    wake.sleep();
+                    let got = taker.take_policy_log(&mut log);
+                    if got > 0 {
+                        taken.fetch_add(got, Ordering::Relaxed);
+                        wake.awake();
+                        continue;
+                    }
+                    sleeps += 1;
+                    let woke = tokio::time::timeout(Duration::from_secs(5), wake.woken()).await;
+                    wake.awake();
+                    if woke.is_err() {
+                        return Err(format!(
+                            "asleep for 5 s with {} of {N} events taken",
+                            taken.load(Ordering::Relaxed)
+                        ));
+                    }
+                }
+            })
+        });
+        for i in 0..N {
+            let t = std::time::Instant::now();
+            while i - progress.load(Ordering::Relaxed) >= POLICY_LOG_EVENTS / 2 {
+                assert!(
+                    t.elapsed() < Duration::from_secs(10),
+                    "the receiver stopped"
+                );
+                std::thread::yield_now();
+            }
+            usage.policy(&PolicyEvent::Closed { conn: i as u64 }, &stats);
+            if i % 3 == 0 {
+                std::thread::yield_now();
+            }
+        }
+        let sleeps = receiver.join().unwrap().unwrap();
+        assert_eq!(stats.usage_lost.load(Ordering::Relaxed), 0);
+        assert!(
+            sleeps > 0,
+            "the receiver never slept: the race was not exercised"
+        );
     }
 
     /// A receiver that goes to sleep whenever the queue is empty, as the recorder does, is

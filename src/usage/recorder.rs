@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::audit::Audit;
 use super::message::{Finished, Messages};
 use super::table::{Batch, Delta, Items, Subject, active_since, merged};
-use super::{Event, Method, Query, Settings, Use};
+use super::{Event, Method, POLICY_LOG_EVENTS, Query, Settings, Use, policy_log};
 use crate::cli::LogFormat;
 use crate::lease::{Millis, now_ms, show_key};
 use crate::store::usage_journal::{Journal, Round};
@@ -42,6 +42,9 @@ const FLUSH_FAILING: Duration = Duration::from_secs(10);
 pub const CRASH_BOUND_SECS: u64 = 2;
 /// Events handled per drain, at most; the rest wait for the next tick.
 const DRAIN_MAX: usize = 65_536;
+/// The policy service's events taken between two pauses for the answers
+/// ([`let_answers_run`]).
+const PIECE: usize = 256;
 /// A store that keeps failing this long has its counts dropped (and counted as lost).
 pub const GIVE_UP: Millis = 60_000;
 /// Subjects kept waiting while the store fails; beyond that counts are dropped.
@@ -94,6 +97,11 @@ pub struct Recorder {
     /// The local table's journal and rounds (None for Redis, or a journal that cannot be
     /// opened: then each batch is written to the table directly).
     local: Option<Local>,
+    /// The buffer the policy service's events were last taken in ([`Usage::take_policy_log`]),
+    /// handed back at the next take.
+    ///
+    /// [`Usage::take_policy_log`]: super::Usage::take_policy_log
+    policy_log: Vec<u8>,
 }
 
 /// The local table's journal and what it holds that the table does not yet have.
@@ -250,6 +258,7 @@ pub fn start(
         last_complaint: None,
         writing: None,
         local: None,
+        policy_log: Vec::new(),
     };
     let (stop, stopped) = oneshot::channel();
     let (finished, done) = oneshot::channel();
@@ -269,6 +278,22 @@ pub fn start(
         })
         .map_err(|e| crate::Error::net("start the usage recorder", e))?;
     Ok(RecorderTask { stop, done })
+}
+
+/// Between two pieces of a drain: give the CPU to whatever else is ready to run on it,
+/// the answers' thread first of all.
+///
+/// On a host whose CPUs the answers keep busy, the recorder shares a CPU with them. A
+/// drain taken in one go (the uses of a whole tick, about 3.5 ms of work at the
+/// benchmark's 77,000 uses a second) held every policy connection's answer up for as
+/// long, and left the client's CPU idle meanwhile. In pieces of [`PIECE`] uses with a
+/// `sched_yield` between them the answers wait a fraction of that (issue 19,
+/// 2026-12-07: policy throughput +11% in one run, p99 1.5x the do-nothing responder's
+/// against 2.5x). A recorder falling behind (a quarter of the policy log's room in use)
+/// does not pause, so that its pauses never cost a use. Writing the audit lines at each
+/// pause as well cost 4% of the throughput: they are written once a tick, as before.
+fn let_answers_run() {
+    std::thread::yield_now();
 }
 
 fn retention_start(now: Millis, retention: Duration) -> Millis {
@@ -454,13 +479,26 @@ impl Recorder {
     fn drain(&mut self, now: Millis) -> usize {
         self.logging = Audit::enabled();
         self.audit.stamp();
-        for n in 0..DRAIN_MAX {
+        let mut policy = 0;
+        let leases = self.leases.clone();
+        if let Some(usage) = leases.usage() {
+            let mut log = std::mem::take(&mut self.policy_log);
+            policy = usage.take_policy_log(&mut log);
+            for (i, e) in policy_log::Reader::new(&log).enumerate() {
+                self.take(e, now);
+                if i % PIECE == PIECE - 1 && usage.policy_backlog() < POLICY_LOG_EVENTS / 4 {
+                    let_answers_run();
+                }
+            }
+            self.policy_log = log;
+        }
+        for n in policy..policy + DRAIN_MAX {
             match self.rx.try_recv() {
                 Ok(e) => self.take(e, now),
                 Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => return n,
             }
         }
-        DRAIN_MAX
+        policy + DRAIN_MAX
     }
 
     /// Count a use in its user's record (or its address's, for a login without a user).
