@@ -45,6 +45,9 @@ const DRAIN_MAX: usize = 65_536;
 /// The policy service's events taken between two pauses for the answers
 /// ([`let_answers_run`]).
 const PIECE: usize = 256;
+/// A drain pauses for the answers only this long after it began; past it, it takes the rest
+/// in one go.
+const PAUSES_WITHIN: Duration = Duration::from_millis(10);
 /// A store that keeps failing this long has its counts dropped (and counted as lost).
 pub const GIVE_UP: Millis = 60_000;
 /// Subjects kept waiting while the store fails; beyond that counts are dropped.
@@ -213,24 +216,6 @@ impl RecorderTask {
     }
 }
 
-/// How much nicer than the daemon the recorder's thread runs: when the CPUs are busy, the
-/// answers get them first, and the recorder catches up in the gaps (or its queue fills, and
-/// what does not fit is counted as lost).
-const NICER: libc::c_int = 10;
-
-fn lower_priority() {
-    // SAFETY: plain system calls on this thread's own id; a failure only leaves the priority
-    // as it was.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        *libc::__errno_location() = 0;
-        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
-        if *libc::__errno_location() == 0 {
-            libc::setpriority(libc::PRIO_PROCESS, tid, (now + NICER).min(19));
-        }
-    }
-}
-
 /// Put a [`super::Usage`] into `leases` and start its recorder, on a thread of its own (with
 /// a runtime of its own, for the store), so that its batches never hold up a worker thread
 /// that answers; audit lines in `log`'s format.
@@ -265,7 +250,6 @@ pub fn start(
     std::thread::Builder::new()
         .name("relaylease-usage".into())
         .spawn(move || {
-            lower_priority();
             r.open_local();
             match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -283,15 +267,14 @@ pub fn start(
 /// Between two pieces of a drain: give the CPU to whatever else is ready to run on it,
 /// the answers' thread first of all.
 ///
-/// On a host whose CPUs the answers keep busy, the recorder shares a CPU with them. A
-/// drain taken in one go (the uses of a whole tick, about 3.5 ms of work at the
-/// benchmark's 77,000 uses a second) held every policy connection's answer up for as
-/// long, and left the client's CPU idle meanwhile. In pieces of [`PIECE`] uses with a
-/// `sched_yield` between them the answers wait a fraction of that (issue 19,
-/// 2026-12-07: policy throughput +11% in one run, p99 1.5x the do-nothing responder's
-/// against 2.5x). A recorder falling behind (a quarter of the policy log's room in use)
-/// does not pause, so that its pauses never cost a use. Writing the audit lines at each
-/// pause as well cost 4% of the throughput: they are written once a tick, as before.
+/// The recorder runs at the daemon's own priority. On a host whose CPUs the answers keep
+/// busy it shares a CPU with them, and a drain taken in one go (the uses of a whole tick,
+/// about 3.5 ms of work at the benchmark's 77,000 uses a second) held every policy
+/// connection's answer up for as long. In pieces of [`PIECE`] uses with a `sched_yield`
+/// between them the answers wait a fraction of that. A recorder that is behind (a quarter
+/// of the policy log's room in use, or [`PAUSES_WITHIN`] into its drain) does not pause:
+/// its pauses must never cost a use. Until 2026-12-07 the recorder was niced by 10 instead,
+/// which starved it on a saturated host (issue 19; docs/performance.md).
 fn let_answers_run() {
     std::thread::yield_now();
 }
@@ -484,9 +467,13 @@ impl Recorder {
         if let Some(usage) = leases.usage() {
             let mut log = std::mem::take(&mut self.policy_log);
             policy = usage.take_policy_log(&mut log);
+            let started = Instant::now();
             for (i, e) in policy_log::Reader::new(&log).enumerate() {
                 self.take(e, now);
-                if i % PIECE == PIECE - 1 && usage.policy_backlog() < POLICY_LOG_EVENTS / 4 {
+                if i % PIECE == PIECE - 1
+                    && usage.policy_backlog() < POLICY_LOG_EVENTS / 4
+                    && started.elapsed() < PAUSES_WITHIN
+                {
                     let_answers_run();
                 }
             }
