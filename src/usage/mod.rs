@@ -504,35 +504,35 @@ mod tests {
         assert_eq!(stats.usage_lost.load(Ordering::Relaxed), 3);
     }
 
-    /// [`a_sleeping_receiver_is_woken_by_every_event`] for the policy log: a receiver that
-    /// sleeps whenever it took nothing is woken by the first event after its take, and no
-    /// event waits for the 5 s limit.
-    #[test]
-    fn a_sleeping_receiver_is_woken_by_every_policy_event() {
-        use policy_log::PolicyEvent;
+    /// A receiver that goes to sleep whenever it took nothing, as the recorder does, is woken
+    /// by the event that follows: a sender racing its sleeps, 20,000 times, never leaves an
+    /// event waiting (a lost wake-up would leave it asleep until the 5 s limit). `take`
+    /// takes what waits and says how many; `send` sends event `i`; `room` is what the way
+    /// between them holds.
+    fn a_sleeping_receiver_takes_every_event(
+        wake: Arc<Wake>,
+        mut take: impl FnMut() -> usize + Send + 'static,
+        send: impl Fn(u64),
+        room: usize,
+    ) {
         use std::sync::atomic::AtomicUsize;
         const N: usize = 20_000;
-        let (usage, _rx, _queries, wake) = channel(Settings::default());
-        let usage = Arc::new(usage);
-        let stats = Stats::default();
         let taken = Arc::new(AtomicUsize::new(0));
         let progress = taken.clone();
-        let taker = usage.clone();
         let receiver = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_time()
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let mut log = Vec::new();
                 let mut sleeps = 0;
                 loop {
-                    taken.fetch_add(taker.take_policy_log(&mut log), Ordering::Relaxed);
+                    taken.fetch_add(take(), Ordering::Relaxed);
                     if taken.load(Ordering::Relaxed) == N {
                         return Ok(sleeps);
                     }
                     wake.sleep();
-                    let got = taker.take_policy_log(&mut log);
+                    let got = take();
                     if got > 0 {
                         taken.fetch_add(got, Ordering::Relaxed);
                         wake.awake();
@@ -551,92 +551,48 @@ mod tests {
             })
         });
         for i in 0..N {
+            // Never more in flight than the way holds, so nothing is lost to a full one.
             let t = std::time::Instant::now();
-            while i - progress.load(Ordering::Relaxed) >= POLICY_LOG_EVENTS / 2 {
+            while i - progress.load(Ordering::Relaxed) >= room / 2 {
                 assert!(
                     t.elapsed() < Duration::from_secs(10),
                     "the receiver stopped"
                 );
                 std::thread::yield_now();
             }
-            usage.policy(&PolicyEvent::Closed { conn: i as u64 }, &stats);
+            send(i as u64);
             if i % 3 == 0 {
                 std::thread::yield_now();
             }
         }
         let sleeps = receiver.join().unwrap().unwrap();
-        assert_eq!(stats.usage_lost.load(Ordering::Relaxed), 0);
         assert!(
             sleeps > 0,
             "the receiver never slept: the race was not exercised"
         );
     }
 
-    /// A receiver that goes to sleep whenever the queue is empty, as the recorder does, is
-    /// woken for every event: a sender racing its sleeps, 20,000 times, never leaves an event
-    /// waiting (a lost wake-up would leave it asleep until the 5 s limit).
     #[test]
     fn a_sleeping_receiver_is_woken_by_every_event() {
-        use std::sync::atomic::AtomicUsize;
-        const N: usize = 20_000;
         let (usage, rx, _queries, wake) = channel(Settings::default());
         let stats = Stats::default();
-        let taken = Arc::new(AtomicUsize::new(0));
-        let progress = taken.clone();
-        let receiver = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let mut sleeps = 0;
-                while taken.load(Ordering::Relaxed) < N {
-                    while rx.try_recv().is_ok() {
-                        taken.fetch_add(1, Ordering::Relaxed);
-                    }
-                    if taken.load(Ordering::Relaxed) == N {
-                        break;
-                    }
-                    wake.sleep();
-                    if rx.try_recv().is_ok() {
-                        taken.fetch_add(1, Ordering::Relaxed);
-                        wake.awake();
-                        continue;
-                    }
-                    sleeps += 1;
-                    let woke = tokio::time::timeout(Duration::from_secs(5), wake.woken()).await;
-                    wake.awake();
-                    if woke.is_err() {
-                        return Err(format!(
-                            "asleep for 5 s with {} of {N} events taken",
-                            taken.load(Ordering::Relaxed)
-                        ));
-                    }
-                }
-                Ok(sleeps)
-            })
-        });
-        for i in 0..N {
-            // Never more in flight than the queue holds, so nothing is lost to a full queue.
-            let t = std::time::Instant::now();
-            while i - progress.load(Ordering::Relaxed) >= QUEUE / 2 {
-                assert!(
-                    t.elapsed() < Duration::from_secs(10),
-                    "the receiver stopped"
-                );
-                std::thread::yield_now();
-            }
-            usage.send(Event::Closed { conn: i as u64 }, &stats);
-            if i % 3 == 0 {
-                std::thread::yield_now();
-            }
-        }
-        let sleeps = receiver.join().unwrap().unwrap();
+        let take = move || rx.try_iter().count();
+        let send = |conn| usage.send(Event::Closed { conn }, &stats);
+        a_sleeping_receiver_takes_every_event(wake, take, send, QUEUE);
         assert_eq!(stats.usage_lost.load(Ordering::Relaxed), 0);
-        assert!(
-            sleeps > 0,
-            "the receiver never slept: the race was not exercised"
-        );
+    }
+
+    #[test]
+    fn a_sleeping_receiver_is_woken_by_every_policy_event() {
+        let (usage, _rx, _queries, wake) = channel(Settings::default());
+        let usage = Arc::new(usage);
+        let stats = Stats::default();
+        let taker = usage.clone();
+        let mut log = Vec::new();
+        let take = move || taker.take_policy_log(&mut log);
+        let send = |conn| usage.policy(&policy_log::PolicyEvent::Closed { conn }, &stats);
+        a_sleeping_receiver_takes_every_event(wake, take, send, POLICY_LOG_EVENTS);
+        assert_eq!(stats.usage_lost.load(Ordering::Relaxed), 0);
     }
 
     #[test]
