@@ -171,9 +171,7 @@ impl PolicySession {
                     leased.instance.extend_from_slice(instance);
                     leased.data_seen = false;
                 }
-                if m.is_some() {
-                    leased.mark = m;
-                }
+                leased.mark = m;
                 ok(counters, ip, out)
             }
             Grant::Static => ok(counters, ip, out),

@@ -30,7 +30,7 @@ pub mod recorder;
 pub mod table;
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -226,8 +226,6 @@ pub struct Usage {
     tx: SyncSender<Event>,
     /// The policy service's events ([`policy_log`]), waiting for the recorder's next drain.
     policy: Mutex<PolicyLog>,
-    /// How many events `policy` holds, for the recorder to look at without the lock.
-    policy_backlog: AtomicUsize,
     wake: Arc<Wake>,
     queries: tokio::sync::mpsc::Sender<Query>,
     pub settings: Settings,
@@ -276,7 +274,6 @@ impl Usage {
             }
             policy_log::encode(&mut log.buf, e);
             log.events += 1;
-            self.policy_backlog.store(log.events, Ordering::Relaxed);
             log.events == 1
         };
         // Only the first event since the recorder's last take can find it asleep: the
@@ -294,14 +291,12 @@ impl Usage {
         spare.clear();
         let mut log = self.policy.lock().unwrap_or_else(|p| p.into_inner());
         std::mem::swap(&mut log.buf, spare);
-        self.policy_backlog.store(0, Ordering::Relaxed);
         std::mem::take(&mut log.events)
     }
 
-    /// How many of the policy service's events wait for the recorder's next take (a recent
-    /// count, read without the lock).
+    /// How many of the policy service's events wait for the recorder's next take.
     pub fn policy_backlog(&self) -> usize {
-        self.policy_backlog.load(Ordering::Relaxed)
+        self.policy.lock().unwrap_or_else(|p| p.into_inner()).events
     }
 
     /// Who a mark names for this lease (user or token), when `--mark-header` is set.
@@ -376,7 +371,6 @@ pub fn channel(
         Usage {
             tx,
             policy: Mutex::default(),
-            policy_backlog: AtomicUsize::new(0),
             wake: wake.clone(),
             queries: qtx,
             settings,

@@ -21,7 +21,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::{Event, Method, Texts, Use};
+use super::{Event, Method, Use};
 use crate::lease::Millis;
 use crate::store::LeaseRef;
 
@@ -168,16 +168,18 @@ impl<'a> Reader<'a> {
                 for t in texts.iter_mut() {
                     *t = String::from_utf8_lossy(self.text()?);
                 }
-                Some(Event::Use(Use {
-                    at,
-                    client,
+                let [user, source, instance, sender, recipient, queue_id] = texts.each_ref();
+                let lease = LeaseRef {
                     net,
-                    login_at,
-                    has_user,
-                    method: Method::PostfixPolicy,
-                    conn,
-                    texts: Texts::new(texts.each_ref().map(|t| t.as_ref())),
-                }))
+                    user: has_user.then_some(user.as_ref()),
+                    source,
+                    last_login: login_at,
+                };
+                let request = [instance, sender, recipient, queue_id].map(|t| t.as_ref());
+                let method = Method::PostfixPolicy;
+                Some(Event::Use(Use::new(
+                    &lease, at, client, method, conn, request,
+                )))
             }
             DATA => {
                 let conn = self.u64()?;
