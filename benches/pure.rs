@@ -1,4 +1,5 @@
-//! Benchmarks of the pure parts: log-line parsing, the policy protocol, the tcprules cdb.
+//! Benchmarks of the pure parts: log-line parsing, the policy protocol, the tcprules cdb,
+//! the audit lines of messages relayed through a lease.
 //!
 //! `cargo bench --bench pure` measures; `cargo bench --bench pure -- --test` (and
 //! `cargo test --benches`) only checks each benchmark runs, on a small workload.
@@ -221,5 +222,51 @@ fn sessions(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, log_parse, policy, tcprules, sessions);
+/// The recorder's own largest cost at a high rate of relayed messages (issue 19): the audit
+/// line of each, here a message of one recipient each, from 1,000 leases, as in loadgen.
+fn audit(c: &mut Criterion) {
+    use relaylease::cli::LogFormat;
+    use relaylease::store::LeaseRef;
+    use relaylease::usage::audit::Audit;
+    use relaylease::usage::message::Messages;
+    use relaylease::usage::{Method, Use};
+    let n = if workload::quick() { 100 } else { 10_000 };
+    let mut msgs = Messages::default();
+    let mut finished = Vec::new();
+    for i in 0..=n as u64 {
+        let client: IpAddr = format!("198.51.{}.{}", (i % 1000) / 250, 1 + i % 250)
+            .parse()
+            .expect("address");
+        let user = format!("user{}@example.org", i % 1000);
+        let lease = LeaseRef {
+            net: IpNet::from(client),
+            user: Some(&user),
+            source: "/var/log/mail.log",
+            last_login: 1_790_000_000_000 + (i % 1000) * 1000,
+        };
+        let instance = format!("{:x}.66f0e0a1.9c3d4.0", 0x1a2b00 + i);
+        let to = format!("rcpt{i}@remote.example");
+        let request = [instance.as_str(), "sender@example.org", &to, "4XyzAbCd12"];
+        let at = 1_790_000_060_000 + i;
+        let u = Use::new(&lease, at, client, Method::PostfixPolicy, 1, request);
+        finished.extend(msgs.rcpt(u).1);
+    }
+    for (name, format) in [("text", LogFormat::Text), ("json", LogFormat::Json)] {
+        let mut a = Audit::new(format);
+        a.stamp();
+        let mut g = c.benchmark_group("audit");
+        g.throughput(Throughput::Elements(finished.len() as u64));
+        g.bench_function(format!("{name}_lines_{}", finished.len()), |b| {
+            b.iter(|| {
+                for m in &finished {
+                    a.message(m);
+                }
+                black_box(a.discard())
+            })
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, log_parse, policy, tcprules, sessions, audit);
 criterion_main!(benches);

@@ -535,12 +535,51 @@ pub fn render_json(rows: &[Row], now: Millis, since: Option<Millis>) -> String {
 /// RFC 3339 in UTC, to the second; empty for none.
 pub fn utc(ms: Option<Millis>) -> String {
     match ms {
-        Some(ms) => humantime::format_rfc3339_seconds(
-            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
-        )
-        .to_string(),
+        Some(ms) => {
+            let mut v = Vec::with_capacity(20);
+            put_utc(&mut v, ms);
+            String::from_utf8(v).unwrap_or_default()
+        }
         None => String::new(),
     }
+}
+
+/// `ms` as RFC 3339 in UTC to the second (`2026-09-21T14:13:20Z`), appended to `out`, with
+/// no formatter and no allocation: every audit line shows a login time, and few share one.
+///
+/// A year past 9999, which RFC 3339 cannot write, is written with its sign as ISO 8601
+/// writes expanded years (`+10000-01-01T00:00:00Z`): such a time can only come from a
+/// damaged or foreign record, and it is shown, never a reason to stop.
+pub fn put_utc(out: &mut Vec<u8>, ms: Millis) {
+    let secs = ms / 1000;
+    let (days, day_secs) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (the proleptic Gregorian calendar), by eras of
+    // 400 years that start on 1 March, so that a leap day ends its year.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    let two = |v: u64| [b'0' + (v / 10 % 10) as u8, b'0' + (v % 10) as u8];
+    if year > 9999 {
+        out.push(b'+');
+        out.extend_from_slice(year.to_string().as_bytes());
+    } else {
+        out.extend_from_slice(&two(year / 100));
+        out.extend_from_slice(&two(year));
+    }
+    let [mo0, mo1] = two(month);
+    let [d0, d1] = two(day);
+    let [h0, h1] = two(day_secs / 3600);
+    let [mi0, mi1] = two(day_secs / 60 % 60);
+    let [s0, s1] = two(day_secs % 60);
+    out.extend_from_slice(&[
+        b'-', mo0, mo1, b'-', d0, d1, b'T', h0, h1, b':', mi0, mi1, b':', s0, s1, b'Z',
+    ]);
 }
 
 /// A CSV field, quoted when it must be (RFC 4180).
@@ -641,6 +680,36 @@ pub fn render_users_file(rows: &[Row], now: Millis, since: Option<Millis>, how: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Times read as humantime writes RFC 3339 (what `utc` used until it was written here):
+    /// across leap days, centuries, the ends of days and years; and past year 9999, which
+    /// humantime refuses, with the year's sign, never a panic.
+    #[test]
+    fn times_read_as_rfc3339_writes_them_and_far_ones_do_not_stop_anything() {
+        let day: Millis = 86_400_000;
+        let last = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+        let mut times = vec![0, 999, 1_000, day - 1, last];
+        // Every day of 1999-2001 (2000 a leap year), 2099-2101 (2100 not one) and 2399-2401
+        // (2400 one), each at another time of day.
+        for start in [10_592u64, 47_116, 157_204] {
+            for d in 0..3 * 366 + 1 {
+                times.push((start + d) * day + (d * 7_919_000) % day);
+            }
+        }
+        for ms in times {
+            let theirs = humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+            );
+            assert_eq!(utc(Some(ms)), theirs.to_string(), "{ms}");
+        }
+        assert_eq!(utc(Some(last + 1)), "+10000-01-01T00:00:00Z");
+        assert_eq!(
+            utc(Some(last + 1 + 59 * day + 3_723_000)),
+            "+10000-02-29T01:02:03Z"
+        );
+        assert_eq!(utc(Some(u64::MAX)), "+584556019-04-03T14:25:51Z");
+        assert_eq!(utc(None), "");
+    }
 
     const T: Millis = 1_790_000_000_000;
 
