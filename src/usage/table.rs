@@ -690,8 +690,8 @@ mod tests {
         let last = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
         let mut times = vec![0, 999, 1_000, day - 1, last];
         // Every day of 1999-2001 (2000 a leap year), 2099-2101 (2100 not one) and 2399-2401
-        // (2400 one), each at another time of day.
-        for start in [10_592u64, 47_116, 157_204] {
+        // (2400 one), from each 1 January (days since 1970), each at another time of day.
+        for start in [10_592u64, 47_117, 156_689] {
             for d in 0..3 * 366 + 1 {
                 times.push((start + d) * day + (d * 7_919_000) % day);
             }
