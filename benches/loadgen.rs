@@ -329,6 +329,26 @@ fn load(path: &Path, conns: usize, dur: Duration, clients: &[String]) -> LoadRes
     })
 }
 
+/// A daemon's CPU time by thread over `requests`: each thread's microseconds a request and
+/// share, the busiest first (two decimals: the recorder of lease uses is a few tenths).
+fn by_thread(threads: &std::collections::BTreeMap<String, Duration>, requests: u64) -> String {
+    let all: Duration = threads.values().sum();
+    let mut shares: Vec<(&String, &Duration)> =
+        threads.iter().filter(|(_, t)| !t.is_zero()).collect();
+    shares.sort_by(|a, b| b.1.cmp(a.1));
+    shares
+        .iter()
+        .map(|(n, t)| {
+            format!(
+                "{n} {:.2} us/req ({:.0}%)",
+                t.as_secs_f64() * 1e6 / requests.max(1) as f64,
+                t.as_secs_f64() * 100.0 / all.as_secs_f64().max(1e-9)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Every OK the daemon gave in the policy runs is a use of a lease, which its recorder must
 /// have counted, none lost to a full queue: speed that starves the recorder does not count.
 fn recording_kept_up(daemon: &Daemon, relayed: u64) {
@@ -419,6 +439,7 @@ fn policy(quick: bool) {
         // The daemon's CPU during its slices, by thread: the answers' thread, the recorder
         // of lease uses, the store.
         let mut threads: std::collections::BTreeMap<String, Duration> = Default::default();
+        let mut threads_b = threads.clone();
         // The sides of a run: 0 the daemon, 1.. the responders, then the baseline if any.
         let sides = 1 + responders.len() + usize::from(baseline.is_some());
         for run in 0..runs {
@@ -439,7 +460,14 @@ fn policy(quick: bool) {
                 let c0 = cpu_time(pid);
                 let mut x = load(socket, conns, slice, &clients);
                 x.server_cpu = cpu_time(pid).saturating_sub(c0);
-                if side == 0 {
+                let daemon_threads = if side == 0 {
+                    Some(&mut threads)
+                } else if side > responders.len() {
+                    Some(&mut threads_b)
+                } else {
+                    None
+                };
+                if let Some(threads) = daemon_threads {
                     for (name, t) in thread_cpu(pid) {
                         let before = t0.get(&name).copied().unwrap_or_default();
                         *threads.entry(name).or_default() += t.saturating_sub(before);
@@ -484,21 +512,9 @@ fn policy(quick: bool) {
             d.cpu_per_req(),
             d.ok
         );
-        let all: Duration = threads.values().sum();
-        let mut shares: Vec<(&String, &Duration)> =
-            threads.iter().filter(|(_, t)| !t.is_zero()).collect();
-        shares.sort_by(|a, b| b.1.cmp(a.1));
         println!(
             "   daemon CPU by thread: {}",
-            shares
-                .iter()
-                .map(|(n, t)| format!(
-                    "{n} {:.1} us/req ({:.0}%)",
-                    t.as_secs_f64() * 1e6 / d.requests.max(1) as f64,
-                    t.as_secs_f64() * 100.0 / all.as_secs_f64().max(1e-9)
-                ))
-                .collect::<Vec<_>>()
-                .join(", ")
+            by_thread(&threads, d.requests)
         );
         if let Some((_, bin)) = &baseline {
             println!(
@@ -508,6 +524,10 @@ fn policy(quick: bool) {
                 b.cpu_per_req(),
                 b.ok,
                 Path::new(bin).display()
+            );
+            println!(
+                "   baseline CPU by thread: {}",
+                by_thread(&threads_b, b.requests)
             );
             println!(
                 "   of the better responder: this build {:.1}%, baseline {:.1}%; this build / baseline {:.1}%",

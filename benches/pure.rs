@@ -231,40 +231,60 @@ fn audit(c: &mut Criterion) {
     use relaylease::usage::message::Messages;
     use relaylease::usage::{Method, Use};
     let n = if workload::quick() { 100 } else { 10_000 };
-    let mut msgs = Messages::default();
-    let mut finished = Vec::new();
-    for i in 0..=n as u64 {
-        let client: IpAddr = format!("198.51.{}.{}", (i % 1000) / 250, 1 + i % 250)
-            .parse()
-            .expect("address");
-        let user = format!("user{}@example.org", i % 1000);
-        let lease = LeaseRef {
-            net: IpNet::from(client),
-            user: Some(&user),
-            source: "/var/log/mail.log",
-            last_login: 1_790_000_000_000 + (i % 1000) * 1000,
-        };
-        let instance = format!("{:x}.66f0e0a1.9c3d4.0", 0x1a2b00 + i);
-        let to = format!("rcpt{i}@remote.example");
-        let request = [instance.as_str(), "sender@example.org", &to, "4XyzAbCd12"];
-        let at = 1_790_000_060_000 + i;
-        let u = Use::new(&lease, at, client, Method::PostfixPolicy, 1, request);
-        finished.extend(msgs.rcpt(u).1);
-    }
-    for (name, format) in [("text", LogFormat::Text), ("json", LogFormat::Json)] {
-        let mut a = Audit::new(format);
-        a.stamp();
-        let mut g = c.benchmark_group("audit");
-        g.throughput(Throughput::Elements(finished.len() as u64));
-        g.bench_function(format!("{name}_lines_{}", finished.len()), |b| {
-            b.iter(|| {
-                for m in &finished {
-                    a.message(m);
-                }
-                black_box(a.discard())
-            })
-        });
-        g.finish();
+    // Messages of one recipient each from 1,000 leases: IPv4 hosts, or IPv6 hosts on
+    // leases of their /64 (both the client and the lease are written in each line).
+    let messages = |v6: bool| {
+        let mut msgs = Messages::default();
+        let mut finished = Vec::new();
+        for i in 0..=n as u64 {
+            let (client, net): (IpAddr, IpNet) = if v6 {
+                let a = format!(
+                    "2001:db8:{:x}:{:x}:21a:4bff:fe0c:{:x}",
+                    i % 1000,
+                    0x100 + i % 7,
+                    i
+                );
+                let ip: IpAddr = a.parse().expect("address");
+                let net = IpNet::new(ip, 64).expect("prefix").trunc();
+                (ip, net)
+            } else {
+                let a = format!("198.51.{}.{}", (i % 1000) / 250, 1 + i % 250);
+                let ip: IpAddr = a.parse().expect("address");
+                (ip, IpNet::from(ip))
+            };
+            let user = format!("user{}@example.org", i % 1000);
+            let lease = LeaseRef {
+                net,
+                user: Some(&user),
+                source: "/var/log/mail.log",
+                last_login: 1_790_000_000_000 + (i % 1000) * 1000,
+            };
+            let instance = format!("{:x}.66f0e0a1.9c3d4.0", 0x1a2b00 + i);
+            let to = format!("rcpt{i}@remote.example");
+            let request = [instance.as_str(), "sender@example.org", &to, "4XyzAbCd12"];
+            let at = 1_790_000_060_000 + i;
+            let u = Use::new(&lease, at, client, Method::PostfixPolicy, 1, request);
+            finished.extend(msgs.rcpt(u).1);
+        }
+        finished
+    };
+    for (family, v6) in [("", false), ("ipv6_", true)] {
+        let finished = messages(v6);
+        for (name, format) in [("text", LogFormat::Text), ("json", LogFormat::Json)] {
+            let mut a = Audit::new(format);
+            a.stamp();
+            let mut g = c.benchmark_group("audit");
+            g.throughput(Throughput::Elements(finished.len() as u64));
+            g.bench_function(format!("{family}{name}_lines_{}", finished.len()), |b| {
+                b.iter(|| {
+                    for m in &finished {
+                        a.message(m);
+                    }
+                    black_box(a.discard())
+                })
+            });
+            g.finish();
+        }
     }
 }
 

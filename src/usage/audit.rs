@@ -14,11 +14,15 @@ use super::message::Finished;
 use super::table::put_utc;
 use super::{Text, Use};
 use crate::cli::LogFormat;
-use crate::lease::show_key;
+use crate::lease::put_key;
 
-/// The largest single write: a pipe or a stream socket (journald) keeps a write of up to
-/// this many bytes in one piece.
+/// The largest single write to a pipe or a stream socket (journald): they keep a write of
+/// up to this many bytes in one piece.
 const CHUNK: usize = 4096;
+/// The largest single write to a regular file, where any write keeps its lines whole
+/// (the file's offset is taken under a lock): fewer and larger writes cost the kernel less
+/// a page than pieces of 4 KiB, which share their pages with the next.
+const FILE_CHUNK: usize = 256 * 1024;
 
 /// The message of a relayed message's line, and of a relay check's.
 pub const RELAYED: &str = "relayed through a lease";
@@ -54,6 +58,42 @@ fn put_number(out: &mut Vec<u8>, mut v: u64) {
     out.extend_from_slice(&digits[at..]);
 }
 
+/// `buf`'s whole lines in pieces of at most `chunk` bytes (a longer line is a piece of its
+/// own).
+fn pieces(buf: &[u8], chunk: usize) -> impl Iterator<Item = &[u8]> {
+    let mut rest = buf;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let cut = if rest.len() <= chunk {
+            rest.len()
+        } else {
+            match rest[..chunk].iter().rposition(|&b| b == b'\n') {
+                Some(i) => i + 1,
+                None => rest[chunk..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(rest.len(), |i| chunk + i + 1),
+            }
+        };
+        let (piece, after) = rest.split_at(cut);
+        rest = after;
+        Some(piece)
+    })
+}
+
+/// Is the daemon's stderr a regular file (not a pipe, a socket or a terminal)?
+fn stderr_is_a_file() -> bool {
+    use std::os::fd::AsFd;
+    std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .and_then(|f| f.metadata())
+        .is_ok_and(|m| m.file_type().is_file())
+}
+
 /// Audit lines waiting to be written.
 pub struct Audit {
     style: Style,
@@ -61,6 +101,8 @@ pub struct Audit {
     scratch: String,
     /// The time stamp of the lines of this tick, made once per [`Audit::stamp`].
     stamp: String,
+    /// The largest write [`Audit::flush`] makes.
+    chunk: usize,
 }
 
 impl Audit {
@@ -68,7 +110,11 @@ impl Audit {
     /// (`JOURNAL_STREAM` set), where the journal stamps each line.
     pub fn new(format: LogFormat) -> Audit {
         let journal = std::env::var_os("JOURNAL_STREAM").is_some();
-        Audit::with(format, !journal)
+        let mut audit = Audit::with(format, !journal);
+        if stderr_is_a_file() {
+            audit.chunk = FILE_CHUNK;
+        }
+        audit
     }
 
     fn with(format: LogFormat, time: bool) -> Audit {
@@ -80,6 +126,7 @@ impl Audit {
             buf: Vec::with_capacity(64 * 1024),
             scratch: String::new(),
             stamp: String::new(),
+            chunk: CHUNK,
         }
     }
 
@@ -161,23 +208,6 @@ impl Audit {
         }
     }
 
-    /// A field shown as it is in text (an address, a time), a string in JSON.
-    fn shown(&mut self, name: &str, v: impl std::fmt::Display) {
-        self.scratch.clear();
-        let _ = write!(self.scratch, "{v}");
-        let v = std::mem::take(&mut self.scratch);
-        self.shown_str(name, &v);
-        self.scratch = v;
-    }
-
-    fn shown_str(&mut self, name: &str, v: &str) {
-        self.name(name);
-        match self.style {
-            Style::Text { .. } => self.buf.extend_from_slice(v.as_bytes()),
-            Style::Json => self.json_string(v),
-        }
-    }
-
     fn number(&mut self, name: &str, v: u64) {
         self.name(name);
         put_number(&mut self.buf, v);
@@ -190,48 +220,23 @@ impl Audit {
         self.buf.push(b'\n');
     }
 
-    /// An address: IPv4 (the common case) written digit by digit.
-    fn addr(&mut self, name: &str, ip: std::net::IpAddr) {
-        let std::net::IpAddr::V4(v4) = ip else {
-            return self.shown(name, ip);
-        };
-        let mut text = [0u8; 15];
-        let mut len = 0;
-        for (i, o) in v4.octets().into_iter().enumerate() {
-            if i > 0 {
-                text[len] = b'.';
-                len += 1;
-            }
-            if o >= 100 {
-                text[len] = b'0' + o / 100;
-                len += 1;
-            }
-            if o >= 10 {
-                text[len] = b'0' + o / 10 % 10;
-                len += 1;
-            }
-            text[len] = b'0' + o % 10;
-            len += 1;
-        }
+    /// An address or a lease's key: shown as it is in text, a string in JSON.
+    fn key(&mut self, name: &str, net: &ipnet::IpNet) {
         self.name(name);
-        match self.style {
-            Style::Text { .. } => self.buf.extend_from_slice(&text[..len]),
-            Style::Json => {
-                self.buf.push(b'"');
-                self.buf.extend_from_slice(&text[..len]);
-                self.buf.push(b'"');
-            }
+        let json = self.style == Style::Json;
+        if json {
+            self.buf.push(b'"');
+        }
+        put_key(&mut self.buf, net);
+        if json {
+            self.buf.push(b'"');
         }
     }
 
     fn lease_fields(&mut self, u: &Use) {
-        self.addr("client", u.client);
+        self.key("client", &u.client.into());
         self.text("user", u.user().unwrap_or("-"));
-        if u.net.prefix_len() == u.net.max_prefix_len() && u.net.addr() == u.client {
-            self.addr("lease", u.client);
-        } else {
-            self.shown("lease", show_key(&u.net));
-        }
+        self.key("lease", &u.net);
         self.text("login_source", u.text(Text::Source));
         self.name("login_at");
         match self.style {
@@ -285,20 +290,10 @@ impl Audit {
             return;
         }
         let mut err = std::io::stderr().lock();
-        let mut rest = &self.buf[..];
-        while !rest.is_empty() {
-            let cut = if rest.len() <= CHUNK {
-                rest.len()
-            } else {
-                rest[..CHUNK]
-                    .iter()
-                    .rposition(|&b| b == b'\n')
-                    .map_or(rest.len(), |i| i + 1)
-            };
-            if err.write_all(&rest[..cut]).is_err() {
+        for piece in pieces(&self.buf, self.chunk) {
+            if err.write_all(piece).is_err() {
                 break;
             }
-            rest = &rest[cut..];
         }
         self.buf.clear();
     }
@@ -383,6 +378,29 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// The pieces are the buffer, each of whole lines and within the chunk, but for a
+        /// line longer than the chunk, which is a piece of its own.
+        #[test]
+        fn flushes_are_pieces_of_whole_lines(
+            lines in proptest::collection::vec(0usize..300, 0..40),
+            chunk in 1usize..400,
+        ) {
+            let mut buf = Vec::new();
+            for (i, len) in lines.iter().enumerate() {
+                buf.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, *len));
+                buf.push(b'\n');
+            }
+            let got: Vec<&[u8]> = pieces(&buf, chunk).collect();
+            proptest::prop_assert_eq!(got.concat(), buf.clone());
+            for p in got {
+                proptest::prop_assert_eq!(p.last(), Some(&b'\n'));
+                let one_line = p.iter().filter(|&&b| b == b'\n').count() == 1;
+                proptest::prop_assert!(p.len() <= chunk || one_line, "{} > {chunk}", p.len());
+            }
+        }
+    }
+
     #[test]
     fn audit_lines_read_exactly_as_the_log_subscriber_writes_them() {
         let mut msgs = Messages::default();
@@ -442,8 +460,11 @@ mod tests {
         ] {
             let ip: std::net::IpAddr = ip.parse().unwrap();
             let mut a = Audit::with(LogFormat::Text, false);
-            a.addr("client", ip);
+            a.key("client", &ip.into());
             assert_eq!(a.take(), format!(" client={ip}"));
+            let mut a = Audit::with(LogFormat::Json, false);
+            a.key("client", &ip.into());
+            assert_eq!(a.take(), format!(",\"client\":\"{ip}\""));
         }
     }
 

@@ -25,7 +25,7 @@ use super::message::{Finished, Messages};
 use super::table::{Batch, Delta, Items, Subject, active_since, merged};
 use super::{Event, Method, POLICY_LOG_EVENTS, Query, Settings, Use, policy_log};
 use crate::cli::LogFormat;
-use crate::lease::{Millis, now_ms, show_key};
+use crate::lease::{Millis, now_ms};
 use crate::store::usage_journal::{Journal, Round};
 use crate::store::{Leases, Stats, UsageSled, UsageStore};
 
@@ -492,7 +492,7 @@ impl Recorder {
     fn count(&mut self, u: &Use, d: Delta) {
         match u.user() {
             Some(user) => self.batch.add(b'u', user, d),
-            None => self.batch.add(b'a', &show_key(&u.net), d),
+            None => self.batch.add_addr(&u.net, d),
         }
     }
 

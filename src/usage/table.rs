@@ -293,6 +293,19 @@ impl Batch {
         self.key.clear();
         self.key.push(tag);
         self.key.extend_from_slice(name.as_bytes());
+        self.add_to_key(d);
+    }
+
+    /// Add `d` to the address subject of the lease `net` (as [`crate::lease::show_key`]
+    /// names it), with no text made on the way.
+    pub fn add_addr(&mut self, net: &ipnet::IpNet, d: Delta) {
+        self.key.clear();
+        self.key.push(b'a');
+        crate::lease::put_key(&mut self.key, net);
+        self.add_to_key(d);
+    }
+
+    fn add_to_key(&mut self, d: Delta) {
         match self.map.get_mut(self.key.as_slice()) {
             Some(old) => old.merge(&d),
             None => {
