@@ -246,7 +246,8 @@ fn put_v4(out: &mut Vec<u8>, octets: [u8; 4]) {
     }
 }
 
-fn put_decimal(out: &mut Vec<u8>, v: u8) {
+/// An octet in decimal, as `u8`'s `Display` writes it.
+pub fn put_decimal(out: &mut Vec<u8>, v: u8) {
     if v >= 100 {
         out.push(b'0' + v / 100);
     }
@@ -256,17 +257,22 @@ fn put_decimal(out: &mut Vec<u8>, v: u8) {
     out.push(b'0' + v % 10);
 }
 
-/// IPv6 groups in lowercase hex without leading zeros, `:` between them.
+/// IPv6 groups, `:` between them.
 fn put_groups(out: &mut Vec<u8>, groups: &[u16]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     for (i, &g) in groups.iter().enumerate() {
         if i > 0 {
             out.push(b':');
         }
-        let digits = (16 - g.leading_zeros() as usize).div_ceil(4).max(1);
-        for d in (0..digits).rev() {
-            out.push(HEX[usize::from((g >> (4 * d)) as u8 & 0xf)]);
-        }
+        put_hex_group(out, g);
+    }
+}
+
+/// An IPv6 group in lowercase hex without leading zeros, as `{:x}` writes it.
+pub fn put_hex_group(out: &mut Vec<u8>, v: u16) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = (16 - v.leading_zeros() as usize).div_ceil(4).max(1);
+    for d in (0..digits).rev() {
+        out.push(HEX[usize::from((v >> (4 * d)) as u8 & 0xf)]);
     }
 }
 

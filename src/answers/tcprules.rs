@@ -56,6 +56,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::answers::cdb;
 use crate::error::Error;
+use crate::lease::{put_decimal, put_hex_group};
 
 /// What tcpserver does with a matching client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -394,30 +395,6 @@ fn refuse_everything(net: &IpNet) -> Error {
     ))
 }
 
-/// Decimal digits of an octet, as `u8::to_string` writes them.
-fn push_dec(buf: &mut Vec<u8>, v: u8) {
-    if v >= 100 {
-        buf.push(b'0' + v / 100);
-    }
-    if v >= 10 {
-        buf.push(b'0' + v / 10 % 10);
-    }
-    buf.push(b'0' + v % 10);
-}
-
-/// Lower-case hex digits of a group without leading zeros, as `{:x}` writes them.
-fn push_hex(buf: &mut Vec<u8>, v: u16) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut started = false;
-    for shift in [12, 8, 4, 0] {
-        let d = (v >> shift) & 15;
-        if d != 0 || started || shift == 0 {
-            buf.push(HEX[d as usize]);
-            started = true;
-        }
-    }
-}
-
 fn v4_keys(net: Ipv4Net, buf: &mut Vec<u8>, f: &mut dyn FnMut(&[u8])) -> Result<bool, Error> {
     let net = net.trunc();
     let p = net.prefix_len();
@@ -435,7 +412,7 @@ fn v4_keys(net: Ipv4Net, buf: &mut Vec<u8>, f: &mut dyn FnMut(&[u8])) -> Result<
             if j > 0 {
                 buf.push(b'.');
             }
-            push_dec(buf, octet);
+            put_decimal(buf, octet);
         }
         if whole < 32 {
             buf.push(b'.');
@@ -463,7 +440,7 @@ fn v6_keys(net: Ipv6Net, buf: &mut Vec<u8>, f: &mut dyn FnMut(&[u8])) -> Result<
     let mut complete = true;
     let hex = |buf: &mut Vec<u8>, gs: &[u16]| {
         for &g in gs {
-            push_hex(buf, g);
+            put_hex_group(buf, g);
             buf.push(b':');
         }
     };
