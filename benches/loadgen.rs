@@ -436,10 +436,10 @@ fn policy(quick: bool) {
         let mut rps_ratio = Vec::new();
         let mut p99_ratio = Vec::new();
         let mut p50_ratio = Vec::new();
-        // The daemon's CPU during its slices, by thread: the answers' thread, the recorder
-        // of lease uses, the store.
+        // The daemon's CPU during its slices, by thread (the answers' thread, the recorder
+        // of lease uses, the store), and the baseline's during its own.
         let mut threads: std::collections::BTreeMap<String, Duration> = Default::default();
-        let mut threads_b = threads.clone();
+        let mut threads_b: std::collections::BTreeMap<String, Duration> = Default::default();
         // The sides of a run: 0 the daemon, 1.. the responders, then the baseline if any.
         let sides = 1 + responders.len() + usize::from(baseline.is_some());
         for run in 0..runs {
